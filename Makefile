@@ -1,0 +1,27 @@
+# The two commands a new user runs: `make demo` and `make test`. Both set up .venv first.
+# Setup re-runs only when pyproject.toml changes (the stamp file), so a second run installs nothing.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo
+
+.PHONY: setup demo test clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed, found " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	bash scripts/demo.sh $(DEMO_DIR)
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

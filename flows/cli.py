@@ -1,0 +1,307 @@
+"""The ``milmer`` command line. Each command is a thin shell over a pipeline, store or train call.
+
+Heavy libraries are imported inside the commands so that ``milmer --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+app = typer.Typer(
+    name="milmer",
+    help="DEAP preprocessing pipeline, Zarr feature store and Milmer training heads.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the synthetic DEAP dataset into.")],
+    subjects: Annotated[int, typer.Option(help="Number of subjects (s01..sNN).")] = 2,
+    trials: Annotated[int, typer.Option(help="Trials per subject (DEAP: 40).")] = 8,
+    seconds: Annotated[int, typer.Option(help="Trial length after the 3 s baseline (DEAP: 60).")] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+    fps: Annotated[float, typer.Option(help="Video frame rate.")] = 50.0,
+    video_start: Annotated[
+        str, typer.Option(help="Videos start at the 3 s 'baseline' or at 'playback'.")
+    ] = "baseline",
+    missing_videos: Annotated[
+        Optional[str],
+        typer.Option(help="Videos not to write, e.g. 's01_trial03,s02_trial05' (presentation order)."),
+    ] = None,
+    videos: Annotated[bool, typer.Option(help="Write face videos at all.")] = True,
+) -> None:
+    """Write a synthetic dataset in DEAP's exact layout and file formats, with planted signals."""
+    from pydantic import ValidationError
+
+    from pipeline.synth import SynthParams, parse_missing_videos, write_synthetic_deap
+
+    try:
+        params = SynthParams(
+            subjects=subjects, trials=trials, seconds=seconds, seed=seed, fps=fps,
+            video_start=video_start, videos=videos,
+            missing_videos=parse_missing_videos(missing_videos) if missing_videos else (),
+        )
+    except (ValidationError, ValueError) as err:
+        raise _fail(_one_line(err)) from None
+    started = time.perf_counter()
+    with console.status("writing synthetic DEAP...") as status:
+        report = write_synthetic_deap(out=out, params=params, progress=lambda line: status.update(line))
+    console.print(
+        f"wrote {len(report.files)} files, {report.total_bytes / 2**20:,.1f} MiB, to {out} "
+        f"in {time.perf_counter() - started:.1f} s "
+        f"({subjects} subjects x {trials} trials x {seconds} s, seed {seed})"
+    )
+
+
+@app.command()
+def inspect(
+    deap_dir: Annotated[Path, typer.Argument(help="DEAP folder (real or synthetic), or a sub-folder of it.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report instead of tables.")] = False,
+    videos: Annotated[bool, typer.Option(help="Open every video to read fps and frame count.")] = True,
+    strict: Annotated[
+        bool, typer.Option(help="Exit 1 when any subject is unusable, not only when none is.")
+    ] = False,
+) -> None:
+    """Report what a DEAP folder holds and every problem in it, before a long run.
+
+    Exit 0 when the folder is usable (at least one usable subject and no folder-wide error).
+    """
+    from pipeline.deap import scan_deap
+    from pipeline.errors import DeapInputError
+
+    try:
+        scan = scan_deap(deap_dir, check_videos=videos)
+    except DeapInputError as err:
+        raise _fail(str(err)) from None
+    unusable = [s.subject for s in scan.subjects if not s.usable]
+    ok = scan.usable and not (strict and unusable)
+    if as_json:
+        report = scan.model_dump(mode="json")
+        for subject, info in zip(report["subjects"], scan.subjects):
+            subject["usable"] = info.usable
+            subject["missing_videos"] = info.missing_videos
+        report["usable"] = scan.usable
+        report["usable_subjects"] = scan.usable_subjects
+        print(json.dumps(report, indent=2))
+        raise typer.Exit(0 if ok else 1)
+    _print_scan(scan)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _print_scan(scan) -> None:  # noqa: ANN001 - pipeline.deap.DeapScan, imported lazily
+    layout = scan.layout
+    console.print(f"[bold]DEAP folder[/] {layout.root}")
+    for label, path in (("preprocessed", layout.preprocessed_dir), ("ratings", layout.ratings_csv),
+                        ("face videos", layout.video_dir), ("raw BDF", layout.original_dir)):
+        console.print(f"  {label:<13} {path if path else '[dim]not found[/]'}", highlight=False)
+    table = Table(title="Subjects")
+    for column in ("subject", "trials", "channels", "samples", "Hz", "videos", "usable"):
+        table.add_column(column, justify="right" if column != "usable" else "center")
+    for s in scan.subjects:
+        n_trials = len(s.trials) or s.n_trials
+        videos = f"{s.videos_found}/{n_trials}" if n_trials else "-"
+        table.add_row(
+            f"s{s.subject:02d}", str(s.n_trials or "-"), str(s.n_channels or "-"),
+            str(s.n_samples or "-"), str(s.sfreq), videos,
+            "[green]yes[/]" if s.usable else "[red]no[/]",
+        )
+    console.print(table)
+    problems = scan.all_problems()
+    if not problems:
+        console.print("[green]No problems found.[/]")
+    for p in problems:
+        colour = "red" if p.severity == "error" else "yellow"
+        console.print(f"[{colour}]{escape(str(p))}[/]", highlight=False)
+    verdict = "[green]usable[/]" if scan.usable else "[red]not usable[/]"
+    console.print(f"{len(scan.usable_subjects)} of {len(scan.subjects)} subjects usable; folder {verdict}")
+
+
+def _parse_ints(text: str | None, what: str) -> list[int] | None:
+    if text is None or text.strip().lower() in {"", "all"}:
+        return None
+    try:
+        return [int(part.strip().lstrip("sS")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise _fail(f"--{what}: expected comma-separated numbers like 1,2,5, got {text!r}") from None
+
+
+@app.command()
+def preprocess(
+    deap: Annotated[Path, typer.Option(help="DEAP folder (real or synthetic).")],
+    store: Annotated[str, typer.Option(help="Feature store: a folder or an fsspec URL.")],
+    subjects: Annotated[Optional[str], typer.Option(help="Subjects, e.g. 1,2,5 (default: all found).")] = None,
+    stages: Annotated[str, typer.Option(help="'all' or a comma-separated list: ingest,eeg,segment.")] = "all",
+    l_freq: Annotated[Optional[float], typer.Option(help="Band-pass low edge, Hz (default 1).")] = None,
+    h_freq: Annotated[Optional[float], typer.Option(help="Band-pass high edge, Hz (default 50).")] = None,
+    ica_seed: Annotated[Optional[int], typer.Option(help="FastICA random seed (default 0).")] = None,
+    window_s: Annotated[Optional[float], typer.Option(help="Segment window, s (default 3).")] = None,
+    stride_s: Annotated[Optional[float], typer.Option(help="Segment stride, s (default 3).")] = None,
+    config: Annotated[
+        Optional[Path], typer.Option(help="JSON file with any PreprocessConfig fields; flags win.")
+    ] = None,
+    content_hash: Annotated[bool, typer.Option(help="Fingerprint input files by content (slower).")] = False,
+    force: Annotated[bool, typer.Option(help="Recompute even when fingerprints match.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Build or update the feature store: only subject-stages whose inputs or settings changed run.
+
+    Prints a subject x stage summary (computed / skipped / failed, seconds). Exit 0 only if every
+    requested subject-stage is complete.
+    """
+    from pydantic import ValidationError
+
+    from flows.config import PreprocessConfig
+    from flows.preprocess import run_preprocess
+    from store_schema.errors import MilmerError
+
+    base: dict = json.loads(config.read_text()) if config else {}
+    base.update(deap=str(deap), store=store, content_hash=content_hash or base.get("content_hash", False),
+                force=force or base.get("force", False))
+    subject_list = _parse_ints(subjects, "subjects")
+    if subject_list is not None:
+        base["subjects"] = subject_list
+    if stages.strip().lower() != "all":
+        base["stages"] = [s.strip() for s in stages.split(",") if s.strip()]
+    for section, key, value in (("eeg", "l_freq", l_freq), ("eeg", "h_freq", h_freq),
+                                ("eeg", "ica_seed", ica_seed), ("segment", "window_s", window_s),
+                                ("segment", "stride_s", stride_s)):
+        if value is not None:
+            base.setdefault(section, {})[key] = value
+    try:
+        cfg = PreprocessConfig.model_validate(base)
+    except ValidationError as err:
+        raise _fail(_one_line(err)) from None
+    try:
+        summary = run_preprocess(cfg)
+    except MilmerError as err:
+        raise _fail(str(err)) from None
+    if as_json:
+        print(summary.model_dump_json(indent=2))
+    else:
+        _print_summary(summary)
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+def _print_summary(summary) -> None:  # noqa: ANN001 - flows.preprocess.RunSummary
+    stages = list(dict.fromkeys(o.stage for o in summary.outcomes))
+    table = Table(title="preprocess summary")
+    table.add_column("subject")
+    for stage in stages:
+        table.add_column(stage.value)
+    by_subject: dict[int, dict] = {}
+    for o in summary.outcomes:
+        by_subject.setdefault(o.subject, {})[o.stage] = o
+    colours = {"computed": "green", "skipped": "dim", "failed": "red"}
+    for subject, row in by_subject.items():
+        cells = []
+        for stage in stages:
+            o = row.get(stage)
+            cells.append("" if o is None else f"[{colours[o.status]}]{o.status}[/] {o.seconds:.1f}s")
+        table.add_row(f"s{subject:02d}", *cells)
+    console.print(table)
+    for o in summary.failures():
+        err_console.print(f"[red]failed[/] s{o.subject:02d} {o.stage.value}: {escape(o.error or '')}",
+                          highlight=False)
+    counts = {k: sum(o.status == k for o in summary.outcomes) for k in ("computed", "skipped", "failed")}
+    console.print(", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+store_app = typer.Typer(help="Look into a feature store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+def _open_store(url: str):  # noqa: ANN202 - store_schema.store.FeatureStore
+    from store_schema.errors import StoreError
+    from store_schema.store import FeatureStore
+
+    try:
+        return FeatureStore.open(url, mode="r")
+    except StoreError as err:
+        raise _fail(str(err)) from None
+
+
+@store_app.command("info")
+def store_info(
+    store: Annotated[str, typer.Argument(help="Feature store folder or URL.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Per subject and stage: committed or not, fingerprint, shapes, bytes on disk."""
+    from store_schema.inspect import store_report
+
+    report = store_report(_open_store(store))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"feature store {store}")
+    for column in ("subject", "stage", "state", "fingerprint", "main array", "arrays", "MiB", "s",
+                   "completed (UTC)"):
+        table.add_column(column, justify="right" if column in {"MiB", "s", "arrays"} else "left")
+    for row in report["stages"]:
+        main = next(iter(row["arrays"].items()), None)
+        completed = (row["completed_at"] or "").replace("T", " ")[:16]
+        table.add_row(
+            f"s{row['subject']:02d}", row["stage"], row["state"], (row["fingerprint"] or "-")[:12],
+            f"{main[0]} {tuple(main[1]['shape'])} {main[1]['dtype']}" if main else "-",
+            str(len(row["arrays"])), f"{row['bytes'] / 2**20:.2f}",
+            f"{row['wall_seconds']:.1f}" if row["wall_seconds"] is not None else "-", completed)
+    console.print(table)
+    console.print(f"schema version {report['schema_version']}; "
+                  f"{report['total_bytes'] / 2**20:.1f} MiB in committed arrays")
+
+
+@store_app.command("verify")
+def store_verify(
+    store: Annotated[str, typer.Argument(help="Feature store folder or URL.")],
+    quick: Annotated[bool, typer.Option(help="Check chunk presence only; do not decode every chunk.")] = False,
+) -> None:
+    """Check every committed subject-stage; exit 0 only when nothing is wrong.
+
+    Checks: all arrays present with the schema's shapes and dtypes, every chunk present and
+    readable, a commit fingerprint consistent with its recorded inputs, no stale stage.
+    """
+    from store_schema.verify import verify_store
+
+    opened = _open_store(store)
+    problems = verify_store(opened, read_chunks=not quick)
+    for problem in problems:
+        console.print(f"[red]{escape(str(problem))}[/]", highlight=False)
+    committed = sum(state == "committed" for _, _, state in opened.iter_stages())
+    if problems:
+        console.print(f"{len(problems)} problem(s) in {committed} committed subject-stages")
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/]: {committed} committed subject-stages verified")
+
+
+def _one_line(err: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in err.errors())
+    return str(err)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

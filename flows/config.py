@@ -1,0 +1,62 @@
+"""The parameters of a preprocessing run: one pydantic model, validated before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipeline.eeg import FilterIcaParams, SegmentParams
+from pipeline.stages import IngestParams
+from store_schema.layout import Stage
+
+IMPLEMENTED_STAGES: tuple[Stage, ...] = (Stage.ingest, Stage.eeg, Stage.segment)
+"""Stages this version can run, in order; ``all`` means these."""
+
+
+class PreprocessConfig(BaseModel):
+    """Everything ``milmer preprocess`` (and the ``preprocess-deap`` flow) needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deap: Path = Field(description="DEAP folder (real or synthetic), or one of its sub-folders")
+    store: str = Field(description="feature store: a local folder or an fsspec URL")
+    subjects: list[int] | None = Field(None, description="subject numbers; default: every sNN.dat found")
+    stages: list[Stage] = Field(default_factory=lambda: list(IMPLEMENTED_STAGES))
+    ingest: IngestParams = IngestParams()
+    eeg: FilterIcaParams = FilterIcaParams()
+    segment: SegmentParams = SegmentParams()
+    content_hash: bool = Field(False, description="fingerprint input files by content, not size+mtime")
+    force: bool = Field(False, description="recompute even when fingerprints match")
+    storage_options: dict[str, Any] | None = Field(None, description="fsspec options for the store URL")
+
+    @field_validator("deap")
+    @classmethod
+    def _deap_exists(cls, value: Path) -> Path:
+        if not value.expanduser().exists():
+            raise ValueError(f"{value} does not exist")
+        return value.expanduser()
+
+    @field_validator("subjects")
+    @classmethod
+    def _subjects_valid(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("give at least one subject, or none for all")
+        bad = [s for s in value if not 1 <= s <= 99]
+        if bad:
+            raise ValueError(f"subject numbers must be 1..99 (files s01.dat..s99.dat), got {bad}")
+        return sorted(set(value))
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_implemented(cls, value: list[Stage]) -> list[Stage]:
+        if not value:
+            raise ValueError("give at least one stage")
+        missing = [s.value for s in value if s not in IMPLEMENTED_STAGES]
+        if missing:
+            raise ValueError(f"stage(s) {missing} are not available yet; available: "
+                             f"{[s.value for s in IMPLEMENTED_STAGES]}")
+        return [s for s in IMPLEMENTED_STAGES if s in value]  # always run in pipeline order

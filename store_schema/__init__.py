@@ -1,0 +1,1 @@
+"""Store schema: the contract between pipeline and train."""

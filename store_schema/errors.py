@@ -1,0 +1,9 @@
+"""The project's exception base, shared by every package (this module imports nothing heavy)."""
+
+
+class MilmerError(Exception):
+    """Base of every error the project raises on purpose; its message is meant for the user."""
+
+
+class StoreError(MilmerError):
+    """A store that cannot be opened, read or written as asked. The message names the store."""

@@ -1,0 +1,178 @@
+"""The layout of the feature store: the one contract between the pipeline and ``train``.
+
+```
+<store>/zarr.json                     attrs: schema_version, created_by
+<store>/subjects/s01/<stage>/         one group per subject-stage, written by one writer
+<store>/subjects/s01/<stage>/<array>  arrays listed below, shapes and dtypes checked on write
+```
+
+A subject-stage is committed when its group's attributes hold a ``commit`` record (written last,
+atomically on a local disk); readers see nothing else. Sizes named in :data:`FIXED_DIMS` are the
+same for every subject; the others (``trial``, ``sample``, ``segment``...) are per subject but must
+agree between the arrays of one subject-stage and with its upstream stages.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict
+
+SCHEMA_VERSION = 1
+"""Bump when a reader of the old layout would misread the new one."""
+
+N_EEG_CHANNELS = 32
+N_EOG_CHANNELS = 2
+FRAMES_PER_SEGMENT = 10
+CROP_SIZE = 224
+N_TOKENS = 49
+TOKEN_DIM = 768
+
+FIXED_DIMS: dict[str, int] = {
+    "channel": N_EEG_CHANNELS,
+    "eog": N_EOG_CHANNELS,
+    "rating": 4,
+    "frame": FRAMES_PER_SEGMENT,
+    "height": CROP_SIZE,
+    "width": CROP_SIZE,
+    "rgb": 3,
+    "box": 4,
+    "token": N_TOKENS,
+    "feature": TOKEN_DIM,
+}
+
+
+class Stage(str, Enum):
+    ingest = "ingest"
+    eeg = "eeg"
+    segment = "segment"
+    faces = "faces"
+    tokens = "tokens"
+
+
+class ArraySpec(BaseModel):
+    """One array of a subject-stage."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    dtype: str
+    dims: tuple[str, ...]
+    chunk: tuple[int | None, ...]
+    """Chunk length per dim; ``None`` = the whole extent of that dim."""
+    description: str
+
+    def chunk_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(max(1, min(n, c)) if c else max(1, n) for n, c in zip(shape, self.chunk))
+
+
+class StageSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stage: Stage
+    upstream: tuple[Stage, ...]
+    arrays: tuple[ArraySpec, ...]
+    description: str
+
+    def array(self, name: str) -> ArraySpec:
+        for spec in self.arrays:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"stage {self.stage.value} has no array {name!r}")
+
+
+def _a(name: str, dtype: str, dims: tuple[str, ...], chunk: tuple[int | None, ...], doc: str) -> ArraySpec:
+    return ArraySpec(name=name, dtype=dtype, dims=dims, chunk=chunk, description=doc)
+
+
+SEGMENT_TABLE_COLUMNS: tuple[str, ...] = (
+    "trial_index", "experiment_id", "presentation_trial", "segment_index", "start_s",
+    "valence", "arousal", "dominance", "liking",
+)  # fmt: skip
+"""Per-segment columns stored beside the segments (one 1-D array each)."""
+
+_SEGMENTS_PER_CHUNK = 20  # one DEAP trial's worth of 3 s windows: a training batch reads few chunks
+
+STAGES: dict[Stage, StageSpec] = {
+    Stage.ingest: StageSpec(
+        stage=Stage.ingest,
+        upstream=(),
+        description="The subject's EEG, EOG and ratings as read from DEAP, trials in Experiment_id order.",
+        arrays=(
+            _a("eeg", "float32", ("trial", "channel", "sample"), (1, None, None),
+               "32 EEG channels (Geneva order), µV, baseline included"),
+            _a("eog", "float32", ("trial", "eog", "sample"), (1, None, None), "hEOG, vEOG, µV"),
+            _a("ratings", "float64", ("trial", "rating"), (None, None),
+               "valence, arousal, dominance, liking (1-9) from the .dat labels"),
+            _a("experiment_id", "int32", ("trial",), (None,), "video id, 1-based (= .dat index + 1)"),
+            _a("presentation_trial", "int32", ("trial",), (None,),
+               "presentation order, 1-based (names the face video)"),
+        ),
+    ),
+    Stage.eeg: StageSpec(
+        stage=Stage.eeg,
+        upstream=(Stage.ingest,),
+        description="Band-passed EEG with EOG-related ICA components removed.",
+        arrays=(
+            _a("eeg", "float32", ("trial", "channel", "sample"), (1, None, None), "cleaned EEG, µV"),
+            _a("ica_excluded", "int32", ("excluded",), (None,), "indices of excluded ICA components"),
+            _a("ica_scores", "float32", ("eog", "component"), (None, None),
+               "correlation score of each component with each EOG reference"),
+        ),
+    ),
+    Stage.segment: StageSpec(
+        stage=Stage.segment,
+        upstream=(Stage.eeg,),
+        description="3 s windows of cleaned EEG after the baseline, and the segment table.",
+        arrays=(
+            _a("eeg", "float32", ("segment", "channel", "window"), (_SEGMENTS_PER_CHUNK, None, None),
+               "EEG windows, µV"),
+            _a("trial_index", "int32", ("segment",), (None,), "0-based .dat trial index"),
+            _a("experiment_id", "int32", ("segment",), (None,), "video id, 1-based"),
+            _a("presentation_trial", "int32", ("segment",), (None,), "presentation order, 1-based"),
+            _a("segment_index", "int32", ("segment",), (None,), "window number within its trial"),
+            _a("start_s", "float32", ("segment",), (None,), "window start after video playback, s"),
+            _a("valence", "float64", ("segment",), (None,), "rating of the trial"),
+            _a("arousal", "float64", ("segment",), (None,), "rating of the trial"),
+            _a("dominance", "float64", ("segment",), (None,), "rating of the trial"),
+            _a("liking", "float64", ("segment",), (None,), "rating of the trial"),
+        ),
+    ),
+    Stage.faces: StageSpec(
+        stage=Stage.faces,
+        upstream=(Stage.segment,),
+        description="10 face crops per segment, 224x224 with center padding.",
+        arrays=(
+            _a("crops", "uint8", ("segment", "frame", "height", "width", "rgb"), (1, None, None, None, None),
+               "RGB crops"),
+            _a("detected", "bool", ("segment", "frame"), (None, None), "face detected in this frame"),
+            _a("boxes", "float32", ("segment", "frame", "box"), (None, None, None),
+               "x, y, w, h in video pixels of the box used"),
+            _a("scores", "float32", ("segment", "frame"), (None, None), "detection score (0 if none)"),
+            _a("has_video", "bool", ("segment",), (None,), "the segment's video was usable"),
+        ),
+    ),
+    Stage.tokens: StageSpec(
+        stage=Stage.tokens,
+        upstream=(Stage.faces,),
+        description="Swin-tiny final-stage tokens of every crop.",
+        arrays=(
+            _a("tokens", "float16", ("segment", "frame", "token", "feature"), (1, None, None, None),
+               "49 x 768 tokens per frame, row-major patch order"),
+        ),
+    ),
+}
+
+STAGE_ORDER: tuple[Stage, ...] = tuple(STAGES)
+
+
+def stage_spec(stage: Stage | str) -> StageSpec:
+    return STAGES[Stage(stage)]
+
+
+def subject_key(subject: int) -> str:
+    return f"s{subject:02d}"
+
+
+def stage_path(subject: int, stage: Stage | str) -> str:
+    return f"subjects/{subject_key(subject)}/{Stage(stage).value}"
