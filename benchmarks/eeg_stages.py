@@ -18,7 +18,7 @@ import mne
 import numpy as np
 
 from flows.config import PreprocessConfig
-from flows.preprocess import run_preprocess
+from flows.preprocess import run_chain_inline
 from pipeline import deap_format as fmt
 from pipeline.deap import load_subject
 from pipeline.eeg import FilterIcaParams
@@ -53,11 +53,11 @@ def main() -> None:
         config = PreprocessConfig(deap=deap, store=str(Path(tmp) / "store.zarr"), subjects=[1])
 
         started = time.perf_counter()
-        full = run_preprocess(config)
+        full = run_chain_inline(config)
         full_s = time.perf_counter() - started
         assert full.ok, full.failures()
         started = time.perf_counter()
-        noop = run_preprocess(config)
+        noop = run_chain_inline(config)
         noop_s = time.perf_counter() - started
         assert {o.status for o in noop.outcomes} == {"skipped"}
 

@@ -6,14 +6,24 @@ Heavy libraries are imported inside the commands so that ``milmer --help`` stays
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+# Prefect's temporary API migrates its database on first use; on a busy 2-core machine that can
+# take longer than Prefect's default 20 s. No telemetry from an offline research machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+if os.environ.get("PREFECT_HOME"):
+    # Prefect's SQLite cannot open a database in a folder that does not exist yet.
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
 app = typer.Typer(
     name="milmer",
@@ -159,17 +169,25 @@ def preprocess(
     ] = None,
     content_hash: Annotated[bool, typer.Option(help="Fingerprint input files by content (slower).")] = False,
     force: Annotated[bool, typer.Option(help="Recompute even when fingerprints match.")] = False,
+    runner: Annotated[
+        Optional[str], typer.Option(help="Parallel subject-stages in 'processes' (default) or 'threads'.")
+    ] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel subject-stages (default: CPU cores).")] = None,
+    dask_address: Annotated[
+        Optional[str], typer.Option(help="Run the tasks on an existing Dask cluster (tcp://HOST:PORT).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Build or update the feature store: only subject-stages whose inputs or settings changed run.
 
-    Prints a subject x stage summary (computed / skipped / failed, seconds). Exit 0 only if every
+    Runs the `preprocess-deap` Prefect flow in this process (with Prefect's temporary local API
+    unless PREFECT_API_URL points at a server). Prints a subject x stage summary (computed / skipped / failed, seconds). Exit 0 only if every
     requested subject-stage is complete.
     """
     from pydantic import ValidationError
 
     from flows.config import PreprocessConfig
-    from flows.preprocess import run_preprocess
+    from flows.preprocess import run_flow
     from store_schema.errors import MilmerError
 
     base: dict = json.loads(config.read_text()) if config else {}
@@ -180,6 +198,9 @@ def preprocess(
         base["subjects"] = subject_list
     if stages.strip().lower() != "all":
         base["stages"] = [s.strip() for s in stages.split(",") if s.strip()]
+    for key, value in (("runner", runner), ("workers", workers), ("dask_address", dask_address)):
+        if value is not None:
+            base[key] = value
     for section, key, value in (("eeg", "l_freq", l_freq), ("eeg", "h_freq", h_freq),
                                 ("eeg", "ica_seed", ica_seed), ("segment", "window_s", window_s),
                                 ("segment", "stride_s", stride_s)):
@@ -190,7 +211,7 @@ def preprocess(
     except ValidationError as err:
         raise _fail(_one_line(err)) from None
     try:
-        summary = run_preprocess(cfg)
+        summary = run_flow(cfg)
     except MilmerError as err:
         raise _fail(str(err)) from None
     if as_json:
@@ -224,6 +245,37 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - flows.preprocess.RunSumma
     console.print(", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
+@app.command()
+def serve(
+    deap: Annotated[Optional[Path], typer.Option(help="Default DEAP folder of the deployment's runs.")] = None,
+    store: Annotated[Optional[str], typer.Option(help="Default feature store of the deployment's runs.")] = None,
+    runner: Annotated[Optional[str], typer.Option(help="'processes' or 'threads' for subject-stages.")] = None,
+    dask_address: Annotated[
+        Optional[str], typer.Option(help="Run the tasks on an existing Dask cluster (tcp://HOST:PORT).")
+    ] = None,
+) -> None:
+    """Serve the deployment `preprocess-deap/default` to the Prefect server at PREFECT_API_URL.
+
+    Then `prefect deployment run preprocess-deap/default` runs it, with these defaults or with
+    `--params '{"config": {"deap": "...", "store": "..."}}'`. Restart after upgrading the code.
+    """
+    from pydantic import ValidationError
+
+    from flows.config import PreprocessConfig
+    from flows.serve import serve as serve_deployment
+
+    config = None
+    if deap is not None or store is not None:
+        if deap is None or store is None:
+            raise _fail("give both --deap and --store as defaults, or neither")
+        fields = {"deap": str(deap), "store": store, "runner": runner, "dask_address": dask_address}
+        try:
+            config = PreprocessConfig.model_validate({k: v for k, v in fields.items() if v is not None})
+        except ValidationError as err:
+            raise _fail(_one_line(err)) from None
+    serve_deployment(config)
+
+
 store_app = typer.Typer(help="Look into a feature store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 
@@ -250,18 +302,17 @@ def store_info(
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    table = Table(title=f"feature store {store}")
-    for column in ("subject", "stage", "state", "fingerprint", "main array", "arrays", "MiB", "s",
-                   "completed (UTC)"):
-        table.add_column(column, justify="right" if column in {"MiB", "s", "arrays"} else "left")
+    table = Table(title=f"feature store {store}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in ("subject", "stage", "state", "fingerprint", "main array", "arrays", "MiB", "s"):
+        table.add_column(column, no_wrap=True,
+                         justify="right" if column in {"MiB", "s", "arrays"} else "left")
     for row in report["stages"]:
         main = next(iter(row["arrays"].items()), None)
-        completed = (row["completed_at"] or "").replace("T", " ")[:16]
         table.add_row(
-            f"s{row['subject']:02d}", row["stage"], row["state"], (row["fingerprint"] or "-")[:12],
-            f"{main[0]} {tuple(main[1]['shape'])} {main[1]['dtype']}" if main else "-",
+            f"s{row['subject']:02d}", row["stage"], row["state"], (row["fingerprint"] or "-")[:10],
+            f"{main[0]} {'x'.join(map(str, main[1]['shape']))}" if main else "-",
             str(len(row["arrays"])), f"{row['bytes'] / 2**20:.2f}",
-            f"{row['wall_seconds']:.1f}" if row["wall_seconds"] is not None else "-", completed)
+            f"{row['wall_seconds']:.1f}" if row["wall_seconds"] is not None else "-")
     console.print(table)
     console.print(f"schema version {report['schema_version']}; "
                   f"{report['total_bytes'] / 2**20:.1f} MiB in committed arrays")

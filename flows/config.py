@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -30,6 +30,18 @@ class PreprocessConfig(BaseModel):
     content_hash: bool = Field(False, description="fingerprint input files by content, not size+mtime")
     force: bool = Field(False, description="recompute even when fingerprints match")
     storage_options: dict[str, Any] | None = Field(None, description="fsspec options for the store URL")
+    runner: Literal["threads", "processes"] = Field(
+        "processes", description="how this machine runs independent subject-stages in parallel")
+    workers: int | None = Field(None, ge=1, description="parallel subject-stages (default: CPU cores)")
+    dask_address: str | None = Field(
+        None, description="run the tasks on an existing Dask cluster, e.g. tcp://HOST:8786")
+
+    @field_validator("dask_address")
+    @classmethod
+    def _dask_address(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(f"expected a scheduler address like tcp://HOST:8786, got {value!r}")
+        return value
 
     @field_validator("deap")
     @classmethod

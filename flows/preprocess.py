@@ -1,13 +1,27 @@
-"""Run the requested subject-stages for every requested subject and summarise what happened.
+"""The ``preprocess-deap`` flow: every requested subject-stage as a Prefect task.
 
-Per subject the stages run in order (ingest → eeg → segment); a failed stage stops that subject's
-later stages and nothing else.
+Stages of one subject run in order (each task takes its upstream's outcome); subjects run in
+parallel on the flow's task runner (threads, processes, or an existing Dask cluster). A failed
+subject-stage never stops other subjects: the flow waits for everything, publishes a summary
+(a markdown artifact and the returned :class:`RunSummary`) and ends Failed if anything failed.
+
+:func:`run_chain_inline` runs the same subject-stages in a plain loop, without Prefect: the
+tests of stage semantics use it, and so can a notebook.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Prefect builds the served flow's parameter schema from
+# the real annotation objects (a string "PreprocessConfig" cannot be resolved there).
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.futures import PrefectFuture, wait
+from prefect.states import Completed, Failed
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.config import PreprocessConfig
@@ -29,27 +43,62 @@ class RunSummary(BaseModel):
     def failures(self) -> list[StageOutcome]:
         return [o for o in self.outcomes if o.status == "failed"]
 
+    def counts(self) -> dict[str, int]:
+        return {k: sum(o.status == k for o in self.outcomes) for k in ("computed", "skipped", "failed")}
 
-def subject_chain(
-    config: PreprocessConfig, store: FeatureStore, layout: DeapLayout, subject: int
-) -> list[StageOutcome]:
-    """Every requested stage of one subject, in order, stopping at the first failure."""
+    def markdown(self) -> str:
+        """The subject x stage table (computed / skipped / failed, seconds) and every failure."""
+        stages = list(dict.fromkeys(o.stage for o in self.outcomes))
+        cells: dict[int, dict[Stage, StageOutcome]] = {}
+        for o in self.outcomes:
+            cells.setdefault(o.subject, {})[o.stage] = o
+        lines = ["| subject | " + " | ".join(s.value for s in stages) + " |",
+                 "|---|" + "---|" * len(stages)]
+        for subject, row in sorted(cells.items()):
+            lines.append(f"| s{subject:02d} | " + " | ".join(
+                f"{row[s].status} {row[s].seconds:.1f}s" if s in row else "" for s in stages) + " |")
+        lines.append("")
+        lines.append(", ".join(f"{n} {k}" for k, n in self.counts().items()))
+        for o in self.failures():
+            lines.append(f"- **s{o.subject:02d} {o.stage.value}**: {o.error}")
+        return "\n".join(lines)
+
+
+class TransientStageError(RuntimeError):
+    """Raised inside a task so that Prefect retries it (I/O errors of the environment only)."""
+
+
+def run_subject_stage(
+    config: PreprocessConfig, subject: int, stage: Stage, upstream: StageOutcome | None = None,
+) -> StageOutcome:
+    """One subject-stage, given its upstream's outcome in this run (None for the first stage)."""
+    if upstream is not None and upstream.status == "failed":
+        return StageOutcome(subject=subject, stage=stage, status="failed", seconds=0.0,
+                            error=f"not run: '{upstream.stage.value}' failed")
+    store = FeatureStore.open(config.store, storage_options=config.storage_options)
     runners: dict[Stage, Callable[[], StageOutcome]] = {
-        Stage.ingest: lambda: ingest_stage(store, layout=layout, subject=subject,
-                                           params=config.ingest, content_hash=config.content_hash,
-                                           force=config.force),
+        Stage.ingest: lambda: ingest_stage(
+            store, layout=find_layout(config.deap), subject=subject, params=config.ingest,
+            content_hash=config.content_hash, force=config.force),
         Stage.eeg: lambda: eeg_stage(store, subject=subject, params=config.eeg, force=config.force),
         Stage.segment: lambda: segment_stage(store, subject=subject, params=config.segment,
                                              force=config.force),
     }
-    outcomes: list[StageOutcome] = []
-    for stage in config.stages:
-        if outcomes and outcomes[-1].status == "failed":
-            outcomes.append(StageOutcome(subject=subject, stage=stage, status="failed", seconds=0.0,
-                                         error=f"not run: '{outcomes[-1].stage.value}' failed"))
-            continue
-        outcomes.append(runners[stage]())
-    return outcomes
+    return runners[stage]()
+
+
+@task(name="subject-stage", retries=2, retry_delay_seconds=2, persist_result=False)
+def subject_stage_task(
+    config: PreprocessConfig, subject: int, stage: Stage, upstream: StageOutcome | None = None,
+) -> StageOutcome:
+    logger = get_run_logger()
+    logger.info("s%02d %s: starting", subject, stage.value)
+    outcome = run_subject_stage(config, subject, stage, upstream)
+    if outcome.transient:
+        raise TransientStageError(f"s{subject:02d} {stage.value}: {outcome.error}")
+    logger.info("s%02d %s: %s in %.1f s%s", subject, stage.value, outcome.status, outcome.seconds,
+                f" ({outcome.error})" if outcome.error else "")
+    return outcome
 
 
 def requested_subjects(config: PreprocessConfig, layout: DeapLayout) -> list[int]:
@@ -59,10 +108,117 @@ def requested_subjects(config: PreprocessConfig, layout: DeapLayout) -> list[int
     return subjects
 
 
-def run_preprocess(config: PreprocessConfig) -> RunSummary:
-    """Plain in-process loop over subjects."""
-    store = FeatureStore.open(config.store, storage_options=config.storage_options)
-    layout = find_layout(config.deap)
-    outcomes = [o for subject in requested_subjects(config, layout)
-                for o in subject_chain(config, store, layout, subject)]
+def _outcome_of(future: PrefectFuture, subject: int, stage: Stage) -> StageOutcome:
+    state = future.state
+    if state.is_completed():
+        return future.result()
+    if state.is_failed() or state.is_crashed():
+        try:
+            future.result()
+        except Exception as err:  # noqa: BLE001 - the task's own exception is the message
+            message = str(err)
+        else:
+            message = state.message or state.name
+        return StageOutcome(subject=subject, stage=stage, status="failed", seconds=0.0,
+                            error=message or "task failed")
+    # NotReady: an upstream task crashed (not a failed outcome, which still returns)
+    return StageOutcome(subject=subject, stage=stage, status="failed", seconds=0.0,
+                        error=f"not run: upstream task ended {state.name}")
+
+
+@flow(name="preprocess-deap", validate_parameters=True)
+def preprocess_deap(config: PreprocessConfig):  # noqa: ANN201 - returns a Prefect state
+    """Preprocess a DEAP folder into the feature store, subject-stage by subject-stage.
+
+    The subject-stages run in a subflow whose task runner the parameters choose (threads,
+    processes, or a Dask cluster), so a deployment honours them as `milmer preprocess` does.
+    """
+    child = preprocess_subjects.with_options(task_runner=task_runner_for(config))(
+        config=config, return_state=True)
+    summary = child.result(raise_on_failure=False)
+    return final_state(summary) if isinstance(summary, RunSummary) else child
+
+
+@flow(name="preprocess-subjects", validate_parameters=False)
+def preprocess_subjects(config: PreprocessConfig):  # noqa: ANN201 - returns a Prefect state
+    logger = get_run_logger()
+    FeatureStore.open(config.store, storage_options=config.storage_options)  # create it once
+    subjects = requested_subjects(config, find_layout(config.deap))
+    logger.info("subjects %s, stages %s", subjects, [s.value for s in config.stages])
+    futures: dict[tuple[int, Stage], PrefectFuture] = {}
+    with _workers_share_this_api():
+        # Stage-major order: every subject's ingest is queued before any eeg task that waits on
+        # one, so waiting tasks never hold the runner's resolver threads while work sits unqueued.
+        for index, stage in enumerate(config.stages):
+            for subject in subjects:
+                upstream = futures[(subject, config.stages[index - 1])] if index else None
+                futures[(subject, stage)] = subject_stage_task.with_options(
+                    task_run_name=f"s{subject:02d}-{stage.value}",
+                ).submit(config, subject, stage, upstream)
+        wait(list(futures.values()))
+    ordered = sorted(futures.items(), key=lambda item: (item[0][0], config.stages.index(item[0][1])))
+    summary = RunSummary(outcomes=[_outcome_of(f, s, st) for (s, st), f in ordered])
+    create_markdown_artifact(key="preprocess-summary", markdown=summary.markdown(),
+                             description="subject x stage: computed / skipped / failed")
+    return final_state(summary)
+
+
+def final_state(summary: RunSummary):  # noqa: ANN201 - a Prefect state carrying the summary
+    if summary.ok:
+        return Completed(message=", ".join(f"{n} {k}" for k, n in summary.counts().items()),
+                         data=summary)
+    failed = "; ".join(f"s{o.subject:02d} {o.stage.value}: {o.error}" for o in summary.failures())
+    return Failed(message=f"{len(summary.failures())} subject-stage(s) failed: {failed}", data=summary)
+
+
+@contextmanager
+def _workers_share_this_api() -> Iterator[None]:
+    """Point task processes at this flow's API instead of each starting a temporary server.
+
+    Without a configured server, Prefect starts a temporary API per process (~4 s each, and a
+    separate database that the flow never sees). Worker processes read PREFECT_API_URL from the
+    environment they are started with.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    with get_client(sync_client=True) as client:
+        os.environ["PREFECT_API_URL"] = str(client.api_url).rstrip("/")
+    try:
+        yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+def task_runner_for(config: PreprocessConfig):  # noqa: ANN201 - a Prefect task runner
+    if config.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=config.dask_address)
+    workers = config.workers or os.cpu_count() or 1
+    if config.runner == "processes":
+        return ProcessPoolTaskRunner(max_workers=workers)
+    return ThreadPoolTaskRunner(max_workers=workers)
+
+
+def run_flow(config: PreprocessConfig) -> RunSummary:
+    """Run ``preprocess-deap`` in this process (Prefect starts a temporary local API if needed)."""
+    state = preprocess_deap(config=config, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, RunSummary):
+        return summary
+    if isinstance(summary, BaseException):
+        raise summary
+    raise RuntimeError(f"the preprocess-deap flow ended {state.name}: {state.message}")
+
+
+def run_chain_inline(config: PreprocessConfig) -> RunSummary:
+    """The same subject-stages in a plain loop, without Prefect."""
+    FeatureStore.open(config.store, storage_options=config.storage_options)
+    outcomes: list[StageOutcome] = []
+    for subject in requested_subjects(config, find_layout(config.deap)):
+        upstream = None
+        for stage in config.stages:
+            upstream = run_subject_stage(config, subject, stage, upstream)
+            outcomes.append(upstream)
     return RunSummary(outcomes=outcomes)

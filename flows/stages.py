@@ -17,7 +17,7 @@ from pipeline.eeg import FILTER_ICA_CODE_VERSION, SEGMENT_CODE_VERSION
 from pipeline.errors import DeapInputError
 from store_schema.fingerprint import digest, file_fingerprint
 from store_schema.layout import Stage
-from store_schema.runner import StageOutcome, StageOutput, describe_error, run_stage
+from store_schema.runner import StageOutcome, StageOutput, describe_error, is_transient, run_stage
 from store_schema.store import FeatureStore
 
 EEG_LIBRARIES = ("numpy", "scipy", "mne", "scikit-learn")
@@ -25,7 +25,8 @@ EEG_LIBRARIES = ("numpy", "scipy", "mne", "scikit-learn")
 
 def _failed(subject: int, stage: Stage, err: Exception, started: float) -> StageOutcome:
     return StageOutcome(subject=subject, stage=stage, status="failed",
-                        seconds=time.perf_counter() - started, error=describe_error(err))
+                        seconds=time.perf_counter() - started, error=describe_error(err),
+                        transient=is_transient(err))
 
 
 def _with_inputs(

@@ -46,6 +46,8 @@ class StageOutcome(BaseModel):
     seconds: float
     fingerprint: str | None = None
     error: str | None = None
+    transient: bool = False
+    """The failure was an I/O error of the environment (worth a retry), not of the data."""
 
 
 def run_stage(
@@ -80,7 +82,8 @@ def run_stage(
         if not _is_expected(err):
             log.exception("s%02d %s failed unexpectedly", subject, stage.value)
         return StageOutcome(subject=subject, stage=stage, status="failed",
-                            seconds=time.perf_counter() - started, error=describe_error(err))
+                            seconds=time.perf_counter() - started, error=describe_error(err),
+                            transient=is_transient(err))
     return StageOutcome(subject=subject, stage=stage, status="computed",
                         seconds=time.perf_counter() - started, fingerprint=fingerprint)
 
@@ -88,6 +91,14 @@ def run_stage(
 def _is_expected(err: Exception) -> bool:
     """Errors raised on purpose carry their own message; others also need a traceback."""
     return isinstance(err, MilmerError)
+
+
+def is_transient(err: Exception) -> bool:
+    """An OS-level I/O failure (network store, NFS hiccup) that a retry may cure.
+
+    The project's own errors are about the data or the parameters: retrying cannot help.
+    """
+    return isinstance(err, (OSError, TimeoutError)) and not isinstance(err, MilmerError)
 
 
 def describe_error(err: Exception) -> str:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
+
+# Prefect keeps state in PREFECT_HOME: tests never touch the user's ~/.prefect. Set before any
+# test module imports prefect.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="milmer-prefect-home-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
+os.environ.pop("PREFECT_API_URL", None)
 
 import pytest
 
@@ -26,3 +35,19 @@ def small_deap(small_deap_master: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "DEAP"
     shutil.copytree(small_deap_master, copy)
     return copy
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_prefect_temporary_servers():  # noqa: ANN202
+    """Stop Prefect's temporary API while pytest still captures output.
+
+    Prefect stops it at interpreter exit otherwise, logging to a stream pytest has already closed.
+    """
+    yield
+    import sys
+
+    if "prefect.server.api.server" in sys.modules:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()

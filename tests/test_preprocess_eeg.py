@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from flows.config import PreprocessConfig
-from flows.preprocess import RunSummary, run_preprocess
+from flows.preprocess import RunSummary, run_chain_inline
 from pipeline import deap_format as fmt
 from store_schema.store import FeatureStore
 from store_schema.verify import verify_store
@@ -23,7 +23,7 @@ EEG_STAGES = ["ingest", "eeg", "segment"]
 
 
 def run(deap: Path, store: Path, **overrides) -> RunSummary:
-    return run_preprocess(PreprocessConfig(deap=deap, store=str(store), **overrides))
+    return run_chain_inline(PreprocessConfig(deap=deap, store=str(store), **overrides))
 
 
 def statuses(summary: RunSummary) -> dict[tuple[int, str], str]:

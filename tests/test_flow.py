@@ -1,0 +1,127 @@
+"""The `preprocess-deap` Prefect flow: in-process, on a real Dask cluster, and as a served deployment.
+
+Every server and worker is started on 127.0.0.1 by the test and stopped by it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows.config import PreprocessConfig
+from flows.preprocess import RunSummary, run_flow
+from pipeline import deap_format as fmt
+from store_schema.store import FeatureStore
+from store_schema.verify import verify_store
+from tests.servers import BIN, background, dask_cluster, prefect_server, wait_until
+
+EEG_STAGES = ("ingest", "eeg", "segment")
+
+
+def statuses(summary: RunSummary) -> set[str]:
+    return {o.status for o in summary.outcomes}
+
+
+def store_contents(url: str) -> dict[tuple[int, str], tuple[str, dict[str, np.ndarray]]]:
+    """Every committed subject-stage: its fingerprint and its arrays."""
+    store = FeatureStore.open(url, mode="r")
+    contents = {}
+    for subject in store.subjects():
+        for stage in EEG_STAGES:
+            record = store.record(subject, stage)
+            if record is not None:
+                contents[(subject, stage)] = (record.fingerprint, store.read_stage(subject, stage))
+    return contents
+
+
+def assert_same_store(a: str, b: str) -> None:
+    left, right = store_contents(a), store_contents(b)
+    assert left.keys() == right.keys() and left
+    for key, (fingerprint, arrays) in left.items():
+        assert right[key][0] == fingerprint, key
+        for name, data in arrays.items():
+            np.testing.assert_array_equal(right[key][1][name], data, err_msg=f"{key} {name}")
+
+
+@pytest.fixture(scope="module")
+def local_store(small_deap_master: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The reference: the flow run in-process on this machine (worker processes)."""
+    url = str(tmp_path_factory.mktemp("flow") / "local.zarr")
+    first = run_flow(PreprocessConfig(deap=small_deap_master, store=url, runner="processes", workers=2))
+    assert statuses(first) == {"computed"} and len(first.outcomes) == 6
+    return url
+
+
+def test_flow_in_process_builds_the_store_and_a_rerun_skips_everything(
+    small_deap_master: Path, local_store: str
+) -> None:
+    assert verify_store(FeatureStore.open(local_store, mode="r")) == []
+    again = run_flow(PreprocessConfig(deap=small_deap_master, store=local_store, runner="threads"))
+    assert statuses(again) == {"skipped"}
+    assert "| s01 | skipped" in again.markdown()
+
+
+def test_a_corrupt_subject_fails_the_run_and_the_others_complete(small_deap: Path, tmp_path: Path) -> None:
+    path = small_deap / fmt.PREPROCESSED_DIR / fmt.dat_name(2)
+    path.write_bytes(b"not a pickle at all")
+    summary = run_flow(PreprocessConfig(deap=small_deap, store=str(tmp_path / "s.zarr"), runner="threads"))
+    assert not summary.ok
+    by_key = {(o.subject, o.stage.value): o for o in summary.outcomes}
+    assert all(by_key[(1, stage)].status == "computed" for stage in EEG_STAGES)
+    assert all(by_key[(2, stage)].status == "failed" for stage in EEG_STAGES)
+    assert f"{path}: not a DEAP pickle" in by_key[(2, "ingest")].error
+    assert f"{path}: not a DEAP pickle" in summary.markdown()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as (url, env):
+        yield url, env
+
+
+def test_flow_on_a_real_dask_cluster_gives_the_same_store(
+    small_deap_master: Path, local_store: str, server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, env = server
+    monkeypatch.setenv("PREFECT_API_URL", url)  # workers and this process share one real API
+    with dask_cluster(tmp_path, env, workers=2) as address:
+        summary = run_flow(PreprocessConfig(deap=small_deap_master, store=str(tmp_path / "dask.zarr"),
+                                            dask_address=address))
+    assert statuses(summary) == {"computed"}, summary.markdown()
+    workers_used = {line for log in tmp_path.glob("worker-*.log") for line in log.read_text().splitlines()
+                    if "s01-" in line or "s02-" in line}
+    assert workers_used, "the tasks should have run on the Dask workers"
+    assert_same_store(local_store, str(tmp_path / "dask.zarr"))
+
+
+def test_served_deployment_runs_from_the_prefect_cli(
+    small_deap_master: Path, local_store: str, server, tmp_path: Path
+) -> None:
+    url, env = server
+    store = tmp_path / "deployed.zarr"
+    env = {**env, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    with background([str(BIN / "milmer"), "serve", "--deap", str(small_deap_master), "--store", str(store),
+                     "--runner", "threads"], env=env, log=tmp_path / "serve.log") as serving:
+        def deployment_listed() -> bool:
+            out = subprocess.run([str(BIN / "prefect"), "deployment", "ls"], env=env,
+                                 capture_output=True, text=True, timeout=60).stdout
+            return "preprocess-deap/default" in out
+        wait_until(deployment_listed, timeout=90, what="served deployment", proc=serving)
+        run = subprocess.run(
+            [str(BIN / "prefect"), "deployment", "run", "preprocess-deap/default", "--watch",
+             "--watch-timeout", "240"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr + (tmp_path / "serve.log").read_text()[-3000:]
+    assert verify_store(FeatureStore.open(str(store), mode="r")) == []
+    assert_same_store(local_store, str(store))
+
+    # Invalid parameters are refused before any run starts, naming the field.
+    bad = subprocess.run(
+        [str(BIN / "prefect"), "deployment", "run", "preprocess-deap/default", "--params",
+         json.dumps({"config": {"deap": str(small_deap_master), "store": str(store),
+                                "eeg": {"l_freq": "low"}}})],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "l_freq" in bad.stdout + bad.stderr
