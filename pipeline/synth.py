@@ -3,9 +3,11 @@
 The project never has the real (licensed) DEAP files, so every stage is tested on data written
 here. ``write_synthetic_deap`` writes, under ``out/``:
 
-- ``data_preprocessed_python/sNN.dat``: a protocol-2 pickle of ``{'data': float64 (T, 40,
-  128*(3+S)), 'labels': float64 (T, 4)}``, trials in ``Experiment_id`` order, channels in
-  ``deap_format.ALL_CHANNELS`` order, labels = valence, arousal, dominance, liking.
+- ``data_preprocessed_python/sNN.dat``: ``{'data': float64 (T, 40, 128*(3+S)), 'labels': float64
+  (T, 4)}`` pickled as Python 2 wrote DEAP's files (protocol 2, raw ``str`` payloads, references
+  to ``numpy.core``): ``pickle.load(f, encoding="latin1")`` loads it and a plain ``pickle.load(f)``
+  fails with UnicodeDecodeError, as on the real files. Trials in ``Experiment_id`` order, channels
+  in ``deap_format.ALL_CHANNELS`` order, labels = valence, arousal, dominance, liking.
 - ``metadata_csv/participant_ratings.csv``: DEAP's verbatim header, one row per (participant,
   Trial), sorted by participant then Trial.
 - ``face_video/sNN/sNN_trialTT.avi`` (TT = presentation order) for subjects 1..22, except
@@ -34,28 +36,41 @@ Ratings and schedule (per subject)
 Clean EEG, rows 0..31 (µV), a linear mixture of independent non-Gaussian sources
     Every source is band-limited Gaussian noise times a log-normal amplitude envelope
     ``exp(sigma * g)`` (``g``: unit-variance noise low-passed with a 0.25 Hz Gaussian), then scaled
-    to unit std over the trial: bursty and super-Gaussian (kurtosis ~6-9), as FastICA needs.
-    Spatial patterns come from smooth blobs over approximate 2-D electrode positions
-    (``_CHANNEL_XY``), drawn once per subject.
+    to unit std over the whole trial: bursty, excess kurtosis ~2-5 (sigma 0.4) or ~3-8 (sigma
+    0.5). The spatial patterns, drawn once per subject, are smooth blobs over approximate 2-D
+    electrode positions (``_CHANNEL_XY``).
 
-    - Background: 20 pink (amplitude ~ f^-0.5) sources band-limited to 4-45 Hz, sigma 0.4, random
-      blob patterns, scaled to 18 µV rms over channels.
-    - Posterior alpha: 2 sources (centre 10 Hz ± 0.5 per source, Gaussian spectrum sd 0.8 Hz,
-      sigma 0.5), blobs over left and right occipital cortex (mirror images), 14 µV at the blob
-      centre and a floor of 0.15 * 14 µV on every channel.
+    - Background: 20 pink (amplitude ~ f^-0.5) sources band-limited to 4-45 Hz, sigma 0.4,
+      patterns +-blob (width 0.35-0.7), scaled to 18 µV rms over channels.
+    - Posterior alpha: 2 sources (10 Hz +- 0.5 per source, Gaussian spectrum sd 0.8 Hz,
+      sigma 0.5), mirror-image blobs over left and right occipital cortex, 14 µV at the blob
+      centre with a floor of 0.3 * 14 µV on every channel.
     - Frontal alpha: 2 sources, one on F3, AF3, F7, FC5 only and one on F4, AF4, F8, FC6 only,
       9 µV each.
-    - Beta: 3 sources, 13-30 Hz, sigma 0.5, broad patterns (0.5 + 0.5 * blob) of 6 µV.
+    - Beta: 3 sources, 13-30 Hz, sigma 0.5, broad patterns 6 µV * (0.5 + 0.5 * blob).
     - Sensor noise: white Gaussian, 1 µV per channel.
 
-    Rating-dependent amplitude gains, applied from ``tau = 3`` on (linear 0.25 s ramp; the baseline
-    runs at the neutral gains of ``A = V = 5``):
+    Channel std comes out at 13-27 µV. Rating-dependent amplitude gains, applied from ``tau = 3``
+    on (linear 0.25 s ramp; the baseline runs at the neutral gains of ``A = V = 5``):
 
     - Arousal: every alpha source x ``1 - 0.075 * (A - 5)`` (1.3 at A=1, 0.7 at A=9); every beta
       source x ``1 + 0.1 * (A - 5)`` (0.6 .. 1.4). Monotone, on all channels.
     - Valence (frontal alpha asymmetry): the left frontal alpha source x ``1 - 0.125 * (V - 5)``,
       the right one x ``1 + 0.125 * (V - 5)`` (on top of the arousal gain): for high valence, left
       frontal alpha power is lower than right; reversed for low valence.
+
+    Measured with Welch band power of samples 384: over 40 trials (worst of 10 seeds for 12 s
+    trials; 3 seeds for 60 s): Spearman(mean beta power, arousal) >= 0.79 (12 s) / 0.97 (60 s);
+    Spearman(mean alpha power, arousal) <= -0.78 / -0.96; Spearman(log right/left frontal alpha,
+    valence) >= 0.78 / 0.96, its sign right on >= 85 % of the trials with ``|V - 5| >= 2`` (12 s)
+    and >= 94 % of those with ``|V - 5| > 1`` (60 s); O1/Oz/O2 alpha >= 1.47 x Fz/F3/F4 alpha.
+    With 4 s trials the relations are weak (0.35, -0.46, 0.32): test them on >= 12 s trials.
+
+    FastICA: sklearn's converges with up to 20 components (11-300 iterations on 4-8 trials of
+    12 s) and MNE's (1-50 Hz, 20 components) in 14-51 iterations; ``find_bads_eog`` then flags an
+    hEOG component (|r| 0.97) and a vEOG one (|r| 1.0). With 25-32 components sklearn's does not
+    converge: the smooth background patterns are nearly collinear (condition number ~1e4), so
+    the 1 µV sensor noise leaves a few directions Gaussian.
 
 EOG (µV) and its leak into the EEG
     - vEOG: blinks, Hann-shaped, 250-350 ms wide, 100-200 µV, positive; inter-blink interval
@@ -69,9 +84,9 @@ EOG (µV) and its leak into the EEG
 
 Peripheral rows 34..39 (plausible shapes; units are not claimed to match DEAP's)
     zEMG, tEMG: 20-60 Hz noise, 2 µV at rest plus 0.5-2 s bursts of ~30 µV. GSR: skin
-    conductance 2-8 µS per subject with a slow random drift. Respiration: belt, 0.2-0.3 Hz per
-    subject, ~1000 ± 300 a.u. Plethysmograph: pulse 1.0-1.4 Hz per subject (systolic peak plus a
-    dicrotic bump). Temperature: 32-34 °C with a 0.1 °C drift.
+    conductance 2-8 µS per subject with a slow drift. Respiration: belt, 0.2-0.3 Hz per
+    subject, ~1000 +- 300 a.u. Plethysmograph: pulse 1.0-1.4 Hz per subject (systolic peak plus a
+    dicrotic bump). Temperature: 32-34 °C with a ~0.1 °C drift.
 
 Face video (720x576, BGR)
     The photograph ``skimage.data.astronaut()`` (a public-domain NASA portrait). In that 512x512
@@ -94,16 +109,28 @@ Face video (720x576, BGR)
       U(0.6, 0.8) * S seconds into playback (so both video_start modes contain them): an opaque
       ``OCCLUDER_BGR`` rectangle covers the face box grown by 25 % on every side.
 
-    ``face_truth`` returns all of this per frame; the renderer draws from it, so they cannot
-    disagree.
+    ``face_truth`` returns all of this per frame and ``render_video_frames`` the exact frames
+    before compression; the renderer draws from the truth, so they cannot disagree. skimage's LBP
+    frontal-face cascade (on frames halved to 360x288) finds the face in 384/384 sampled visible
+    frames of 8 mp4v videos (median IoU with the truth box 0.87) and nothing in 48/48 occluded ones.
 
-Codec and measured cost (this 2-core machine, OpenCV 5.0 FFmpeg backend)
-========================================================================
-OpenCV's FFmpeg writer ignores ``VIDEOWRITER_PROP_QUALITY`` and passes no encoder options (MJPG
-is always encoded near qscale 2); OpenCV's own MJPEG writer honours the quality but its files are
-larger than FFmpeg's at any usable quality (20-40 KB/frame at quality 15-50). Measured sizes per
-frame of these videos: MJPG ~16 KB, mp4v ~3 KB. See ``DEFAULT_CODEC`` for the choice and the
-full-shape numbers.
+Codec and measured cost (2-core machine shared with another busy process, OpenCV 5.0)
+======================================================================================
+OpenCV's FFmpeg writer ignores ``VIDEOWRITER_PROP_QUALITY`` and passes no options to the encoder
+(``avcodec_open2(..., NULL)``; ``OPENCV_FFMPEG_WRITER_OPTIONS`` changes nothing for MJPG), so
+its MJPG cannot be made smaller; OpenCV's own MJPEG writer (``CAP_OPENCV_MJPEG``) honours the
+quality but is larger than FFmpeg's at every usable setting (~23-40 KB/frame at quality 15-50 vs
+FFmpeg's ~17 KB). Hence ``DEFAULT_CODEC = "mp4v"``. Measured ``write_synthetic_deap`` (wall
+seconds, bytes on disk):
+
+- One subject at DEAP's full shape (40 trials x 60 s, 50 fps, video_start "baseline"):
+  mp4v 338-415 s: 402 MB in all: 40 videos 299 MB (7.5 MB each), .dat 103 MB, CSV 1.7 KB.
+  MJPG 463 s: 40 videos 2126 MB (53 MB each), same .dat and CSV.
+- Defaults (2 subjects x 8 trials x 12 s, 50 fps):
+  mp4v 43 s: 38.9 MB in all (16 videos 29.1 MB, two .dat 9.8 MB, CSV 701 B).
+  MJPG 68 s: 211 MB in all (16 videos 201 MB).
+
+About 3 ms per frame go to rendering and encoding; the EEG of a full subject takes ~3 s.
 """
 
 from __future__ import annotations
@@ -113,12 +140,13 @@ import json
 import os
 import pickle
 import re
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import cv2
 import numpy as np
@@ -140,10 +168,11 @@ FAMILIARITY_BLANK_PARTICIPANTS = (2, 15, 23)
 """Participants whose Familiarity column is blank in the real participant_ratings.csv."""
 
 DEFAULT_CODEC: Literal["MJPG", "mp4v"] = "mp4v"
-"""MJPG, because it is intra-only like DEAP's DV: every frame is a keyframe, so a reader can seek
-frame-exactly and decode only the frames it samples, as it will on the real files. Cost measured
-on one full-shape subject (40 trials x 63 s x 50 fps): see the README of ``write_synthetic_deap``'s
-numbers in the module docstring; pick ``codec="mp4v"`` (~6x smaller, GOP of 12) for bulk runs."""
+"""mp4v keeps a full-shape subject at ~0.4 GB (MJPG: ~2.2 GB, over the 2 GB budget, and OpenCV
+cannot lower MJPG's quality). Its cost: a GOP of 12 (one keyframe in 12 frames; no B-frames), so a
+reader must decode from a keyframe, whereas DEAP's DV is intra-only. OpenCV's seek
+(``CAP_PROP_POS_FRAMES``) and PyAV decoding are still frame-exact on these files. Use
+``codec="MJPG"`` to exercise a reader's intra-only fast path (every packet a keyframe)."""
 
 FRAME_W, FRAME_H = 720, 576
 PHOTO_FACE_BOX = (176, 68, 96, 104)
@@ -233,6 +262,7 @@ class SynthParams(BaseModel):
 
     subjects: int = Field(2, ge=1, le=MAX_SUBJECTS, description="subjects 1..N")
     trials: int = Field(8, ge=1, le=MAX_TRIALS, description="trials per subject")
+    # 600 s keeps a full .dat (40 x 40 x 128*603 float64) under the 2 GiB of one Python 2 string.
     seconds: int = Field(12, ge=3, le=600, description="trial length after the 3 s baseline")
     seed: int = Field(0, ge=0)
     fps: float = Field(50.0, gt=0, le=120, description="face video frame rate")
@@ -286,6 +316,8 @@ class SynthParams(BaseModel):
 
 
 class SynthReport(BaseModel):
+    """What ``write_synthetic_deap`` wrote, for the CLI to show."""
+
     out: Path
     params: SynthParams
     files: list[Path] = Field(description="written files, relative to out, sorted")
@@ -335,7 +367,8 @@ def _subject_design(subject: int, params: SynthParams) -> _Design:
     familiarity = rng.integers(1, 6, t)
     trial_gap_s = 5 + df.BASELINE_SECONDS + params.seconds + 15 + rng.uniform(0, 5, t)
     first_us = 1.6e6 + rng.uniform(0, 2e5)
-    starts_by_trial = np.round(first_us + 1e6 * np.concatenate([[0.0], np.cumsum(trial_gap_s[:-1])]))
+    offsets_s = np.concatenate([[0.0], np.cumsum(trial_gap_s[:-1])])
+    starts_by_trial = np.round(first_us + 1e6 * offsets_s)
     return _Design(
         ratings=ratings,
         presentation_order=order,
@@ -358,7 +391,7 @@ def _lowpass(f: np.ndarray, corner: float, order: int) -> np.ndarray:
 
 
 def _shaped_noise(rng: np.random.Generator, amplitude: np.ndarray, k: int, n: int) -> np.ndarray:
-    """(k, n) Gaussian noise whose amplitude spectrum is ``amplitude`` (rfft bins, (k|1, n//2+1))."""
+    """(k, n) Gaussian noise with amplitude spectrum ``amplitude`` (rfft bins, (k or 1, n//2+1))."""
     spectrum = np.fft.rfft(rng.standard_normal((k, n)), axis=-1) * amplitude
     return np.fft.irfft(spectrum, n=n, axis=-1)
 
@@ -378,7 +411,9 @@ def _bursty(
     return _unit_std(carrier * np.exp(sigma * slow))
 
 
-def _sinusoid(rng: np.random.Generator, tau: np.ndarray, period_range: tuple[float, float]) -> np.ndarray:
+def _sinusoid(
+    rng: np.random.Generator, tau: np.ndarray, period_range: tuple[float, float]
+) -> np.ndarray:
     period = rng.uniform(*period_range)
     return np.sin(2 * np.pi * tau / period + rng.uniform(0, 2 * np.pi))
 
@@ -402,7 +437,7 @@ def _ramp(n: int, sfreq: float) -> np.ndarray:
 class _Layout:
     """Per-subject constants: spatial patterns, rhythm frequencies, physiological rates."""
 
-    background: np.ndarray  # (32, 20)
+    background: np.ndarray  # (32, 23)
     alpha: np.ndarray  # (32, 4): posterior L, posterior R, frontal L, frontal R
     beta: np.ndarray  # (32, 3)
     alpha_hz: np.ndarray  # (4,)
@@ -440,9 +475,12 @@ def _layout(subject: int, params: SynthParams) -> _Layout:
     def only(names: tuple[str, ...]) -> np.ndarray:
         return _FRONTAL_ALPHA_UV * np.isin(df.EEG_CHANNELS, names).astype(float)
 
-    alpha = np.column_stack([posterior(-0.3), posterior(0.3), only(LEFT_FRONTAL), only(RIGHT_FRONTAL)])
+    alpha = np.column_stack(
+        [posterior(-0.3), posterior(0.3), only(LEFT_FRONTAL), only(RIGHT_FRONTAL)]
+    )
     beta_centres = rng.uniform(-0.8, 0.8, (_N_BETA, 2))
-    beta = _BETA_UV * np.column_stack([0.5 + 0.5 * _blob(tuple(c), 0.6) for c in beta_centres])
+    beta_blobs = np.column_stack([0.5 + 0.5 * _blob(tuple(c), 0.6) for c in beta_centres])
+    beta = _BETA_UV * beta_blobs
     return _Layout(
         background=background,
         alpha=alpha,
@@ -484,7 +522,9 @@ def _clean_eeg(
 
     gains = rhythm_gains(valence=valence, arousal=arousal)
     ramp = _ramp(n, sfreq)
-    target_alpha = np.array([gains["alpha"], gains["alpha"], gains["frontal_left"], gains["frontal_right"]])
+    target_alpha = np.array(
+        [gains["alpha"], gains["alpha"], gains["frontal_left"], gains["frontal_right"]]
+    )
     alpha *= 1.0 + (target_alpha[:, None] - 1.0) * ramp
     beta *= 1.0 + (gains["beta"] - 1.0) * ramp
     noise = _SENSOR_NOISE_UV * rng.standard_normal((len(df.EEG_CHANNELS), n))
@@ -495,7 +535,9 @@ def _clean_eeg(
 # EOG and peripheral channels
 
 
-def _event_times(rng: np.random.Generator, rate_hz: float, refractory_s: float, duration_s: float) -> np.ndarray:
+def _event_times(
+    rng: np.random.Generator, rate_hz: float, refractory_s: float, duration_s: float
+) -> np.ndarray:
     mean_gap = max(1.0 / rate_hz - refractory_s, 0.05)
     gaps = refractory_s + rng.exponential(mean_gap, int(duration_s * rate_hz * 3) + 8)
     times = rng.uniform(0, 1.0 / rate_hz) + np.concatenate([[0.0], np.cumsum(gaps)])
@@ -529,7 +571,8 @@ def _peripheral(rng: np.random.Generator, layout: _Layout, n: int) -> np.ndarray
     f = np.fft.rfftfreq(n, 1 / sfreq)
 
     def emg() -> np.ndarray:
-        carrier = _unit_std(_shaped_noise(rng, _highpass(f, 20.0, 4) * _lowpass(f, 60.0, 4), 1, n))[0]
+        band = _highpass(f, 20.0, 4) * _lowpass(f, 60.0, 4)
+        carrier = _unit_std(_shaped_noise(rng, band, 1, n))[0]
         envelope = np.full(n, 2.0)
         for onset in _event_times(rng, 0.15, 1.0, n / sfreq):
             length = int(rng.uniform(0.5, 2.0) * sfreq)
@@ -538,7 +581,8 @@ def _peripheral(rng: np.random.Generator, layout: _Layout, n: int) -> np.ndarray
         return carrier * envelope
 
     def slow(period_range: tuple[float, float]) -> np.ndarray:
-        # Sum of 3 sinusoids: drifts on minute scales even in a 6 s trial (too short for FFT shaping).
+        # Sum of 3 sinusoids: drifts on minute scales even in a 6 s trial, too short for FFT
+        # shaping at such low frequencies.
         return sum(_sinusoid(rng, tau, period_range) for _ in range(3)) / np.sqrt(1.5)
 
     breath_phase = 2 * np.pi * np.cumsum(layout.breath_hz * (1 + 0.1 * slow((15.0, 40.0)))) / sfreq
@@ -659,7 +703,8 @@ class FaceTruth:
 def face_truth(*, subject: int, experiment_id: int, params: SynthParams) -> FaceTruth:
     """Where the face is in every frame of the video of ``experiment_id``, and what hides it."""
     if not 1 <= subject <= df.LAST_SUBJECT_WITH_VIDEO:
-        raise ValueError(f"subject {subject} has no face video (only 1..{df.LAST_SUBJECT_WITH_VIDEO})")
+        last = df.LAST_SUBJECT_WITH_VIDEO
+        raise ValueError(f"subject {subject} has no face video (only 1..{last})")
     if not 1 <= experiment_id <= params.trials:
         raise ValueError(f"experiment_id must be 1..{params.trials}, got {experiment_id}")
     rng = _rng(params.seed, subject, _STREAM_FACE, experiment_id)
@@ -678,15 +723,19 @@ def face_truth(*, subject: int, experiment_id: int, params: SynthParams) -> Face
     x = np.round(centre_x - w / 2).astype(np.int64)
     y = np.round(centre_y - h / 2).astype(np.int64)
     sx, sy = w / crop_w, h / crop_h  # the scale the integer paste size really applies
-    boxes = np.column_stack([x + (face_x - crop_x) * sx, y + (face_y - crop_y) * sy, face_w * sx, face_h * sy])
+    boxes = np.column_stack(
+        [x + (face_x - crop_x) * sx, y + (face_y - crop_y) * sy, face_w * sx, face_h * sy]
+    )
 
-    playback = df.BASELINE_SECONDS + params.seconds * np.array([rng.uniform(0.2, 0.4), rng.uniform(0.6, 0.8)])
+    fractions = np.array([rng.uniform(0.2, 0.4), rng.uniform(0.6, 0.8)])
+    playback = df.BASELINE_SECONDS + params.seconds * fractions
     length = max(OCCLUSION_SECONDS, 1.0 / params.fps)
     occluded = np.any((tau[:, None] >= playback) & (tau[:, None] < playback + length), axis=1)
     grow = OCCLUDER_GROW * boxes[:, 2:]
     x0y0 = np.maximum(np.floor(boxes[:, :2] - grow), 0)
     x1y1 = np.minimum(np.ceil(boxes[:, :2] + boxes[:, 2:] + grow), [FRAME_W, FRAME_H])
-    occluders = np.where(occluded[:, None], np.column_stack([x0y0, x1y1 - x0y0]), 0).astype(np.int64)
+    rectangles = np.column_stack([x0y0, x1y1 - x0y0])
+    occluders = np.where(occluded[:, None], rectangles, 0).astype(np.int64)
 
     valence, arousal = _subject_design(subject, params).ratings[experiment_id - 1, :2]
     cue = tau >= df.BASELINE_SECONDS
@@ -717,7 +766,8 @@ def _smooth_field(rng: np.random.Generator, cell: int) -> np.ndarray:
     rows, cols = FRAME_H // cell + 3, FRAME_W // cell + 3
     coarse = rng.standard_normal((rows, cols)).astype(np.float32)
     fine = cv2.resize(coarse, (cols * cell, rows * cell), interpolation=cv2.INTER_CUBIC)
-    return _unit_std(fine[cell : cell + FRAME_H, cell : cell + FRAME_W].ravel()).reshape(FRAME_H, FRAME_W)
+    window = fine[cell : cell + FRAME_H, cell : cell + FRAME_W]
+    return _unit_std(window.ravel()).reshape(FRAME_H, FRAME_W)
 
 
 @lru_cache(maxsize=4)
@@ -725,8 +775,10 @@ def _background(seed: int, subject: int) -> np.ndarray:
     """The subject's static scene: mid-grey, smooth texture, vignette, slight colour cast."""
     rng = _rng(seed, subject, _STREAM_SCENE)
     yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
-    vignette = 1.0 - 0.35 * (((xx - FRAME_W / 2) / (FRAME_W / 2)) ** 2 + ((yy - FRAME_H / 2) / (FRAME_H / 2)) ** 2)
-    grey = (rng.uniform(85, 105) + 14 * _smooth_field(rng, 96) + 5 * _smooth_field(rng, 24)) * vignette
+    dx, dy = (xx - FRAME_W / 2) / (FRAME_W / 2), (yy - FRAME_H / 2) / (FRAME_H / 2)
+    vignette = 1.0 - 0.35 * (dx**2 + dy**2)
+    level = rng.uniform(85, 105)
+    grey = (level + 14 * _smooth_field(rng, 96) + 5 * _smooth_field(rng, 24)) * vignette
     cast = rng.uniform(0.95, 1.05, 3)
     image = np.clip(grey[:, :, None] * cast, 0, 255).astype(np.uint8)
     image.flags.writeable = False
@@ -735,8 +787,8 @@ def _background(seed: int, subject: int) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _photo() -> tuple[np.ndarray, np.ndarray]:
-    """The head crop (BGR, lightly blurred: the upscaled face then costs fewer bytes in MJPG) and
-    its feathered alpha mask."""
+    """The head crop (BGR; lightly blurred, as the upscaled face then costs ~20 % fewer bytes per
+    frame) and its feathered alpha mask."""
     from skimage.data import astronaut
 
     x, y, w, h = PHOTO_CROP
@@ -755,7 +807,9 @@ def _colour_lut(brightness: float, contrast: float, tint_bgr: np.ndarray) -> np.
     return np.clip(np.round(out), 0, 255).astype(np.uint8).reshape(1, 256, 3)
 
 
-def render_video_frames(*, subject: int, experiment_id: int, params: SynthParams) -> Iterator[np.ndarray]:
+def render_video_frames(
+    *, subject: int, experiment_id: int, params: SynthParams
+) -> Iterator[np.ndarray]:
     """The BGR frames, before compression, of the video of ``experiment_id``."""
     truth = face_truth(subject=subject, experiment_id=experiment_id, params=params)
     return _render(truth, _background(params.seed, subject))
@@ -768,8 +822,10 @@ def _render(truth: FaceTruth, background: np.ndarray) -> Iterator[np.ndarray]:
         x, y, w, h = (int(v) for v in truth.photo_boxes[i])
         patch = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
         alpha = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
-        frame[y : y + h, x : x + w] = cv2.blendLinear(patch, frame[y : y + h, x : x + w], alpha, 1.0 - alpha)
-        frame = cv2.LUT(frame, _colour_lut(truth.brightness[i], truth.contrast[i], truth.tint_bgr[i]))
+        region = frame[y : y + h, x : x + w]
+        frame[y : y + h, x : x + w] = cv2.blendLinear(patch, region, alpha, 1.0 - alpha)
+        lut = _colour_lut(truth.brightness[i], truth.contrast[i], truth.tint_bgr[i])
+        frame = cv2.LUT(frame, lut)
         if truth.occluded[i]:
             ox, oy, ow, oh = (int(v) for v in truth.occluders[i])
             cv2.rectangle(frame, (ox, oy), (ox + ow - 1, oy + oh - 1), OCCLUDER_BGR, thickness=-1)
@@ -793,7 +849,9 @@ def _atomic(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _write_video(path: Path, frames: Iterator[np.ndarray], n_frames: int, params: SynthParams) -> None:
+def _write_video(
+    path: Path, frames: Iterator[np.ndarray], n_frames: int, params: SynthParams
+) -> None:
     with _atomic(path) as tmp:
         fourcc = cv2.VideoWriter_fourcc(*params.codec)
         writer = cv2.VideoWriter(str(tmp), cv2.CAP_FFMPEG, fourcc, params.fps, (FRAME_W, FRAME_H))
@@ -827,7 +885,50 @@ def _check_video(path: Path, n_frames: int, fps: float) -> None:
 
 def _write_dat(path: Path, signals: SubjectSignals) -> None:
     with _atomic(path) as tmp, tmp.open("wb") as f:
-        pickle.dump({"data": signals.data, "labels": signals.ratings}, f, protocol=2)
+        _dump_python2_pickle(f, {"data": signals.data, "labels": signals.ratings})
+
+
+def _py2_str(raw: bytes) -> bytes:
+    if len(raw) < 256:
+        return pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw
+    return pickle.BINSTRING + struct.pack("<i", len(raw)) + raw
+
+
+def _py2_int(value: int) -> bytes:
+    if 0 <= value < 256:
+        return pickle.BININT1 + bytes([value])
+    return pickle.BININT + struct.pack("<i", value)
+
+
+def _dump_python2_pickle(f: BinaryIO, content: dict[str, np.ndarray]) -> None:
+    """Write ``content`` (float64 arrays) as Python 2's cPickle protocol 2 wrote DEAP's files.
+
+    Python 3's ``pickle.dump(protocol=2)`` stores bytes as latin-1 text (1.45x larger) and loads
+    without ``encoding="latin1"``; DEAP's real files store Python 2 ``str`` (BINSTRING) and
+    reference ``numpy.core.multiarray``, so they load only with ``encoding="latin1"`` and raise
+    UnicodeDecodeError otherwise. Readers must meet that here too.
+    """
+    f.write(pickle.PROTO + b"\x02" + pickle.EMPTY_DICT + pickle.MARK)
+    for key, value in content.items():
+        array = np.ascontiguousarray(value, dtype="<f8")
+        f.write(b"".join([
+            _py2_str(key.encode("ascii")),
+            pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n",
+            pickle.GLOBAL + b"numpy\nndarray\n", _py2_int(0), pickle.TUPLE1, _py2_str(b"b"),
+            pickle.TUPLE3, pickle.REDUCE,
+            # __setstate__ args: (version, shape, dtype, is_fortran, raw data)
+            pickle.MARK, _py2_int(1),
+            pickle.MARK, *(_py2_int(d) for d in array.shape), pickle.TUPLE,
+            pickle.GLOBAL + b"numpy\ndtype\n", _py2_str(b"f8"), _py2_int(0), _py2_int(1),
+            pickle.TUPLE3, pickle.REDUCE,
+            pickle.MARK, _py2_int(3), _py2_str(b"<"), pickle.NONE, pickle.NONE, pickle.NONE,
+            _py2_int(-1), _py2_int(-1), _py2_int(0), pickle.TUPLE, pickle.BUILD,
+            pickle.NEWFALSE,
+        ]))  # fmt: skip
+        f.write(pickle.BINSTRING + struct.pack("<i", array.nbytes))
+        f.write(memoryview(array).cast("B"))
+        f.write(pickle.TUPLE + pickle.BUILD)
+    f.write(pickle.SETITEMS + pickle.STOP)
 
 
 def _ratings_lines(subject: int, params: SynthParams) -> list[str]:
@@ -850,7 +951,8 @@ def _write_text(path: Path, text: str) -> None:
 def write_synthetic_deap(
     *, out: Path, params: SynthParams, progress: Callable[[str], None] | None = None
 ) -> SynthReport:
-    """Write a synthetic DEAP folder under ``out`` (created if needed; same-named files replaced)."""
+    """Write a synthetic DEAP folder under ``out`` (created if needed; files of the same name are
+    replaced, others left alone)."""
     started = time.perf_counter()
     out = Path(out)
     say = progress or (lambda _line: None)
@@ -862,7 +964,8 @@ def write_synthetic_deap(
         dat = out / df.PREPROCESSED_DIR / df.dat_name(subject)
         _write_dat(dat, signals)
         written.append(dat)
-        say(f"{tag}: wrote {dat.relative_to(out)} ({params.trials} trials x 40 channels x {params.n_samples} samples)")
+        shape = f"{params.trials} trials x {df.N_CHANNELS} channels x {params.n_samples} samples"
+        say(f"{tag}: wrote {dat.relative_to(out)} ({shape})")
         experiment_order = signals.experiment_order
         del signals  # the videos need only the order; free ~200 MB at full shape
         if params.videos and subject <= df.LAST_SUBJECT_WITH_VIDEO:
@@ -891,7 +994,11 @@ def write_synthetic_deap(
 
 
 def _write_subject_videos(
-    out: Path, subject: int, experiment_order: np.ndarray, params: SynthParams, say: Callable[[str], None]
+    out: Path,
+    subject: int,
+    experiment_order: np.ndarray,
+    params: SynthParams,
+    say: Callable[[str], None],
 ) -> list[Path]:
     tag = df.subject_tag(subject)
     background = _background(params.seed, subject)
