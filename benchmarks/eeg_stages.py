@@ -50,7 +50,8 @@ def main() -> None:
         deap = Path(tmp) / "DEAP"
         write_synthetic_deap(out=deap, params=SynthParams(subjects=1, trials=args.trials, seconds=args.seconds,
                                                videos=False))
-        config = PreprocessConfig(deap=deap, store=str(Path(tmp) / "store.zarr"), subjects=[1])
+        config = PreprocessConfig(deap=deap, store=str(Path(tmp) / "store.zarr"), subjects=[1],
+                                  stages=["ingest", "eeg", "segment"])
 
         started = time.perf_counter()
         full = run_chain_inline(config)

@@ -43,9 +43,10 @@ def main() -> None:
         small = tmp / "small"
         write_synthetic_deap(out=small, params=SynthParams(subjects=8, trials=2, seconds=3, videos=False))
         store = str(tmp / "small.zarr")
-        run_chain_inline(PreprocessConfig(deap=small, store=store))  # everything committed
-        few = PreprocessConfig(deap=small, store=store, subjects=[1, 2], runner="threads")
-        many = PreprocessConfig(deap=small, store=store, runner="threads")
+        eeg_only = ["ingest", "eeg", "segment"]
+        run_chain_inline(PreprocessConfig(deap=small, store=store, stages=eeg_only))  # all committed
+        few = PreprocessConfig(deap=small, store=store, subjects=[1, 2], runner="threads", stages=eeg_only)
+        many = PreprocessConfig(deap=small, store=store, runner="threads", stages=eeg_only)
         timed(few)  # warm-up: Prefect's database migrations
         few_s = min(timed(few) for _ in range(2))
         many_s = min(timed(many) for _ in range(2))
@@ -66,7 +67,8 @@ def main() -> None:
                                                           seconds=60, videos=False))
         results = {}
         for runner in ("threads", "processes"):
-            config = PreprocessConfig(deap=full, store=str(tmp / f"{runner}.zarr"), runner=runner)
+            config = PreprocessConfig(deap=full, store=str(tmp / f"{runner}.zarr"), runner=runner,
+                                  stages=["ingest", "eeg", "segment"])
             results[runner] = timed(config)
         print(f"EEG chain, {args.full_subjects} full-size subjects, {os.cpu_count()} cores:")
         for runner, seconds in results.items():

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict
 
 from store_schema.errors import MilmerError
 from store_schema.fingerprint import library_versions, stage_fingerprint
-from store_schema.layout import Stage
+from store_schema.failpoints import failpoint
+from store_schema.layout import Stage, stage_path
 from store_schema.store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ class StageOutput:
 
     arrays: dict[str, np.ndarray]
     extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """Problems that did not stop the stage (e.g. an unreadable video), for the run summary."""
 
 
 class StageOutcome(BaseModel):
@@ -48,6 +51,8 @@ class StageOutcome(BaseModel):
     error: str | None = None
     transient: bool = False
     """The failure was an I/O error of the environment (worth a retry), not of the data."""
+    warnings: list[str] = []
+    """Problems of a computed stage that did not stop it (named file and reason)."""
 
 
 def run_stage(
@@ -73,6 +78,7 @@ def run_stage(
         return StageOutcome(subject=subject, stage=stage, status="skipped",
                             seconds=time.perf_counter() - started, fingerprint=fingerprint)
     try:
+        failpoint(stage_path(subject, stage), "before-compute")
         output = compute()
         store.write_stage(
             subject=subject, stage=stage, arrays=output.arrays, params=params_json, inputs=inputs,
@@ -85,7 +91,8 @@ def run_stage(
                             seconds=time.perf_counter() - started, error=describe_error(err),
                             transient=is_transient(err))
     return StageOutcome(subject=subject, stage=stage, status="computed",
-                        seconds=time.perf_counter() - started, fingerprint=fingerprint)
+                        seconds=time.perf_counter() - started, fingerprint=fingerprint,
+                        warnings=list(output.warnings))
 
 
 def _is_expected(err: Exception) -> bool:

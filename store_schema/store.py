@@ -24,6 +24,7 @@ import zarr
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from store_schema.errors import StoreError
+from store_schema.failpoints import failpoint
 from store_schema.fingerprint import stage_fingerprint
 from store_schema.layout import (
     FIXED_DIMS,
@@ -223,8 +224,9 @@ class FeatureStore:
         stage = Stage(stage)
         spec = stage_spec(stage)
         shapes = validate_arrays(spec, arrays, where=f"{self.url}: {stage_path(subject, stage)}")
-        self.uncommit(subject, stage)
         path = stage_path(subject, stage)
+        failpoint(path, "before-write")
+        self.uncommit(subject, stage)
         if self._group(subject, stage) is not None:
             del self._root[path]
         group = self._root.require_group(path)
@@ -240,6 +242,7 @@ class FeatureStore:
                 dimension_names=array_spec.dims)
             if data.size:
                 target[...] = data
+        failpoint(path, "after-arrays")
         record = StageRecord(
             stage=stage, subject=subject, schema_version=SCHEMA_VERSION, code_version=code_version,
             params=dict(params), inputs=dict(inputs),
