@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed, found " + sys.version' 
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pipeline.face_model  # BlazeFace model into ~/.cache/milmer (or $$MILMER_FACE_MODEL)
 	touch $(STAMP)
 
 demo: setup

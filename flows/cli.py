@@ -158,7 +158,15 @@ def preprocess(
     deap: Annotated[Path, typer.Option(help="DEAP folder (real or synthetic).")],
     store: Annotated[str, typer.Option(help="Feature store: a folder or an fsspec URL.")],
     subjects: Annotated[Optional[str], typer.Option(help="Subjects, e.g. 1,2,5 (default: all found).")] = None,
-    stages: Annotated[str, typer.Option(help="'all' or a comma-separated list: ingest,eeg,segment.")] = "all",
+    stages: Annotated[
+        str, typer.Option(help="'all' or a comma-separated list of ingest,eeg,segment,faces,tokens.")
+    ] = "all",
+    weights: Annotated[
+        Optional[str],
+        typer.Option(help="Swin weights for tokens: a timm .pth/.safetensors file, a Hugging Face Swin "
+                     "folder, or 'random'."),
+    ] = None,
+    device: Annotated[Optional[str], typer.Option(help="Tokens device: auto (CUDA when present), cpu, cuda.")] = None,
     l_freq: Annotated[Optional[float], typer.Option(help="Band-pass low edge, Hz (default 1).")] = None,
     h_freq: Annotated[Optional[float], typer.Option(help="Band-pass high edge, Hz (default 50).")] = None,
     ica_seed: Annotated[Optional[int], typer.Option(help="FastICA random seed (default 0).")] = None,
@@ -170,7 +178,7 @@ def preprocess(
     content_hash: Annotated[bool, typer.Option(help="Fingerprint input files by content (slower).")] = False,
     force: Annotated[bool, typer.Option(help="Recompute even when fingerprints match.")] = False,
     runner: Annotated[
-        Optional[str], typer.Option(help="Parallel subject-stages in 'processes' (default) or 'threads'.")
+        Optional[str], typer.Option(help="Parallel subject-stages in 'threads' (default) or 'processes'.")
     ] = None,
     workers: Annotated[Optional[int], typer.Option(help="Parallel subject-stages (default: CPU cores).")] = None,
     dask_address: Annotated[
@@ -198,7 +206,8 @@ def preprocess(
         base["subjects"] = subject_list
     if stages.strip().lower() != "all":
         base["stages"] = [s.strip() for s in stages.split(",") if s.strip()]
-    for key, value in (("runner", runner), ("workers", workers), ("dask_address", dask_address)):
+    for key, value in (("runner", runner), ("workers", workers), ("dask_address", dask_address),
+                       ("weights", weights), ("device", device)):
         if value is not None:
             base[key] = value
     for section, key, value in (("eeg", "l_freq", l_freq), ("eeg", "h_freq", h_freq),
@@ -217,11 +226,11 @@ def preprocess(
     if as_json:
         print(summary.model_dump_json(indent=2))
     else:
-        _print_summary(summary)
+        _print_summary(summary, random_weights=str(cfg.weights).startswith("random"))
     raise typer.Exit(0 if summary.ok else 1)
 
 
-def _print_summary(summary) -> None:  # noqa: ANN001 - flows.preprocess.RunSummary
+def _print_summary(summary, *, random_weights: bool = False) -> None:  # noqa: ANN001 - RunSummary
     stages = list(dict.fromkeys(o.stage for o in summary.outcomes))
     table = Table(title="preprocess summary")
     table.add_column("subject")
@@ -241,6 +250,14 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - flows.preprocess.RunSumma
     for o in summary.failures():
         err_console.print(f"[red]failed[/] s{o.subject:02d} {o.stage.value}: {escape(o.error or '')}",
                           highlight=False)
+    for o in summary.outcomes:
+        for warning in o.warnings:
+            err_console.print(f"[yellow]warning[/] s{o.subject:02d} {o.stage.value}: {escape(warning)}",
+                              highlight=False)
+    if random_weights and any(o.stage.value == "tokens" and o.status == "computed"
+                              for o in summary.outcomes):
+        err_console.print("[yellow]notice[/] tokens were computed with RANDOM Swin weights (recorded "
+                          "in the store); give --weights PATH for real features", highlight=False)
     counts = {k: sum(o.status == k for o in summary.outcomes) for k in ("computed", "skipped", "failed")}
     console.print(", ".join(f"{n} {k}" for k, n in counts.items()))
 
@@ -253,6 +270,8 @@ def serve(
     dask_address: Annotated[
         Optional[str], typer.Option(help="Run the tasks on an existing Dask cluster (tcp://HOST:PORT).")
     ] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Default Swin weights (path or 'random').")] = None,
+    stages: Annotated[Optional[str], typer.Option(help="Default stages, comma-separated.")] = None,
 ) -> None:
     """Serve the deployment `preprocess-deap/default` to the Prefect server at PREFECT_API_URL.
 
@@ -268,7 +287,9 @@ def serve(
     if deap is not None or store is not None:
         if deap is None or store is None:
             raise _fail("give both --deap and --store as defaults, or neither")
-        fields = {"deap": str(deap), "store": store, "runner": runner, "dask_address": dask_address}
+        fields = {"deap": str(deap), "store": store, "runner": runner, "dask_address": dask_address,
+                  "weights": weights,
+                  "stages": [x.strip() for x in stages.split(",")] if stages else None}
         try:
             config = PreprocessConfig.model_validate({k: v for k, v in fields.items() if v is not None})
         except ValidationError as err:
@@ -341,6 +362,50 @@ def store_verify(
     console.print(f"[green]ok[/]: {committed} committed subject-stages verified")
 
 
+@store_app.command("faces")
+def store_faces(
+    store: Annotated[str, typer.Argument(help="Feature store folder or URL.")],
+    subject: Annotated[int, typer.Option(help="Subject number, e.g. 1.")],
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: faces_sNN.png here).")] = None,
+    trial: Annotated[Optional[int], typer.Option(help="Only this trial (Experiment_id).")] = None,
+    max_rows: Annotated[int, typer.Option(help="At most this many segments, spread evenly.")] = 40,
+) -> None:
+    """Contact sheet of a subject's face crops: a row per segment, ten frames each; frames without
+    a detection are outlined in red."""
+    import numpy as np
+
+    from pipeline.contact_sheet import contact_sheet, pick_rows, write_png
+    from store_schema.errors import StoreError
+
+    opened = _open_store(store)
+    try:
+        record = opened.record(subject, "faces")
+        if record is None:
+            raise StoreError(f"{store}: subject {subject} has no committed faces stage; run "
+                             "`milmer preprocess --stages faces` first")
+        experiment = opened.read(subject, "segment", "experiment_id")
+        positions = np.flatnonzero(experiment == trial) if trial is not None else np.arange(len(experiment))
+        if positions.size == 0:
+            raise StoreError(f"{store}: subject {subject} has no segment of Experiment_id {trial}")
+        rows = positions[pick_rows(len(positions), max(1, max_rows))]
+        segment_index = opened.read(subject, "segment", "segment_index")[rows]
+        presentation = opened.read(subject, "segment", "presentation_trial")[rows]
+        start_s = opened.read(subject, "segment", "start_s")[rows]
+        crops = np.stack([opened.array(subject, "faces", "crops")[int(r)] for r in rows])
+        detected = opened.read(subject, "faces", "detected")[rows]
+        has_video = opened.read(subject, "faces", "has_video")[rows]
+    except StoreError as err:
+        raise _fail(str(err)) from None
+    window = record.extra.get("window_s", 3)
+    labels = [f"E{experiment[r]:02d} seg {k}\ntrial{p:02d}.avi\nt={t:.0f}-{t + window:.0f} s"
+              for r, k, p, t in zip(rows, segment_index, presentation, start_s)]
+    title = (f"s{subject:02d}: {len(rows)} of {len(experiment)} segments; "
+             f"{record.extra.get('detected_fraction', 0):.1%} of frames detected; red = not detected")
+    image = contact_sheet(crops=crops, detected=detected, has_video=has_video, labels=labels, title=title)
+    path = write_png(out or Path(f"faces_s{subject:02d}.png"), image)
+    console.print(f"wrote {path} ({image.shape[1]}x{image.shape[0]} px, {len(rows)} segments)")
+
+
 def _one_line(err: Exception) -> str:
     from pydantic import ValidationError
 
@@ -348,6 +413,58 @@ def _one_line(err: Exception) -> str:
         return "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in err.errors())
     return str(err)
+
+
+@app.command()
+def train(
+    store: Annotated[str, typer.Option(help="Feature store folder or fsspec URL.")],
+    out: Annotated[Path, typer.Option(help="Run folder: config.json, checkpoints/, metrics.json, plots.")],
+    config: Annotated[Optional[str], typer.Option(
+        help="JSON file of TrainConfig fields, or a preset name from train.ablations "
+             "(e.g. balance-mlp, mil-amil, eeg-only); flags win.")] = None,
+    labels: Annotated[Optional[str], typer.Option(
+        help="deap4 (default), deap2-valence, deap2-arousal, deap3-valence, deap3-arousal.")] = None,
+    protocol: Annotated[Optional[str], typer.Option(
+        help="trial (default: whole trials held out), segment (leaky random split), loso.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per fold (default 100).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="fusion (default), concat, eeg or face.")] = None,
+    folds: Annotated[Optional[int], typer.Option(help="k of the trial/segment protocols (default 5).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto (default), cpu, cuda, cuda:N.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of folds, init and shuffling (default 0).")] = None,
+    subjects: Annotated[Optional[str], typer.Option(help="Subjects to use, e.g. 1,2,5 (default: all).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 14).")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run in --out from its checkpoints (settings from its config.json).")] = False,
+    progress: Annotated[Optional[bool], typer.Option(
+        help="Show a progress bar (default: when the terminal is interactive).")] = None,
+) -> None:
+    """Train the Milmer heads on cached tokens and evaluate them fold by fold.
+
+    Writes config.json, metrics.json, confusion.png, curves.png and checkpoints to --out.
+    """
+    from store_schema.errors import MilmerError
+    from train.config import resolve_config
+    from train.trainer import run_training
+
+    source = config
+    if resume and source is None and (out / "config.json").is_file():
+        source = str(out / "config.json")
+    try:
+        subject_list = ([int(p.strip().lstrip("sS")) for p in subjects.split(",") if p.strip()]
+                        if subjects and subjects.strip().lower() != "all" else None)
+    except ValueError:
+        raise _fail(f"--subjects: expected comma-separated numbers like 1,2,5, got {subjects!r}") from None
+    try:
+        cfg = resolve_config(
+            source, store=store, labels=labels, protocol=protocol, epochs=epochs, folds=folds,
+            device=device, seed=seed, subjects=subject_list, batch_size=batch_size,
+            model={"kind": model} if model else None)
+        run_training(cfg, out, resume=resume, progress=progress, console=err_console)
+    except MilmerError as err:
+        raise _fail(str(err)) from None
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; continue with `milmer train --store {store} --out {out} --resume`",
+                    code=130) from None
 
 
 def main() -> None:  # pragma: no cover - console entry

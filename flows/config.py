@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.eeg import FilterIcaParams, SegmentParams
+from pipeline.faces import FacesParams
 from pipeline.stages import IngestParams
-from store_schema.layout import Stage
+from store_schema.layout import CROP_SIZE, FRAMES_PER_SEGMENT, Stage
 
-IMPLEMENTED_STAGES: tuple[Stage, ...] = (Stage.ingest, Stage.eeg, Stage.segment)
+IMPLEMENTED_STAGES: tuple[Stage, ...] = (
+    Stage.ingest, Stage.eeg, Stage.segment, Stage.faces, Stage.tokens)
 """Stages this version can run, in order; ``all`` means these."""
 
 
@@ -27,11 +29,18 @@ class PreprocessConfig(BaseModel):
     ingest: IngestParams = IngestParams()
     eeg: FilterIcaParams = FilterIcaParams()
     segment: SegmentParams = SegmentParams()
+    faces: FacesParams = FacesParams()
+    weights: str | None = Field(
+        None, description="Swin weights for the tokens stage: a timm checkpoint file, a Hugging Face "
+        "Swin folder, or 'random' (random init, recorded as such)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="tokens stage device")
+    tokens_batch_size: int | None = Field(None, ge=1, description="frames per forward (default: 32 CPU, 256 CUDA)")
     content_hash: bool = Field(False, description="fingerprint input files by content, not size+mtime")
     force: bool = Field(False, description="recompute even when fingerprints match")
     storage_options: dict[str, Any] | None = Field(None, description="fsspec options for the store URL")
     runner: Literal["threads", "processes"] = Field(
-        "processes", description="how this machine runs independent subject-stages in parallel")
+        "threads", description="how this machine runs independent subject-stages in parallel "
+        "(threads measured faster here: numpy, SciPy and BLAS release the GIL)")
     workers: int | None = Field(None, ge=1, description="parallel subject-stages (default: CPU cores)")
     dask_address: str | None = Field(
         None, description="run the tasks on an existing Dask cluster, e.g. tcp://HOST:8786")
@@ -41,6 +50,29 @@ class PreprocessConfig(BaseModel):
     def _dask_address(cls, value: str | None) -> str | None:
         if value is not None and "://" not in value:
             raise ValueError(f"expected a scheduler address like tcp://HOST:8786, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _tokens_have_weights(self) -> "PreprocessConfig":
+        if Stage.tokens not in self.stages:
+            return self
+        if self.weights is None:
+            raise ValueError(
+                "the tokens stage needs Swin weights: give --weights PATH (a timm .pth/.safetensors "
+                "file or a Hugging Face Swin folder) or --weights random, or leave tokens out "
+                "(--stages ingest,eeg,segment,faces)")
+        if not self.weights.startswith("random") and not Path(self.weights).expanduser().exists():
+            raise ValueError(f"weights {self.weights} does not exist")
+        return self
+
+    @field_validator("faces")
+    @classmethod
+    def _faces_fit_the_store(cls, value: FacesParams) -> FacesParams:
+        if value.frames_per_segment != FRAMES_PER_SEGMENT or value.crop_size != CROP_SIZE:
+            raise ValueError(
+                f"the store schema holds {FRAMES_PER_SEGMENT} frames per segment of "
+                f"{CROP_SIZE}x{CROP_SIZE} crops; got frames_per_segment={value.frames_per_segment}, "
+                f"crop_size={value.crop_size}")
         return value
 
     @field_validator("deap")

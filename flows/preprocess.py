@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from prefect import flow, get_run_logger, task
+from prefect import allow_failure, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.futures import PrefectFuture, wait
@@ -25,10 +25,10 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.config import PreprocessConfig
-from flows.stages import eeg_stage, ingest_stage, segment_stage
+from flows.stages import eeg_stage, faces_stage, ingest_stage, segment_stage, tokens_stage
 from pipeline.deap import DeapLayout, find_layout, subjects_in
 from pipeline.errors import DeapInputError
-from store_schema.layout import Stage
+from store_schema.layout import Stage, stage_spec
 from store_schema.runner import StageOutcome
 from store_schema.store import FeatureStore
 
@@ -61,11 +61,33 @@ class RunSummary(BaseModel):
         lines.append(", ".join(f"{n} {k}" for k, n in self.counts().items()))
         for o in self.failures():
             lines.append(f"- **s{o.subject:02d} {o.stage.value}**: {o.error}")
+        for o in self.outcomes:
+            lines += [f"- s{o.subject:02d} {o.stage.value} warning: {w}" for w in o.warnings]
         return "\n".join(lines)
+
+
+ONE_AT_A_TIME: frozenset[Stage] = frozenset({Stage.tokens})
+"""Stages that hold the accelerator (and every core): never two subjects at once on one machine."""
 
 
 class TransientStageError(RuntimeError):
     """Raised inside a task so that Prefect retries it (I/O errors of the environment only)."""
+
+
+def upstream_in_run(stages: list[Stage], stage: Stage) -> Stage | None:
+    """The stage of this run whose outcome ``stage`` waits on: the nearest earlier stage of the
+    run that ``stage`` reads, directly or through its upstreams in the store layout (faces →
+    segment; faces → ingest when only ingest and faces run). None: it reads only committed
+    records of stages this run does not touch."""
+    ancestors: set[Stage] = set()
+    todo = list(stage_spec(stage).upstream)
+    while todo:
+        up = todo.pop()
+        if up not in ancestors:
+            ancestors.add(up)
+            todo += stage_spec(up).upstream
+    earlier = stages[: stages.index(stage)]
+    return next((s for s in reversed(earlier) if s in ancestors), None)
 
 
 def run_subject_stage(
@@ -83,6 +105,12 @@ def run_subject_stage(
         Stage.eeg: lambda: eeg_stage(store, subject=subject, params=config.eeg, force=config.force),
         Stage.segment: lambda: segment_stage(store, subject=subject, params=config.segment,
                                              force=config.force),
+        Stage.faces: lambda: faces_stage(
+            store, layout=find_layout(config.deap), subject=subject, params=config.faces,
+            content_hash=config.content_hash, force=config.force),
+        Stage.tokens: lambda: tokens_stage(
+            store, subject=subject, weights=config.weights, device=config.device,
+            batch_size=config.tokens_batch_size, force=config.force),
     }
     return runners[stage]()
 
@@ -98,6 +126,8 @@ def subject_stage_task(
         raise TransientStageError(f"s{subject:02d} {stage.value}: {outcome.error}")
     logger.info("s%02d %s: %s in %.1f s%s", subject, stage.value, outcome.status, outcome.seconds,
                 f" ({outcome.error})" if outcome.error else "")
+    for warning in outcome.warnings:
+        logger.warning("s%02d %s: %s", subject, stage.value, warning)
     return outcome
 
 
@@ -149,12 +179,20 @@ def preprocess_subjects(config: PreprocessConfig):  # noqa: ANN201 - returns a P
     with _workers_share_this_api():
         # Stage-major order: every subject's ingest is queued before any eeg task that waits on
         # one, so waiting tasks never hold the runner's resolver threads while work sits unqueued.
-        for index, stage in enumerate(config.stages):
+        for stage in config.stages:
+            before = upstream_in_run(config.stages, stage)
+            previous_on_device = None
             for subject in subjects:
-                upstream = futures[(subject, config.stages[index - 1])] if index else None
+                upstream = futures[(subject, before)] if before else None
+                # The tokens stage (the GPU, when present) runs one subject at a time: each waits
+                # for the previous subject's tokens, whatever their outcome, while CPU stages of
+                # other subjects go on.
+                serial = [allow_failure(previous_on_device)] if previous_on_device else None
                 futures[(subject, stage)] = subject_stage_task.with_options(
                     task_run_name=f"s{subject:02d}-{stage.value}",
-                ).submit(config, subject, stage, upstream)
+                ).submit(config, subject, stage, upstream, wait_for=serial)
+                if stage in ONE_AT_A_TIME:
+                    previous_on_device = futures[(subject, stage)]
         wait(list(futures.values()))
     ordered = sorted(futures.items(), key=lambda item: (item[0][0], config.stages.index(item[0][1])))
     summary = RunSummary(outcomes=[_outcome_of(f, s, st) for (s, st), f in ordered])
@@ -217,8 +255,9 @@ def run_chain_inline(config: PreprocessConfig) -> RunSummary:
     FeatureStore.open(config.store, storage_options=config.storage_options)
     outcomes: list[StageOutcome] = []
     for subject in requested_subjects(config, find_layout(config.deap)):
-        upstream = None
+        done: dict[Stage, StageOutcome] = {}
         for stage in config.stages:
-            upstream = run_subject_stage(config, subject, stage, upstream)
-            outcomes.append(upstream)
+            before = upstream_in_run(config.stages, stage)
+            done[stage] = run_subject_stage(config, subject, stage, done[before] if before else None)
+            outcomes.append(done[stage])
     return RunSummary(outcomes=outcomes)

@@ -7,20 +7,33 @@ loaded) or failed (with the file and the problem).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from pipeline import deap_format as fmt
+from pipeline import faces
 from pipeline import stages as compute
 from pipeline.deap import DeapLayout, load_ratings, load_subject
 from pipeline.eeg import FILTER_ICA_CODE_VERSION, SEGMENT_CODE_VERSION
 from pipeline.errors import DeapInputError
+from pipeline.face_model import resolve_face_model
 from store_schema.fingerprint import digest, file_fingerprint
 from store_schema.layout import Stage
 from store_schema.runner import StageOutcome, StageOutput, describe_error, is_transient, run_stage
 from store_schema.store import FeatureStore
 
 EEG_LIBRARIES = ("numpy", "scipy", "mne", "scikit-learn")
+
+def _log() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a task (progress shows in the run's log), else a plain one."""
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a flow run (tests, notebooks)
+        return logging.getLogger(__name__)
 
 
 def _failed(subject: int, stage: Stage, err: Exception, started: float) -> StageOutcome:
@@ -116,3 +129,79 @@ def segment_stage(
             store, subject=subject, stage=Stage.segment, params=params,
             code_version=SEGMENT_CODE_VERSION, inputs=inputs, compute=cut,
             libraries=("numpy",), force=force))
+
+
+def faces_stage(
+    store: FeatureStore, *, layout: DeapLayout, subject: int, params: faces.FacesParams,
+    content_hash: bool = False, force: bool = False,
+) -> StageOutcome:
+    """Inputs: the segment stage, every face video of the subject (size+mtime, or content with
+    ``content_hash``; a missing file counts as ``missing``) and the model's sha256 (not its path)."""
+    model: dict[str, object] = {}
+
+    def name_inputs() -> dict[str, str]:
+        segment = _upstream(store, subject, Stage.faces, Stage.segment)
+        model["path"], model["sha256"] = resolve_face_model(params.model_path)
+        videos = faces.expected_videos(layout.video_dir, subject,
+                                       store.read(subject, Stage.segment, "presentation_trial"))
+        return {
+            "segment": segment,
+            "model": f"sha256:{model['sha256']}",
+            **{f"video:{name}": file_fingerprint(path, content=content_hash)
+               if path is not None and path.is_file() else "missing"
+               for name, path in videos.items()},
+        }
+
+    def detect() -> StageOutput:
+        ingest, segment = store.record(subject, Stage.ingest), store.record(subject, Stage.segment)
+        if ingest is None or segment is None:
+            raise DeapInputError(store.url, f"{fmt.subject_tag(subject)}: ingest/segment records "
+                                 "vanished during the run; run the stages again", subject=subject)
+        arrays, extra = faces.subject_faces(
+            video_dir=layout.video_dir, subject=subject,
+            trial_index=store.read(subject, Stage.segment, "trial_index"),
+            presentation_trial=store.read(subject, Stage.segment, "presentation_trial"),
+            start_s=store.read(subject, Stage.segment, "start_s"),
+            trial_seconds=ingest.extra["trial_seconds"], window_s=segment.params["window_s"],
+            params=params, model_path=Path(str(model["path"])),
+            progress=lambda line: _log().info("%s faces: %s", fmt.subject_tag(subject), line))
+        extra["model"] = {"path": str(model["path"]), "sha256": model["sha256"]}
+        return StageOutput(arrays=arrays, extra=extra, warnings=faces.problem_lines(extra))
+
+    # The model enters the fingerprint by its hash (an input), never by where it lies.
+    recorded = params.model_copy(update={"model_path": None})
+    return _with_inputs(subject, Stage.faces, name_inputs, lambda inputs: run_stage(
+        store, subject=subject, stage=Stage.faces, params=recorded,
+        code_version=faces.FACES_CODE_VERSION, inputs=inputs, compute=detect,
+        libraries=faces.LIBRARIES, force=force))
+
+
+def tokens_stage(
+    store: FeatureStore, *, subject: int, weights: str, device: str, batch_size: int | None,
+    force: bool = False,
+) -> StageOutcome:
+    """Inputs: the faces stage. The weights enter through the params, by content hash."""
+    from pipeline import tokens  # torch and timm: imported only when tokens run
+
+    resolved: dict[str, tokens.TokensParams] = {}
+
+    def name_inputs() -> dict[str, str]:
+        # Resolved on the machine that computes: 'auto' is float32 on a CPU, bf16 on a GPU.
+        resolved["params"] = tokens.TokensParams.from_weights(weights, device=device,
+                                                              batch_size=batch_size)
+        return {"faces": _upstream(store, subject, Stage.tokens, Stage.faces)}
+
+    def extract() -> StageOutput:
+        extractor = tokens.TokenExtractor(weights=weights, params=resolved["params"])
+        arrays, extra = tokens.tokens_for_subject(
+            crops=store.array(subject, Stage.faces, "crops"), extractor=extractor,
+            progress=lambda done, total: _log().info("%s tokens: %d of %d frames", fmt.subject_tag(subject),
+                                                  done, total))
+        return StageOutput(arrays=arrays, extra=extra)
+
+    def run(inputs: Mapping[str, str]) -> StageOutcome:
+        return run_stage(store, subject=subject, stage=Stage.tokens, params=resolved["params"],
+                         code_version=tokens.TOKENS_CODE_VERSION, inputs=inputs, compute=extract,
+                         libraries=tokens.LIBRARIES, force=force)
+
+    return _with_inputs(subject, Stage.tokens, name_inputs, run)

@@ -22,3 +22,12 @@ class DeapInputError(MilmerError):
 
 class ParameterError(MilmerError):
     """A parameter that is out of range or inconsistent with the data."""
+
+
+class FaceModelError(MilmerError):
+    """The face detection model file is missing, unreadable or not the expected one."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

@@ -18,17 +18,23 @@ echo "== 2/4 inspecting it as a user would inspect the real DEAP folder"
 "$milmer" inspect "$demo_dir/deap"
 
 echo
-echo "== 3/4 running the preprocess-deap flow (ingest, band-pass + ICA, 3 s segments) into $demo_dir/store.zarr"
-"$milmer" preprocess --deap "$demo_dir/deap" --store "$demo_dir/store.zarr"
+echo "== 3/4 running the preprocess-deap flow into $demo_dir/store.zarr: ingest, band-pass + ICA,"
+echo "   3 s segments, face crops, and Swin tokens."
+echo "   NOTICE: the demo uses RANDOMLY INITIALISED Swin weights (--weights random; no model hub is"
+echo "   reachable). The store records them as random. Give --weights PATH for real features."
+"$milmer" preprocess --deap "$demo_dir/deap" --store "$demo_dir/store.zarr" --weights random
 echo "-- and once more: every subject-stage is up to date, so nothing is recomputed"
-"$milmer" preprocess --deap "$demo_dir/deap" --store "$demo_dir/store.zarr" 2>/dev/null | tail -n 1
+"$milmer" preprocess --deap "$demo_dir/deap" --store "$demo_dir/store.zarr" --weights random 2>/dev/null \
+    | tail -n 1
 
 echo
 echo "== 4/4 the store: what it holds, and a full verification"
 "$milmer" store info "$demo_dir/store.zarr"
 "$milmer" store verify "$demo_dir/store.zarr"
+"$milmer" store faces "$demo_dir/store.zarr" --subject 2 --out "$demo_dir/faces_s02.png"
 
 echo
 echo "Done in $((SECONDS - started)) s. Synthetic DEAP: $demo_dir/deap (one video, s02_trial05, left out"
 echo "on purpose to show how a missing video is reported). Feature store: $demo_dir/store.zarr."
-echo "Not yet in the demo: face crops, Swin tokens and training (later issues)."
+echo "Face crops of s02 (its trial 5 has no video): $demo_dir/faces_s02.png."
+echo "Not yet in the demo: training the Milmer heads (a later issue)."

@@ -15,7 +15,8 @@ from pipeline import deap_format as fmt
 
 runner = CliRunner()
 
-COMMANDS = [[], ["synth"], ["inspect"], ["preprocess"], ["store"], ["store", "info"], ["store", "verify"]]
+COMMANDS = [[], ["synth"], ["inspect"], ["preprocess"], ["store"], ["store", "info"], ["store", "verify"],
+            ["store", "faces"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "milmer")

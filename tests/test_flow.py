@@ -20,6 +20,8 @@ from store_schema.verify import verify_store
 from tests.servers import BIN, background, dask_cluster, prefect_server, wait_until
 
 EEG_STAGES = ("ingest", "eeg", "segment")
+CPU_STAGES = [*EEG_STAGES, "faces"]
+"""Everything but tokens (Swin on a CPU costs ~0.1 s a frame): tokens have their own test below."""
 
 
 def statuses(summary: RunSummary) -> set[str]:
@@ -51,8 +53,9 @@ def assert_same_store(a: str, b: str) -> None:
 def local_store(small_deap_master: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The reference: the flow run in-process on this machine (worker processes)."""
     url = str(tmp_path_factory.mktemp("flow") / "local.zarr")
-    first = run_flow(PreprocessConfig(deap=small_deap_master, store=url, runner="processes", workers=2))
-    assert statuses(first) == {"computed"} and len(first.outcomes) == 6
+    first = run_flow(PreprocessConfig(deap=small_deap_master, store=url, runner="processes", workers=2,
+                                      stages=CPU_STAGES))
+    assert statuses(first) == {"computed"} and len(first.outcomes) == 2 * len(CPU_STAGES)
     return url
 
 
@@ -60,7 +63,8 @@ def test_flow_in_process_builds_the_store_and_a_rerun_skips_everything(
     small_deap_master: Path, local_store: str
 ) -> None:
     assert verify_store(FeatureStore.open(local_store, mode="r")) == []
-    again = run_flow(PreprocessConfig(deap=small_deap_master, store=local_store, runner="threads"))
+    again = run_flow(PreprocessConfig(deap=small_deap_master, store=local_store, runner="threads",
+                                      stages=CPU_STAGES))
     assert statuses(again) == {"skipped"}
     assert "| s01 | skipped" in again.markdown()
 
@@ -68,7 +72,8 @@ def test_flow_in_process_builds_the_store_and_a_rerun_skips_everything(
 def test_a_corrupt_subject_fails_the_run_and_the_others_complete(small_deap: Path, tmp_path: Path) -> None:
     path = small_deap / fmt.PREPROCESSED_DIR / fmt.dat_name(2)
     path.write_bytes(b"not a pickle at all")
-    summary = run_flow(PreprocessConfig(deap=small_deap, store=str(tmp_path / "s.zarr"), runner="threads"))
+    summary = run_flow(PreprocessConfig(deap=small_deap, store=str(tmp_path / "s.zarr"), runner="threads",
+                                        stages=CPU_STAGES))
     assert not summary.ok
     by_key = {(o.subject, o.stage.value): o for o in summary.outcomes}
     assert all(by_key[(1, stage)].status == "computed" for stage in EEG_STAGES)
@@ -90,6 +95,7 @@ def test_flow_on_a_real_dask_cluster_gives_the_same_store(
     monkeypatch.setenv("PREFECT_API_URL", url)  # workers and this process share one real API
     with dask_cluster(tmp_path, env, workers=2) as address:
         summary = run_flow(PreprocessConfig(deap=small_deap_master, store=str(tmp_path / "dask.zarr"),
+                                            stages=CPU_STAGES,
                                             dask_address=address))
     assert statuses(summary) == {"computed"}, summary.markdown()
     workers_used = {line for log in tmp_path.glob("worker-*.log") for line in log.read_text().splitlines()
@@ -105,6 +111,7 @@ def test_served_deployment_runs_from_the_prefect_cli(
     store = tmp_path / "deployed.zarr"
     env = {**env, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     with background([str(BIN / "milmer"), "serve", "--deap", str(small_deap_master), "--store", str(store),
+                     "--stages", ",".join(CPU_STAGES),
                      "--runner", "threads"], env=env, log=tmp_path / "serve.log") as serving:
         def deployment_listed() -> bool:
             out = subprocess.run([str(BIN / "prefect"), "deployment", "ls"], env=env,
@@ -125,3 +132,32 @@ def test_served_deployment_runs_from_the_prefect_cli(
                                 "eeg": {"l_freq": "low"}}})],
         env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "l_freq" in bad.stdout + bad.stderr
+
+
+def test_tokens_stage_records_random_weights_and_recomputes_only_on_new_weights(
+    small_deap_master: Path, local_store: str, tmp_path: Path
+) -> None:
+    import shutil
+
+    from flows.preprocess import run_chain_inline
+
+    store = tmp_path / "tokens.zarr"
+    shutil.copytree(local_store, store)  # every CPU stage already committed
+    run = lambda weights: run_chain_inline(PreprocessConfig(  # noqa: E731
+        deap=small_deap_master, store=str(store), subjects=[1], weights=weights,
+        stages=[*CPU_STAGES, "tokens"]))
+    first = run("random")
+    assert {(o.stage.value, o.status) for o in first.outcomes} == {
+        *((s, "skipped") for s in CPU_STAGES), ("tokens", "computed")}
+    opened = FeatureStore.open(str(store), mode="r")
+    record = opened.record(1, "tokens")
+    assert record.params["weights_fingerprint"] == "random:0" and record.extra["random_weights"] is True
+    tokens = opened.read(1, "tokens", "tokens")
+    n_seg = opened.read(1, "segment", "eeg").shape[0]
+    assert tokens.shape == (n_seg, 10, 49, 768) and tokens.dtype == np.float16
+    assert np.isfinite(tokens).all() and tokens.astype(np.float32).std() > 0
+    assert {o.status for o in run("random").outcomes} == {"skipped"}
+    other = run("random:1")
+    assert {(o.stage.value, o.status) for o in other.outcomes if o.status == "computed"} == {
+        ("tokens", "computed")}
+    assert not np.array_equal(FeatureStore.open(str(store), mode="r").read(1, "tokens", "tokens"), tokens)

@@ -23,6 +23,7 @@ EEG_STAGES = ["ingest", "eeg", "segment"]
 
 
 def run(deap: Path, store: Path, **overrides) -> RunSummary:
+    overrides.setdefault("stages", EEG_STAGES)  # the face stage has its own tests (test_faces.py)
     return run_chain_inline(PreprocessConfig(deap=deap, store=str(store), **overrides))
 
 
@@ -168,8 +169,10 @@ def test_invalid_parameters_are_rejected_before_any_work(small_deap: Path, tmp_p
 
     with pytest.raises(ValidationError, match="l_freq"):
         PreprocessConfig(deap=small_deap, store=str(tmp_path / "s.zarr"), eeg={"l_freq": 60.0})
-    with pytest.raises(ValidationError, match="not available yet"):
+    with pytest.raises(ValidationError, match="tokens stage needs Swin weights"):
         PreprocessConfig(deap=small_deap, store=str(tmp_path / "s.zarr"), stages=["tokens"])
+    with pytest.raises(ValidationError, match="does not exist"):
+        PreprocessConfig(deap=small_deap, store=str(tmp_path / "s.zarr"), weights=str(tmp_path / "w.pth"))
     assert not (tmp_path / "s.zarr").exists()
 
 
@@ -184,7 +187,8 @@ def test_cli_builds_reports_and_verifies_the_store(small_deap: Path, tmp_path: P
                    "--stages", "ingest,eeg,segment", "--json")
     assert first.returncode == 0, first.stderr
     assert {o["status"] for o in json.loads(first.stdout)["outcomes"]} == {"computed"}
-    second = milmer("preprocess", "--deap", str(small_deap), "--store", str(store))
+    second = milmer("preprocess", "--deap", str(small_deap), "--store", str(store),
+                    "--stages", "ingest,eeg,segment")
     assert second.returncode == 0 and "6 skipped" in second.stdout
 
     info = milmer("store", "info", str(store), "--json")
@@ -205,3 +209,44 @@ def test_cli_builds_reports_and_verifies_the_store(small_deap: Path, tmp_path: P
 
     bad = milmer("preprocess", "--deap", str(small_deap), "--store", str(store), "--l-freq", "70")
     assert bad.returncode == 2 and "l_freq" in bad.stderr
+
+
+def test_a_run_killed_mid_write_leaves_committed_stages_intact_and_the_next_run_finishes(
+    small_deap: Path, tmp_path: Path
+) -> None:
+    import signal
+
+    store = tmp_path / "killed.zarr"
+    env = {**os.environ, "MILMER_FAILPOINT": "subjects/s02/eeg:after-arrays"}
+    exe = Path(sys.executable).with_name("milmer")
+    log = tmp_path / "killed.log"
+    with log.open("w") as out:
+        killed = subprocess.Popen(
+            [str(exe), "preprocess", "--deap", str(small_deap), "--store", str(store), "--runner",
+             "threads", "--workers", "1", "--stages", ",".join(EEG_STAGES)], env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            killed.wait(timeout=300)
+        finally:  # Prefect's temporary API server outlives its SIGKILLed parent: stop the group
+            try:
+                os.killpg(killed.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    output = log.read_text()
+    assert killed.returncode == -signal.SIGKILL, output
+
+    opened = FeatureStore.open(str(store), mode="r")
+    assert opened.state(2, "eeg") == "uncommitted"  # arrays written, no commit record
+    # the flow queues stages subject by subject, stage-major: ingest s01, s02, then eeg s01, s02 ...
+    assert opened.state(1, "eeg") == "committed" and opened.state(2, "ingest") == "committed"
+    assert opened.state(1, "segment") == "absent"
+    assert verify_store(opened) == []
+    committed_before = {(s, st): opened.record(s, st) for s in (1, 2) for st in EEG_STAGES
+                        if opened.record(s, st) is not None}
+
+    rerun = run(small_deap, store)
+    assert {k for k, v in statuses(rerun).items() if v == "computed"} == {
+        (2, "eeg"), (1, "segment"), (2, "segment")}
+    after = FeatureStore.open(str(store), mode="r")
+    assert all(after.record(*key) == record for key, record in committed_before.items())
+    assert verify_store(after) == []

@@ -1,0 +1,629 @@
+"""Face stage: sample 10 frames per EEG segment, detect the face, crop it, pad it to 224 x 224.
+
+Pure logic on files and numpy arrays (no Zarr, no Prefect); ``flows`` reads the segment table
+through the store, calls :func:`faces_for_subject` and commits what it returns.
+
+Frame sampling (:func:`sample_frame_indices`)
+    A segment covers ``[start_s, start_s + window_s)`` seconds after video playback began (the
+    segment table's ``start_s``; ``window_s`` = 3 s by default). It is split into
+    ``frames_per_segment`` (10) equal sub-intervals; frame ``k`` is the video frame on screen at
+    the centre of sub-interval ``k``::
+
+        t_k   = offset + start_s + (k + 0.5) * window_s / 10     (seconds since the video began)
+        index = floor(t_k * fps + 1e-6), clipped to [0, frame_count - 1]
+
+    ``fps`` and ``frame_count`` are read from each file (never assumed); ``offset`` is 3 s when the
+    video starts at the pre-trial baseline and 0 when it starts at playback, decided per file from
+    its duration (:func:`pipeline.deap.video_alignment`) unless ``FacesParams.video_start``
+    overrides it. Frame ``i`` is on screen during ``[i / fps, (i + 1) / fps)``, so every sampled
+    frame overlaps its segment, and the 10 frames are strictly increasing whenever a sub-interval is
+    at least one frame long (``window_s / 10 >= 1 / fps``: 3 s windows at fps >= 10/3). Clipping
+    only matters for a video up to ``VIDEO_DURATION_TOLERANCE_S`` shorter than its trial.
+
+Decoding only the frames needed (:func:`read_frames`)
+    Intra-only codecs (DEAP's DV, MJPG: every packet a whole frame): PyAV seeks to each wanted
+    frame, maps packets to frame indices by their ``pts`` and the stream's time base, and reads and
+    decodes only the wanted packets (a file that cannot be seeked is demuxed packet by packet,
+    still decoding only the wanted ones). Other codecs (the synthetic mp4v, GOP 12): frames are
+    decoded in order up to the last wanted one, and only the wanted ones are converted to RGB.
+    Frames equal OpenCV's pixel for pixel on MJPG and mp4v (tested). PyAV, not OpenCV, because
+    OpenCV 5.0 returns near-black frames (with ``ok`` True) for interlaced PAL DV, which is what
+    DEAP's camera recorded ("Cannot convert interlaced to progressive frames" from swscale).
+    A damaged frame that FFmpeg conceals is decoded as concealed (and usually not detected).
+
+Detection, box and crop
+    MediaPipe Tasks ``FaceDetector`` with BlazeFace short-range (``pipeline.face_model``),
+    ``RunningMode.IMAGE``, ``min_detection_confidence = min_confidence``; the highest-scoring face
+    wins. ``boxes`` stores the face box *before* the margin (x, y, w, h in video pixels). The crop is
+    that box grown by ``box_margin`` (10 %) of its width/height on each side, clipped to the frame,
+    resized so its longer side is ``crop_size`` (aspect kept; INTER_AREA when shrinking, linear
+    when enlarging) and centred on a black ``crop_size`` square ("center padding").
+
+No detection
+    A sampled frame without a face (none at or above ``min_confidence``) takes the box of the
+    nearest sampled frame *in time* of the same trial that has one (the earlier on a tie); its
+    ``detected`` is False and its ``score`` 0. When no sampled frame of the trial has a face, the
+    fallback is a centre crop: the box whose grown region is the largest centred square of the
+    frame (576 x 576 in a 720 x 576 DEAP video), again with ``detected`` False and ``score`` 0.
+
+Bad videos
+    A missing, unreadable, truncated or corrupt video affects only its trial: that trial's segments
+    get ``has_video`` False, black crops, zero boxes and scores, and ``detected`` False; the file and
+    the reason are listed in ``extra["video_problems"]``. The subject still completes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline import deap_format as fmt
+from pipeline.deap import VideoInfo, VideoStart, probe_video, video_alignment
+from pipeline.errors import DeapInputError
+
+FACES_CODE_VERSION = "1"
+"""Bump when the face stage computes something different for the same parameters and inputs."""
+
+LIBRARIES = ("mediapipe", "opencv-contrib-python", "av", "numpy")
+"""Library versions recorded with the stage (not hashed)."""
+
+Arrays = dict[str, np.ndarray]
+Extra = dict[str, Any]
+Box = tuple[float, float, float, float]
+
+
+class FacesParams(BaseModel):
+    """Settings of the face stage. The fingerprint hashes these, except ``model_path``: the model
+    enters the fingerprint by its sha256, wherever the file lies."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    frames_per_segment: int = Field(10, ge=1, description="frames sampled per segment")
+    min_confidence: float = Field(0.7, gt=0.0, le=1.0, description="BlazeFace minimum score")
+    box_margin: float = Field(0.10, ge=0.0, le=1.0,
+                              description="box growth on each side, as a fraction of its size")
+    crop_size: int = Field(224, ge=8, description="side of the square, center-padded crop")
+    video_start: Literal["auto", "baseline", "playback"] = Field(
+        "auto", description="video starts at the 3 s baseline or at playback; auto: from duration")
+    model_path: Path | None = Field(
+        None, description=("face_detection_short_range.tflite; default $MILMER_FACE_MODEL, then "
+                           "~/.cache/milmer/ (provisioned by `make setup`)"))
+
+    @property
+    def override(self) -> VideoStart | None:
+        return None if self.video_start == "auto" else self.video_start
+
+
+# --------------------------------------------------------------------------------------------
+# Which videos, aligned how
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialVideo:
+    """The video of one trial, probed, or why it cannot be used."""
+
+    trial_index: int
+    """0-based ``.dat`` trial index (= Experiment_id - 1), as in the segment table."""
+    file: str
+    """Expected file name, e.g. ``s01_trial03.avi`` (presentation order)."""
+    path: Path | None
+    video: VideoInfo | None = None
+    video_start: VideoStart | None = None
+    problem: str | None = None
+    """Why the trial has no usable video (``None``: usable)."""
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None and self.video is not None and self.video_start is not None
+
+    @property
+    def offset_s(self) -> float:
+        """Seconds of video before playback began."""
+        return float(fmt.BASELINE_SECONDS) if self.video_start == "baseline" else 0.0
+
+
+def video_path(video_dir: Path | None, subject: int, presentation_trial: int) -> Path | None:
+    """Where the face video of a trial (presentation order) should be."""
+    if video_dir is None:
+        return None
+    return video_dir / fmt.subject_tag(subject) / fmt.video_name(subject, presentation_trial)
+
+
+def find_trial_videos(
+    *,
+    video_dir: Path | None,
+    subject: int,
+    trials: Sequence[tuple[int, int]],
+    trial_seconds: float,
+    video_start: VideoStart | None = None,
+) -> list[TrialVideo]:
+    """Probe the video of every ``(trial_index, presentation_trial)``; never raises for a bad file.
+
+    Reads only the videos' headers and first/last frames (no EEG).
+    """
+    found = []
+    for trial_index, presentation in trials:
+        name = fmt.video_name(subject, presentation)
+        path = video_path(video_dir, subject, presentation)
+        if subject > fmt.LAST_SUBJECT_WITH_VIDEO and (path is None or not path.exists()):
+            problem = f"DEAP filmed participants 1-{fmt.LAST_SUBJECT_WITH_VIDEO} only"
+        elif path is None:
+            problem = f"no {fmt.VIDEO_DIR}/ folder found"
+        elif not path.exists():
+            problem = "video file not found"
+        else:
+            try:
+                info = probe_video(path)
+                start = video_alignment(info, trial_seconds=trial_seconds, override=video_start)
+            except DeapInputError as err:
+                problem = err.problem
+            else:
+                found.append(TrialVideo(trial_index=trial_index, file=name, path=path, video=info,
+                                        video_start=start))
+                continue
+        found.append(TrialVideo(trial_index=trial_index, file=name, path=path, problem=problem))
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Frame sampling
+# --------------------------------------------------------------------------------------------
+
+
+def sample_frame_indices(
+    *,
+    start_s: np.ndarray,
+    window_s: float,
+    fps: float,
+    offset_s: float,
+    frame_count: int,
+    n: int = 10,
+) -> np.ndarray:
+    """(n_segments, n) frame indices: the frame on screen at the centre of each of ``n`` equal
+    sub-intervals of every segment (see the module docstring)."""
+    if not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be positive, got {fps}")
+    if frame_count < 1:
+        raise ValueError(f"frame_count must be >= 1, got {frame_count}")
+    starts = np.asarray(start_s, dtype=np.float64).reshape(-1, 1)
+    centres = offset_s + starts + (np.arange(n) + 0.5) * (window_s / n)
+    return np.clip(np.floor(centres * fps + 1e-6).astype(np.int64), 0, frame_count - 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+
+def read_frames(
+    path: Path, indices: Sequence[int], *, fps: float, stats: dict[str, Any] | None = None,
+    seek: bool = True,
+) -> dict[int, np.ndarray]:
+    """RGB uint8 (H, W, 3) frames ``indices`` of a video, decoding only what is needed.
+
+    Raises :class:`DeapInputError` naming the file when it cannot be opened or decoded, or when a
+    wanted frame is not in it (truncated file). ``stats``, when given, receives ``intra_only``
+    and ``decoded`` (frames the decoder produced). ``seek=False`` makes the intra-only path demux
+    every packet instead of seeking (the fallback; for tests and comparisons).
+    """
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    wanted = {int(i) for i in indices}
+    out: dict[int, np.ndarray] = {}
+    if not wanted:
+        return out
+    last = max(wanted)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DeapInputError(path, "no video stream in the file")
+            stream = container.streams.video[0]
+            context = stream.codec_context
+            context.thread_type = "NONE"  # one core per subject-stage; frames come out in order
+            context.thread_count = 1
+            base = stream.start_time or 0
+            time_base = stream.time_base
+
+            def index_of(pts: int | None, counter: int) -> int:
+                if pts is None or time_base is None:
+                    return counter
+                return int(math.floor(float((pts - base) * time_base) * fps + 0.5))
+
+            decoded = 0
+            # One reformatter for the whole file keeps swscale's context (~0.2 ms per 720x576
+            # frame instead of ~0.8 ms for a fresh one). Same size, so no interpolation happens;
+            # the pixels equal OpenCV's (tested).
+            to_rgb = VideoReformatter()
+
+            def keep(frame, counter: int) -> int:  # noqa: ANN001 - av.VideoFrame
+                nonlocal decoded
+                decoded += 1
+                i = index_of(frame.pts, counter)
+                if i in wanted and i not in out:
+                    out[i] = to_rgb.reformat(frame, format="rgb24",
+                                             interpolation="FAST_BILINEAR").to_ndarray()
+                return i
+
+            if context.codec.intra_only:
+                # Seek to each wanted frame (every packet is a keyframe, so seeking is exact and
+                # reads only the wanted packets: ~1/8 of a DV file at 25 fps); whatever a seek
+                # cannot reach (no index, odd timestamps) comes from one pass over every packet.
+                def decode_packet(packet, i: int) -> None:  # noqa: ANN001 - av.Packet
+                    if i in wanted and i not in out:
+                        for frame in context.decode(packet):
+                            keep(frame, i)
+
+                seeked = False
+                if seek and time_base is not None and stream.start_time is not None:
+                    for i in sorted(wanted):
+                        if i in out:
+                            continue
+                        target = base + int(round(i / fps / float(time_base)))
+                        try:
+                            container.seek(target, stream=stream, backward=True, any_frame=False)
+                        except av.FFmpegError:
+                            break
+                        seeked = True
+                        for packet in container.demux(stream):
+                            if packet.pts is None:
+                                break
+                            j = index_of(packet.pts, -1)
+                            decode_packet(packet, j)
+                            if j >= i:
+                                break
+                if len(out) < len(wanted):
+                    if seeked:
+                        container.seek(base, stream=stream, backward=True, any_frame=False)
+                    counter = 0
+                    for packet in container.demux(stream):
+                        if packet.size == 0 and packet.pts is None:
+                            continue  # the demuxer's end-of-stream packet
+                        i = index_of(packet.pts, counter)
+                        counter += 1
+                        decode_packet(packet, i)
+                        if i >= last and len(out) == len(wanted):
+                            break
+                for frame in context.decode(None):
+                    keep(frame, last)
+            else:
+                for counter, frame in enumerate(container.decode(stream)):
+                    if keep(frame, counter) >= last:
+                        break
+            if stats is not None:
+                stats.update(intra_only=bool(context.codec.intra_only), decoded=decoded)
+    except DeapInputError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, EOFError) as err:
+        raise DeapInputError(path, f"cannot be decoded ({type(err).__name__}: {err})") from err
+    missing = sorted(wanted - set(out))
+    if missing:
+        raise DeapInputError(path, f"{len(missing)} of {len(wanted)} wanted frames could not be "
+                             f"decoded (first: frame {missing[0]}); truncated or corrupt file?")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Detection
+# --------------------------------------------------------------------------------------------
+
+
+class BlazeFace:
+    """MediaPipe Tasks ``FaceDetector`` (IMAGE mode): the highest-scoring face of an RGB frame.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, model_path: Path, *, min_confidence: float) -> None:
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        self._mp = mp
+        options = vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=vision.RunningMode.IMAGE,
+            min_detection_confidence=float(min_confidence),
+        )
+        self._detector = vision.FaceDetector.create_from_options(options)
+
+    def detect(self, rgb: np.ndarray) -> tuple[Box | None, float]:
+        """(x, y, w, h) in pixels and score of the best face, or (None, 0.0)."""
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
+                               data=np.ascontiguousarray(rgb))
+        detections = self._detector.detect(image).detections
+        if not detections:
+            return None, 0.0
+        best = max(detections, key=lambda d: d.categories[0].score)
+        b = best.bounding_box
+        return (float(b.origin_x), float(b.origin_y), float(b.width), float(b.height)), float(
+            best.categories[0].score)
+
+    def close(self) -> None:
+        self._detector.close()
+
+    def __enter__(self) -> BlazeFace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Boxes, crops, padding
+# --------------------------------------------------------------------------------------------
+
+
+def crop_region(box: Box, *, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """``box`` grown by ``margin`` of its width/height on each side, clipped to the frame:
+    integer (x0, y0, x1, y1), at least one pixel each way."""
+    x, y, w, h = box
+    x0 = min(max(round(x - margin * w), 0), width - 1)
+    y0 = min(max(round(y - margin * h), 0), height - 1)
+    x1 = max(min(round(x + w + margin * w), width), x0 + 1)
+    y1 = max(min(round(y + h + margin * h), height), y0 + 1)
+    return x0, y0, x1, y1
+
+
+def fallback_box(*, width: int, height: int, margin: float) -> Box:
+    """The centre-crop fallback: the box whose grown region is the largest centred square."""
+    side = min(width, height) / (1.0 + 2.0 * margin)
+    return ((width - side) / 2.0, (height - side) / 2.0, side, side)
+
+
+def center_pad(image: np.ndarray, *, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Resize so the longer side is ``size`` (aspect kept) and centre on a black square.
+
+    Linear interpolation, or area averaging when shrinking below half size. ``out``: a
+    (size, size, 3) uint8 array to fill instead of a new one.
+    """
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    new_w, new_h = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
+    interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+    canvas = np.zeros((size, size, 3), dtype=np.uint8) if out is None else out
+    x0, y0 = (size - new_w) // 2, (size - new_h) // 2
+    if out is not None and (new_w < size or new_h < size):
+        canvas[...] = 0
+    cv2.resize(image, (new_w, new_h), dst=canvas[y0 : y0 + new_h, x0 : x0 + new_w],
+               interpolation=interpolation)
+    return canvas
+
+
+def face_crop(
+    frame: np.ndarray, box: Box, *, margin: float, size: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The center-padded ``size`` x ``size`` crop of ``box`` (grown by ``margin``) in ``frame``."""
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = crop_region(box, margin=margin, width=width, height=height)
+    return center_pad(frame[y0:y1, x0:x1], size=size, out=out)
+
+
+def fill_from_nearest(indices: np.ndarray, detected: np.ndarray) -> np.ndarray | None:
+    """For every sampled frame, the position (into ``indices``) of the nearest detected frame in
+    time (the earlier on a tie); ``None`` when nothing was detected."""
+    have = np.flatnonzero(detected)
+    if have.size == 0:
+        return None
+    order = have[np.argsort(indices[have], kind="stable")]
+    times = indices[order]
+    right = np.clip(np.searchsorted(times, indices, side="left"), 0, len(order) - 1)
+    left = np.clip(right - 1, 0, len(order) - 1)
+    take_left = np.abs(indices - times[left]) <= np.abs(times[right] - indices)
+    return np.where(take_left, order[left], order[right])
+
+
+# --------------------------------------------------------------------------------------------
+# The subject
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Timings:
+    decode: float = 0.0
+    detect: float = 0.0
+    crop: float = 0.0
+
+    @contextmanager
+    def add(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, name, getattr(self, name) + time.perf_counter() - started)
+
+
+def empty_face_arrays(n_segments: int, *, frames: int, size: int) -> Arrays:
+    """Arrays of the schema for ``n_segments`` segments without video."""
+    return {
+        "crops": np.zeros((n_segments, frames, size, size, 3), dtype=np.uint8),
+        "detected": np.zeros((n_segments, frames), dtype=bool),
+        "boxes": np.zeros((n_segments, frames, 4), dtype=np.float32),
+        "scores": np.zeros((n_segments, frames), dtype=np.float32),
+        "has_video": np.zeros(n_segments, dtype=bool),
+    }
+
+
+def faces_for_subject(
+    *,
+    videos: Sequence[TrialVideo],
+    trial_index: np.ndarray,
+    start_s: np.ndarray,
+    window_s: float,
+    params: FacesParams,
+    model_path: Path,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Arrays, Extra]:
+    """Crops, detection flags, boxes and scores of every segment of one subject.
+
+    ``trial_index`` and ``start_s`` are the segment table's columns; ``videos`` holds one
+    :class:`TrialVideo` per trial (a trial without an entry counts as having no video).
+    """
+    say = progress or (lambda _line: None)
+    trial_index = np.asarray(trial_index)
+    n_seg, n = len(trial_index), params.frames_per_segment
+    arrays = empty_face_arrays(n_seg, frames=n, size=params.crop_size)
+    by_trial = {v.trial_index: v for v in videos}
+    problems: list[dict[str, str]] = []
+    trials_info: list[dict[str, Any]] = []
+    timings = _Timings()
+    counts = {"frames": 0, "detected": 0, "borrowed": 0, "center_fallback": 0}
+    trial_ids = [int(t) for t in dict.fromkeys(trial_index.tolist())]
+
+    with BlazeFace(model_path, min_confidence=params.min_confidence) as detector:
+        for done, trial in enumerate(trial_ids, start=1):
+            rows = np.flatnonzero(trial_index == trial)
+            video = by_trial.get(trial)
+            if video is None or not video.usable:
+                reason = video.problem if video is not None else "no video listed for this trial"
+                problems.append({"file": video.file if video else f"trial index {trial}",
+                                 "path": str(video.path) if video and video.path else "",
+                                 "reason": reason or "unusable"})
+                say(f"trial {done}/{len(trial_ids)}: no usable video ({reason})")
+                continue
+            try:
+                info = _one_trial(video, rows, start_s=np.asarray(start_s)[rows], window_s=window_s,
+                                  params=params, detector=detector, arrays=arrays, timings=timings)
+            except DeapInputError as err:
+                arrays_reset = empty_face_arrays(len(rows), frames=n, size=params.crop_size)
+                for name, value in arrays_reset.items():
+                    arrays[name][rows] = value
+                problems.append({"file": video.file, "path": str(video.path), "reason": err.problem})
+                say(f"trial {done}/{len(trial_ids)}: {video.file} unusable ({err.problem})")
+                continue
+            for key in counts:
+                counts[key] += info[key]
+            trials_info.append(info)
+            say(f"trial {done}/{len(trial_ids)}: {video.file} {info['detected_fraction']:.0%} detected")
+
+    extra: Extra = {
+        "n_segments": n_seg,
+        "segments_with_video": int(arrays["has_video"].sum()),
+        **counts,
+        "detected_fraction": round(counts["detected"] / counts["frames"], 4) if counts["frames"] else 0.0,
+        "video_problems": problems,
+        "trials": trials_info,
+        "window_s": float(window_s),
+        "timings_s": {k: round(v, 3) for k, v in vars(timings).items()},
+    }
+    return arrays, extra
+
+
+def _one_trial(
+    video: TrialVideo,
+    rows: np.ndarray,
+    *,
+    start_s: np.ndarray,
+    window_s: float,
+    params: FacesParams,
+    detector: BlazeFace,
+    arrays: Arrays,
+    timings: _Timings,
+) -> dict[str, Any]:
+    assert video.video is not None and video.path is not None
+    info = video.video
+    indices = sample_frame_indices(start_s=start_s, window_s=window_s, fps=info.fps,
+                                   offset_s=video.offset_s, frame_count=info.frame_count,
+                                   n=params.frames_per_segment)
+    unique = np.unique(indices)
+    with timings.add("decode"):
+        frames = read_frames(video.path, unique.tolist(), fps=info.fps)
+
+    boxes = np.zeros((len(unique), 4))
+    scores = np.zeros(len(unique))
+    found = np.zeros(len(unique), dtype=bool)
+    with timings.add("detect"):
+        for k, index in enumerate(unique):
+            box, score = detector.detect(frames[int(index)])
+            if box is not None:
+                boxes[k], scores[k], found[k] = box, score, True
+    nearest = fill_from_nearest(unique, found)
+    height, width = frames[int(unique[0])].shape[:2]
+    if nearest is None:
+        used = np.tile(fallback_box(width=width, height=height, margin=params.box_margin),
+                       (len(unique), 1))
+    else:
+        used = boxes[nearest]
+
+    where = np.searchsorted(unique, indices)  # (segments, n) -> position in unique
+    with timings.add("crop"):
+        crops = arrays["crops"]
+        for (r, f), k in np.ndenumerate(where):  # straight into the output: no extra copies
+            face_crop(frames[int(unique[k])], tuple(used[k]), margin=params.box_margin,
+                      size=params.crop_size, out=crops[rows[r], f])
+    arrays["detected"][rows] = found[where]
+    arrays["boxes"][rows] = used[where]
+    arrays["scores"][rows] = scores[where]
+    arrays["has_video"][rows] = True
+    n_frames = indices.size
+    n_detected = int(found[where].sum())
+    return {
+        "file": video.file,
+        "video_start": video.video_start,
+        "fps": info.fps,
+        "frame_count": info.frame_count,
+        "detected_fraction": round(n_detected / n_frames, 4),
+        "frames": n_frames,
+        "detected": n_detected,
+        "borrowed": n_frames - n_detected if nearest is not None else 0,
+        "center_fallback": n_frames if nearest is None else 0,
+    }
+
+
+def expected_videos(
+    video_dir: Path | None, subject: int, presentation_trials: Sequence[int]
+) -> dict[str, Path | None]:
+    """File name → expected path of the video of every presentation-order trial (sorted)."""
+    trials = sorted({int(t) for t in presentation_trials})
+    return {fmt.video_name(subject, t): video_path(video_dir, subject, t) for t in trials}
+
+
+def subject_faces(
+    *,
+    video_dir: Path | None,
+    subject: int,
+    trial_index: np.ndarray,
+    presentation_trial: np.ndarray,
+    start_s: np.ndarray,
+    trial_seconds: float,
+    window_s: float,
+    params: FacesParams,
+    model_path: Path,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Arrays, Extra]:
+    """The face stage of one subject from its segment table: probe, align and read its videos.
+
+    ``trial_index``, ``presentation_trial`` and ``start_s`` are the segment table's columns;
+    ``trial_seconds`` is the trial length after the baseline (decides each video's alignment).
+    """
+    pairs = sorted({(int(t), int(p)) for t, p in zip(np.asarray(trial_index).tolist(),
+                                                      np.asarray(presentation_trial).tolist())})
+    videos = find_trial_videos(video_dir=video_dir, subject=subject, trials=pairs,
+                               trial_seconds=trial_seconds, video_start=params.override)
+    return faces_for_subject(videos=videos, trial_index=trial_index, start_s=start_s,
+                             window_s=window_s, params=params, model_path=model_path,
+                             progress=progress)
+
+
+def problem_lines(extra: Extra) -> list[str]:
+    """Unusable videos for a run summary, one line per reason (files named, paths when few)."""
+    by_reason: dict[str, list[dict[str, str]]] = {}
+    for p in extra.get("video_problems", []):
+        by_reason.setdefault(p["reason"], []).append(p)
+    lines = []
+    for reason, group in by_reason.items():
+        if len(group) <= 3:
+            lines += [f"{p['path'] or p['file']}: {reason}; its segments have no faces" for p in group]
+        else:
+            names = ", ".join(p["file"] for p in group[:3])
+            lines.append(f"{len(group)} videos ({names}, ...): {reason}; their segments have no faces")
+    return lines

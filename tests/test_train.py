@@ -1,0 +1,362 @@
+"""Training heads on cached tokens: data contract, honest protocols, learning, outputs, resume.
+
+Stores come from :func:`train.synthetic.write_planted_store`: EEG carries arousal (always) and
+valence (in half the segments), face tokens carry valence (always, in 3 of 10 frames) and arousal
+(in half the segments). Models here are narrow (d_model 64) for speed; the default config, the
+paper's, is checked field by field and by parameter count.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from store_schema.errors import StoreError
+from store_schema.labels import LabelScheme
+from train.ablations import ABLATIONS
+from train.config import ModelConfig, TrainConfig, TrainError, resolve_config
+from train.data import StoreData
+from train.models import Milmer, build_model, cosine_factor, count_parameters
+from train.synthetic import write_planted_store
+from train.trainer import run_training
+
+SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
+         "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
+"""Narrow heads for CPU tests; every other field is the paper's."""
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():  # noqa: ANN202 - small models: one thread is as fast and never oversubscribes
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = str(tmp_path_factory.mktemp("train") / "store.zarr")
+    write_planted_store(url, subjects=2, trials=8, segments_per_trial=4, seed=0)
+    return url
+
+
+def small_config(store: str, **overrides) -> TrainConfig:  # noqa: ANN003
+    model = {**SMALL, **overrides.pop("model", {})}
+    fields = {"store": store, "epochs": 10, "folds": 4, "lr": 1e-3, **overrides, "model": model}
+    return resolve_config(None, **fields)
+
+
+@pytest.fixture(scope="module")
+def trained(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
+    """Fusion, EEG-only and face-only runs on the planted store, trial protocol."""
+    torch.set_num_threads(1)
+    runs = {}
+    for kind in ("fusion", "eeg", "face"):
+        out = tmp_path_factory.mktemp(f"run-{kind}")
+        # 2 folds: each gets one trial of every class per subject, so training and test share
+        # their class balance (with uneven folds a model that learns only half the quadrant is
+        # pushed *below* chance on the other half by the training priors).
+        cfg = small_config(store_url, folds=2, model={"kind": kind})
+        runs[kind] = (out, run_training(cfg, out, progress=False))
+    return runs
+
+
+# -- the paper's defaults -------------------------------------------------------------------
+
+
+def test_default_config_is_the_papers() -> None:
+    cfg = TrainConfig()
+    m = cfg.model
+    assert (cfg.lr, cfg.lr_final_factor, cfg.batch_size, cfg.epochs, cfg.seed) == (1e-4, 0.1, 14, 100, 0)
+    assert (cfg.protocol, cfg.labels) == ("trial", LabelScheme.deap4)
+    assert (m.kind, m.d_model, m.fusion_heads, m.fusion_ff, m.fusion_layers) == ("fusion", 768, 12, 2048, 2)
+    assert (m.dropout, m.cls_dropout, m.n_queries, m.top_k, m.n_frames, m.mil, m.balance) == (
+        0.2, 0.1, 64, 3, 10, "topk", "cross_attention")
+    assert (m.eeg_channels, m.eeg_samples, m.mlp_hidden) == (32, 384, 3072)
+    model = build_model(m, num_classes=4)
+    # The released code's scorer alone has 1.4 B parameters; these heads are ~14 M in all.
+    assert 5_000_000 < count_parameters(model) < 30_000_000
+    assert sum(p.numel() for p in model.mil.scorer.parameters()) < 200_000
+    enc = model.encoder.layers[0]
+    assert enc.self_attn.num_heads == 12 and enc.linear1.out_features == 2048 and enc.self_attn.batch_first
+    assert model.pos_face.shape == (1, 64, 768) and model.pos_eeg.shape == (1, 32, 768)
+
+
+def test_cosine_schedule_decays_from_lr_to_a_tenth() -> None:
+    factors = [cosine_factor(e, 100, 0.1) for e in range(101)]
+    assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors, factors[1:]))
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_every_ablation_preset_is_a_valid_model(name: str, tmp_path: Path) -> None:
+    cfg = resolve_config(name, model=SMALL)
+    model = build_model(cfg.model, num_classes=4)
+    out = model(torch.randn(2, 32, 384), torch.randn(2, 10, 49, 768).half())
+    assert out.shape == (2, 4) and torch.isfinite(out).all()
+
+
+# -- model pieces ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mil,balance,tokens", [
+    ("topk", "cross_attention", 8), ("topk", "none", 147), ("topk", "mlp", 147),
+    ("none", "none", 49), ("mean", "none", 49), ("amil", "none", 49), ("amil", "cross_attention", 8),
+])
+def test_face_path_gives_the_specified_token_counts(mil: str, balance: str, tokens: int) -> None:
+    model = Milmer(num_classes=3, **{**SMALL, "mil": mil, "balance": balance})
+    face_tokens, _ = model.face_tokens(torch.randn(2, 10, 49, 768))
+    assert face_tokens.shape == (2, tokens, 64) and model.n_face_out == tokens
+
+
+@pytest.mark.parametrize("mil", ["topk", "amil"])
+def test_mil_scorer_receives_gradient_and_learns(mil: str) -> None:
+    torch.manual_seed(0)
+    model = Milmer(num_classes=4, mil=mil)  # the paper's sizes
+    scorer = model.mil.scorer
+    before = [p.detach().clone() for p in scorer.parameters()]
+    loss = torch.nn.functional.cross_entropy(
+        model(torch.randn(2, 32, 384), torch.randn(2, 10, 49, 768)), torch.tensor([0, 3]))
+    loss.backward()
+    for name, p in scorer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches scorer.{name}"
+    torch.optim.AdamW(model.parameters(), lr=1e-4).step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, scorer.parameters()))
+
+
+def test_topk_keeps_the_highest_scoring_frames_in_time_order() -> None:
+    pool = Milmer(num_classes=2, **SMALL).mil
+    frames = torch.randn(3, 10, 49, 768)
+    tokens, scores = pool(frames)
+    best = scores.topk(3, dim=1).indices.sort(dim=1).values
+    for b in range(3):
+        kept = scores[b, best[b]]
+        weights = 3 * kept / kept.sum()
+        expected = (frames[b, best[b]] * weights[:, None, None]).reshape(147, 768)
+        torch.testing.assert_close(tokens[b], expected)
+
+
+def test_undetected_frames_are_never_kept_when_masked() -> None:
+    model = Milmer(num_classes=2, **{**SMALL, "mask_undetected": True})
+    mask = torch.zeros(4, 10, dtype=torch.bool)
+    mask[:, [1, 4, 8]] = True
+    _, scores = model.mil(torch.randn(4, 10, 49, 768), mask)
+    assert torch.all(scores[~mask] == 0)
+    _, scores = model.mil(torch.randn(1, 10, 49, 768), torch.zeros(1, 10, dtype=torch.bool))
+    assert torch.isfinite(scores).all()  # no detected frame at all: score them all
+
+
+# -- data contract --------------------------------------------------------------------------
+
+
+def test_store_data_reads_labels_and_masks_from_the_store(store_url: str) -> None:
+    data = StoreData.open(store_url)
+    assert len(data) == 64 and data.subject_numbers == [1, 2]
+    assert data.weights_fingerprint == "random:0" and data.random_weights is True
+    assert set(np.bincount(data.labels)) == {16}  # quadrants cycle over the trials
+    assert not data.detected[::4, 0].any() and data.detected[1::4].all()
+
+
+def test_streamed_batches_equal_in_memory_batches(store_url: str) -> None:
+    streamed = StoreData.open(store_url)
+    rows = np.arange(len(streamed))[::-3]
+    got = list(streamed.batches(rows, batch_size=5, shuffle=True, seed=7, stream=True, prefetch=2))
+    assert streamed._tokens is None  # streaming never loaded the tokens whole
+    loaded = StoreData.open(store_url)
+    loaded.load()
+    want = list(loaded.batches(rows, batch_size=5, shuffle=True, seed=7))
+    assert len(got) == len(want) == 5
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        assert torch.equal(a.face, b.face) and torch.equal(a.eeg, b.eeg) and torch.equal(a.labels, b.labels)
+
+
+def test_mixed_token_weights_are_refused_naming_subjects_and_fingerprints(tmp_path: Path) -> None:
+    fp = "sha256:" + "ab" * 32
+    url = str(tmp_path / "mixed.zarr")
+    write_planted_store(url, subjects=3, trials=4, segments_per_trial=1, faces=False,
+                        weights_fingerprint={1: "random:0", 2: fp, 3: "random:0"})
+    with pytest.raises(StoreError) as err:
+        StoreData.open(url)
+    message = str(err.value)
+    assert "random:0 for s01, s03" in message and f"{fp} for s02" in message and "--subjects" in message
+    assert StoreData.open(url, subjects=[1, 3]).weights_fingerprint == "random:0"
+    assert StoreData.open(url, needs_tokens=False).weights_fingerprint is None  # EEG needs no tokens
+
+
+def test_subject_without_tokens_is_skipped_and_reported_unless_eeg_only(tmp_path: Path) -> None:
+    url = str(tmp_path / "partial.zarr")
+    write_planted_store(url, subjects=2, trials=4, segments_per_trial=2, tokens={1})
+    data = StoreData.open(url)
+    assert data.subject_numbers == [1]
+    assert len(data.skipped) == 1 and data.skipped[0].startswith("s02: no committed tokens stage")
+    assert StoreData.open(url, needs_tokens=False).subject_numbers == [1, 2]
+
+
+@settings(max_examples=40, deadline=None)
+@given(trials=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+       segments=st.integers(1, 5), folds=st.integers(2, 6), seed=st.integers(0, 1000))
+def test_trial_protocol_never_trains_on_a_segment_of_a_test_trial(
+    trials: list[int], segments: int, folds: int, seed: int,
+) -> None:
+    data = _index_only(trials, segments, seed)
+    splits = data.splits("trial", folds=folds, seed=seed)
+    tested = np.concatenate([s.test for s in splits])
+    assert sorted(tested) == list(range(len(data)))  # every segment tested exactly once
+    for split in splits:
+        assert not split.leaky
+        assert not set(split.train) & set(split.test)
+        train_trials = set(zip(data.subject[split.train], data.trial[split.train]))
+        test_trials = set(zip(data.subject[split.test], data.trial[split.test]))
+        assert not train_trials & test_trials
+    again = data.splits("trial", folds=folds, seed=seed)  # deterministic by seed
+    assert all(np.array_equal(a.test, b.test) for a, b in zip(splits, again))
+
+
+def test_segment_and_loso_protocols() -> None:
+    data = _index_only([8, 8, 8], 4, 0)
+    segment = data.splits("segment", folds=4, seed=0)
+    assert all(s.leaky for s in segment)
+    # the paper's random split puts windows of one trial on both sides
+    assert any(set(zip(data.subject[s.train], data.trial[s.train]))
+               & set(zip(data.subject[s.test], data.trial[s.test])) for s in segment)
+    loso = data.splits("loso")
+    assert [s.name for s in loso] == ["s01", "s02", "s03"]
+    for split, subject in zip(loso, (1, 2, 3)):
+        assert set(data.subject[split.test]) == {subject} and subject not in set(data.subject[split.train])
+
+
+def _index_only(trials: list[int], segments: int, seed: int) -> StoreData:
+    """A StoreData index without a store (only what the protocols read)."""
+    rng = np.random.default_rng(seed)
+    subject, trial, labels = [], [], []
+    for s, n in enumerate(trials, start=1):
+        y = rng.integers(0, 4, n)
+        subject += [s] * n * segments
+        trial += list(np.repeat(np.arange(n), segments))
+        labels += list(np.repeat(y, segments))
+    n = len(subject)
+    from train.data import SubjectInfo
+
+    return StoreData(
+        store=None, scheme=LabelScheme.deap4,  # type: ignore[arg-type]
+        subjects=[SubjectInfo(s, k * segments, "", None, None, None) for s, k in enumerate(trials, 1)],
+        subject=np.array(subject), local=np.zeros(n, np.int64), trial=np.array(trial),
+        segment_index=np.zeros(n, np.int64), labels=np.array(labels),
+        detected=np.ones((n, 10), bool), has_video=np.ones(n, bool), needs_tokens=False)
+
+
+# -- learning -------------------------------------------------------------------------------
+
+
+def test_fusion_and_each_modality_beat_chance_under_the_trial_protocol(trained) -> None:  # noqa: ANN001
+    acc = {kind: metrics["accuracy"] for kind, (_, metrics) in trained.items()}
+    chance = trained["fusion"][1]["chance"]
+    assert chance == pytest.approx(0.25)
+    assert acc["fusion"] >= chance + 0.45, acc  # both modalities together name the quadrant
+    assert acc["eeg"] >= chance + 0.15, acc  # arousal always, valence in half the segments
+    assert acc["face"] >= chance + 0.15, acc
+    assert acc["fusion"] > max(acc["eeg"], acc["face"]), acc
+
+
+def test_run_writes_metrics_plots_config_and_checkpoints(trained) -> None:  # noqa: ANN001
+    out, metrics = trained["fusion"]
+    on_disk = json.loads((out / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "per_class_f1", "confusion", "per_subject", "protocol",
+                "leaky", "chance"):
+        assert key in on_disk, key
+    assert on_disk["protocol"] == "trial" and on_disk["leaky"] is False
+    assert set(on_disk["per_class_f1"]) == {"HAHV", "HALV", "LAHV", "LALV"}
+    assert np.asarray(on_disk["confusion"]).sum() == on_disk["n_test"] == 64
+    assert set(on_disk["per_subject"]) == {"s01", "s02"}
+    assert on_disk["random_weights"] is True and on_disk["weights_fingerprint"] == "random:0"
+    for png in ("confusion.png", "curves.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert TrainConfig.model_validate_json((out / "config.json").read_text()).model.d_model == 64
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        f"fold{f}.safetensors" for f in range(2)]
+
+
+def test_segment_protocol_marks_its_outputs_leaky(store_url: str, tmp_path: Path) -> None:
+    metrics = run_training(small_config(store_url, protocol="segment", epochs=1, run_folds=[0]),
+                           tmp_path, progress=False)
+    assert metrics["leaky"] is True and metrics["protocol"] == "segment" and metrics["leak_note"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["leaky"] is True
+
+
+# -- checkpoints and resume -----------------------------------------------------------------
+
+
+def test_interrupted_run_resumes_where_it_stopped_and_matches_an_uninterrupted_one(
+    store_url: str, tmp_path: Path,
+) -> None:
+    cfg = small_config(store_url, epochs=3, run_folds=[1])
+    straight = run_training(cfg, tmp_path / "straight", progress=False)
+
+    def stop_after_two(fold: int, epochs_done: int, row: dict) -> None:
+        if epochs_done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, tmp_path / "cut", progress=False, on_epoch_end=stop_after_two)
+    seen = []
+    resumed = run_training(cfg, tmp_path / "cut", resume=True, progress=False,
+                           on_epoch_end=lambda fold, done, row: seen.append(done))
+    assert seen == [3]  # only the missing epoch ran
+    history = json.loads((tmp_path / "cut" / "folds" / "fold1.json").read_text())["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    want = json.loads((tmp_path / "straight" / "folds" / "fold1.json").read_text())
+    got = json.loads((tmp_path / "cut" / "folds" / "fold1.json").read_text())
+    assert got["y_pred"] == want["y_pred"]
+    assert history[-1]["train_loss"] == pytest.approx(want["history"][-1]["train_loss"], rel=1e-5)
+    assert resumed["accuracy"] == straight["accuracy"]
+
+    # more epochs on a finished run continue the count from the checkpoint
+    longer = cfg.model_copy(update={"epochs": 4})
+    seen.clear()
+    run_training(longer, tmp_path / "cut", resume=True, progress=False,
+                 on_epoch_end=lambda fold, done, row: seen.append(done))
+    assert seen == [4]
+
+
+def test_resume_refuses_changed_settings_and_a_used_folder_without_resume(
+    store_url: str, tmp_path: Path,
+) -> None:
+    cfg = small_config(store_url, epochs=1, run_folds=[0])
+    run_training(cfg, tmp_path, progress=False)
+    with pytest.raises(TrainError, match="already holds a run"):
+        run_training(cfg, tmp_path, progress=False)
+    with pytest.raises(TrainError, match="lr: 0.001 -> 0.002"):
+        run_training(cfg.model_copy(update={"lr": 2e-3}), tmp_path, resume=True, progress=False)
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def test_cli_train_writes_a_run_and_reports_store_errors(store_url: str, tmp_path: Path) -> None:
+    from flows.cli import app
+
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps({"model": SMALL, "lr": 1e-3, "run_folds": [0]}))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "--store", store_url, "--out", str(out), "--config", str(config), "--epochs", "1",
+        "--folds", "2", "--model", "eeg", "--labels", "deap2-arousal", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "eeg" and metrics["labels"] == "deap2-arousal"
+    assert set(metrics["per_class_f1"]) == {"low", "high"}
+    again = CliRunner().invoke(app, ["train", "--store", store_url, "--out", str(out), "--resume",
+                                     "--epochs", "2", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+    missing = CliRunner().invoke(app, ["train", "--store", str(tmp_path / "nope.zarr"),
+                                       "--out", str(tmp_path / "r2")])
+    assert missing.exit_code == 2 and "no feature store here" in missing.output

@@ -1,0 +1,172 @@
+"""Training and model settings: every default is the paper's (README of liangyubuaa/Milmer and
+DESIGN.md "Model spec"), every one is a field.
+
+A run's resolved :class:`TrainConfig` is written to ``RUN_DIR/config.json``; ``milmer train
+--config FILE`` reads the same shape (any subset of fields) or the name of a preset from
+:mod:`train.ablations`; command-line flags win over the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from store_schema.errors import MilmerError
+from store_schema.labels import Deap3Boundaries, LabelScheme
+from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM
+
+ModelKind = Literal["fusion", "concat", "eeg", "face"]
+MilMode = Literal["topk", "none", "mean", "amil"]
+BalanceMode = Literal["cross_attention", "none", "mlp"]
+Protocol = Literal["trial", "segment", "loso"]
+
+EEG_WINDOW = 384
+"""Samples per EEG segment (3 s at 128 Hz); the EEG tokenizer's input width."""
+
+
+class TrainError(MilmerError):
+    """Bad training settings or a run folder that cannot be used as asked."""
+
+
+class ModelConfig(BaseModel):
+    """The heads' hyper-parameters: exactly the constructor arguments of
+    :class:`train.models.Milmer` (timm style)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ModelKind = Field("fusion", description=(
+        "fusion: transformer over EEG + face tokens (Milmer); concat: pooled EEG and face vectors "
+        "concatenated + MLP; eeg / face: the transformer over one modality"))
+    d_model: int = Field(768, ge=8, description="width of every token inside the heads")
+    token_dim: int = Field(TOKEN_DIM, description="width of the cached Swin tokens (768)")
+    n_frames: int = Field(FRAMES_PER_SEGMENT, ge=1, description="face frames (MIL instances) per segment")
+    n_face_tokens: int = Field(N_TOKENS, ge=1, description="Swin tokens per frame (7x7)")
+    eeg_channels: int = Field(N_EEG_CHANNELS, ge=1, description="EEG tokens (one per channel)")
+    eeg_samples: int = Field(EEG_WINDOW, ge=1, description="samples per channel token")
+    mil: MilMode = Field("topk", description=(
+        "topk: attention top-K frames weighted by their scores; none: first frame; mean: mean of "
+        "all frames; amil: attention-weighted sum of all frames (Ilse et al. 2018)"))
+    top_k: int = Field(3, ge=1, description="frames kept by mil=topk")
+    mil_hidden: int = Field(128, ge=1, description="hidden width of the MIL scorer (V in eq. 3)")
+    mask_undetected: bool = Field(False, description=(
+        "exclude frames without a face detection from MIL scoring (off in the paper)"))
+    balance: BalanceMode = Field("cross_attention", description=(
+        "cross_attention: N learnable queries attend to the selected tokens; none: pass the "
+        "selected tokens; mlp: per-token MLP d -> mlp_hidden -> d"))
+    n_queries: int = Field(64, ge=1, description="learnable queries of the cross-attention balancer")
+    balance_heads: int = Field(12, ge=1, description="heads of the cross-attention balancer")
+    mlp_hidden: int = Field(3072, ge=1, description="hidden width of the MLP balancer")
+    fusion_layers: int = Field(2, ge=1)
+    fusion_heads: int = Field(12, ge=1)
+    fusion_ff: int = Field(2048, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1, description="transformer and balancer dropout")
+    cls_dropout: float = Field(0.1, ge=0, lt=1)
+    position_embeddings: bool = Field(True, description="learned position embeddings per modality")
+    modality_embeddings: bool = Field(True, description="token-type (modality) embeddings")
+    concat_hidden: int = Field(768, ge=1, description="hidden width of the concat baseline's MLP")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        if self.mil == "topk" and self.top_k > self.n_frames:
+            raise ValueError(f"top_k={self.top_k} exceeds n_frames={self.n_frames}")
+        for name in ("fusion_heads", "balance_heads"):
+            heads = getattr(self, name)
+            if self.d_model % heads:
+                raise ValueError(f"d_model={self.d_model} is not divisible by {name}={heads}")
+        return self
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return {"fusion": ("eeg", "face"), "concat": ("eeg", "face"),
+                "eeg": ("eeg",), "face": ("face",)}[self.kind]
+
+
+class TrainConfig(BaseModel):
+    """One training run: data, protocol, optimisation and the model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    store: str = Field("", description="feature store folder or fsspec URL")
+    subjects: list[int] | None = Field(None, description="subjects to use (default: all usable)")
+    labels: LabelScheme = LabelScheme.deap4
+    deap3: Deap3Boundaries = Deap3Boundaries()
+    protocol: Protocol = Field("trial", description=(
+        "trial: per-subject k-fold over whole trials; segment: per-subject k-fold over segments "
+        "(leaks neighbouring windows of a trial); loso: leave one subject out"))
+    folds: int = Field(5, ge=2, description="k of the trial and segment protocols")
+    run_folds: list[int] | None = Field(None, description="run only these folds (0-based)")
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(14, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    lr_final_factor: float = Field(0.1, gt=0, le=1, description="cosine decay ends at lr x this")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW's default")
+    seed: int = 0
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    amp: bool = Field(True, description="mixed precision on CUDA (never on CPU)")
+    in_memory: Literal["auto", "always", "never"] = Field("auto", description=(
+        "load the selected segments into memory once (auto: when they fit in memory_fraction of "
+        "the available memory), else stream whole chunks from the store with prefetching"))
+    memory_fraction: float = Field(0.5, gt=0, le=1)
+    prefetch_batches: int = Field(4, ge=1)
+    read_threads: int = Field(8, ge=1, description="parallel chunk reads when streaming")
+    eval_every: int = Field(1, ge=1, description="evaluate the test fold every N epochs (curves only)")
+    checkpoint_every: int = Field(1, ge=1)
+    model: ModelConfig = ModelConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.run_folds is not None and any(f < 0 for f in self.run_folds):
+            raise ValueError("run_folds are 0-based fold numbers")
+        return self
+
+    @property
+    def leaky(self) -> bool:
+        return self.protocol == "segment"
+
+
+def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config_source(source: str | Path | None) -> dict[str, Any]:
+    """The fields in a JSON file, or in a named preset of :data:`train.ablations.ABLATIONS`."""
+    if source is None:
+        return {}
+    path = Path(source)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise TrainError(f"{path}: not valid JSON ({err}); give a JSON object of TrainConfig "
+                             "fields, e.g. {\"epochs\": 20, \"model\": {\"kind\": \"eeg\"}}") from None
+        if not isinstance(data, dict):
+            raise TrainError(f"{path}: expected a JSON object of TrainConfig fields")
+        return data
+    from train.ablations import ABLATIONS
+
+    if str(source) in ABLATIONS:
+        return {"model": ABLATIONS[str(source)].model}
+    raise TrainError(f"--config {source}: no such file, nor a preset name; presets: "
+                     f"{', '.join(ABLATIONS)}")
+
+
+def resolve_config(source: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """File (or preset) fields, then ``overrides`` that are not ``None``; nested keys as
+    ``model={"kind": ...}``. Raises :class:`TrainError` with every invalid field on one line."""
+    data = load_config_source(source)
+    data = _deep_update(data, {k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        where = f"{source}: " if source else ""
+        raise TrainError(where + "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())) from None

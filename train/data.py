@@ -1,0 +1,379 @@
+"""The training data: every usable subject of a feature store, its labels, its folds, its batches.
+
+Reads only through :mod:`store_schema`. A subject is usable when its ``segment`` stage is
+committed and, for a model that looks at faces, its ``tokens`` stage too, with as many segments,
+made from this segment stage (when the records name their inputs). Subjects that are not usable
+are skipped and listed in :attr:`StoreData.skipped`, with the reason. Token sets made from
+different Swin weights are never mixed: :meth:`StoreData.open` refuses the store (name a subset
+with ``subjects``).
+
+Protocols (:meth:`StoreData.splits`), all deterministic by seed:
+
+* ``trial`` — per subject, the trials are dealt to k folds (shuffled, stratified by label); fold
+  f tests every subject's fold-f trials and trains on all the other trials of all subjects. No
+  segment of a test trial is ever in training.
+* ``segment`` — the same over single segments (the paper's random split): neighbouring 3 s
+  windows of one trial land on both sides, so the result is optimistic; marked ``leaky``.
+* ``loso`` — fold f tests subject f and trains on the others.
+
+Loading: when the selected segments fit (``in_memory="auto"``: in ``memory_fraction`` of the
+available memory) they are read once, whole arrays per subject (contiguous reads), and batches
+index tensors in memory. Otherwise tokens are streamed: each batch's segments are read as whole
+chunks (the store keeps one segment per token chunk) by a thread pool, ``prefetch_batches`` batches
+ahead of the model. EEG, labels and masks (1/15 of the token bytes) always stay in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from store_schema.errors import StoreError
+from store_schema.labels import Deap3Boundaries, LabelScheme, class_names, make_labels
+from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM, Stage
+from store_schema.store import FeatureStore
+
+TOKEN_BYTES = FRAMES_PER_SEGMENT * N_TOKENS * TOKEN_DIM * 2
+"""float16 tokens of one segment (735 KiB)."""
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    subject: int
+    n_segments: int
+    segment_fingerprint: str
+    tokens_fingerprint: str | None
+    weights_fingerprint: str | None
+    random_weights: bool | None
+
+
+@dataclass(frozen=True)
+class Split:
+    """One fold: positions (into :class:`StoreData`'s flat index) to train and to test on."""
+
+    fold: int
+    name: str
+    train: np.ndarray
+    test: np.ndarray
+    leaky: bool
+
+
+@dataclass
+class Batch:
+    positions: np.ndarray
+    labels: torch.Tensor
+    eeg: torch.Tensor | None = None
+    face: torch.Tensor | None = None
+    frame_mask: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+@dataclass
+class StoreData:
+    """The flat index of every usable segment of a store (one row per segment)."""
+
+    store: FeatureStore
+    scheme: LabelScheme
+    subjects: list[SubjectInfo]
+    subject: np.ndarray  # (N,) subject number of each row
+    local: np.ndarray  # (N,) segment number within its subject
+    trial: np.ndarray  # (N,) trial_index (0-based .dat trial)
+    segment_index: np.ndarray  # (N,) window number within the trial
+    labels: np.ndarray  # (N,) int class
+    detected: np.ndarray  # (N, 10) bool; all True without a faces stage
+    has_video: np.ndarray  # (N,) bool
+    needs_tokens: bool
+    skipped: list[str] = field(default_factory=list)
+    weights_fingerprint: str | None = None
+    random_weights: bool | None = None
+    _eeg: torch.Tensor | None = None
+    _tokens: torch.Tensor | None = None
+    _token_arrays: dict[int, object] = field(default_factory=dict)
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str | FeatureStore,
+        *,
+        labels: LabelScheme | str = LabelScheme.deap4,
+        boundaries: Deap3Boundaries = Deap3Boundaries(),
+        subjects: Sequence[int] | None = None,
+        needs_tokens: bool = True,
+    ) -> StoreData:
+        store = url if isinstance(url, FeatureStore) else FeatureStore.open(str(url), mode="r")
+        scheme = LabelScheme(labels)
+        wanted = set(subjects) if subjects is not None else None
+        skipped: list[str] = []
+        infos: list[SubjectInfo] = []
+        columns: dict[str, list[np.ndarray]] = {k: [] for k in (
+            "subject", "local", "trial", "segment_index", "labels", "detected", "has_video")}
+
+        committed = set(store.committed_subjects(Stage.segment))
+        if wanted is not None:
+            for s in sorted(wanted - committed):
+                skipped.append(f"s{s:02d}: asked for, but its segment stage is not committed")
+        if needs_tokens:
+            for s in sorted(set(store.committed_subjects(Stage.tokens)) - committed):
+                if wanted is None or s in wanted:
+                    skipped.append(f"s{s:02d}: has tokens but no committed segment stage")
+        for s in sorted(committed):
+            if wanted is not None and s not in wanted:
+                continue
+            info, reason = _subject_info(store, s, needs_tokens)
+            if info is None:
+                skipped.append(f"s{s:02d}: {reason}")
+                continue
+            table = {name: store.read(s, Stage.segment, name) for name in (
+                "trial_index", "segment_index", "valence", "arousal")}
+            n = info.n_segments
+            detected, has_video = np.ones((n, FRAMES_PER_SEGMENT), bool), np.ones(n, bool)
+            if store.record(s, Stage.faces) is not None:
+                faces_detected = store.read(s, Stage.faces, "detected")
+                if faces_detected.shape == detected.shape:
+                    detected = faces_detected
+                    has_video = store.read(s, Stage.faces, "has_video")
+            try:
+                y = make_labels(scheme, valence=table["valence"], arousal=table["arousal"],
+                                boundaries=boundaries)
+            except ValueError as err:
+                skipped.append(f"s{s:02d}: ratings unusable for labels ({err})")
+                continue
+            infos.append(info)
+            columns["subject"].append(np.full(n, s, np.int64))
+            columns["local"].append(np.arange(n, dtype=np.int64))
+            columns["trial"].append(table["trial_index"].astype(np.int64))
+            columns["segment_index"].append(table["segment_index"].astype(np.int64))
+            columns["labels"].append(y.astype(np.int64))
+            columns["detected"].append(detected.astype(bool))
+            columns["has_video"].append(has_video.astype(bool))
+
+        if not infos:
+            detail = "; ".join(skipped) if skipped else "no subject has a committed segment stage"
+            raise StoreError(f"{store.url}: no usable subject to train on ({detail}); run "
+                             "`milmer preprocess` first")
+        weights, random_weights = None, None
+        if needs_tokens:
+            weights, random_weights = _one_weights_fingerprint(store.url, infos)
+        return cls(
+            store=store, scheme=scheme, subjects=infos, needs_tokens=needs_tokens,
+            skipped=skipped, weights_fingerprint=weights, random_weights=random_weights,
+            **{k: np.concatenate(v) for k, v in columns.items()},
+        )
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return class_names(self.scheme)
+
+    @property
+    def subject_numbers(self) -> list[int]:
+        return [info.subject for info in self.subjects]
+
+    def bytes_per_segment(self) -> int:
+        return (TOKEN_BYTES if self.needs_tokens else 0) + N_EEG_CHANNELS * 384 * 4
+
+    # -- protocols -------------------------------------------------------------------------
+
+    def splits(self, protocol: str, *, folds: int = 5, seed: int = 0) -> list[Split]:
+        """The folds of ``protocol``; every row is tested in exactly one fold."""
+        if protocol == "loso":
+            if len(self.subjects) < 2:
+                raise StoreError(f"{self.store.url}: leave-one-subject-out needs at least 2 usable "
+                                 f"subjects, found {self.subject_numbers}")
+            return [Split(fold=f, name=f"s{s:02d}", train=np.flatnonzero(self.subject != s),
+                          test=np.flatnonzero(self.subject == s), leaky=False)
+                    for f, s in enumerate(self.subject_numbers)]
+        if protocol not in ("trial", "segment"):
+            raise ValueError(f"unknown protocol {protocol!r}: trial, segment or loso")
+        fold_of = np.empty(len(self), np.int64)
+        for s in self.subject_numbers:
+            rows = np.flatnonzero(self.subject == s)
+            rng = np.random.default_rng([seed, s])
+            if protocol == "trial":
+                trials, first = np.unique(self.trial[rows], return_index=True)
+                unit_fold = _stratified_deal(self.labels[rows][first], folds, rng)
+                fold_of[rows] = unit_fold[np.searchsorted(trials, self.trial[rows])]
+            else:
+                fold_of[rows] = _stratified_deal(self.labels[rows], folds, rng)
+        return [Split(fold=f, name=f"fold{f}", train=np.flatnonzero(fold_of != f),
+                      test=np.flatnonzero(fold_of == f), leaky=protocol == "segment")
+                for f in range(folds)]
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def fits_in_memory(self, fraction: float = 0.5) -> bool:
+        return len(self) * self.bytes_per_segment() <= fraction * available_memory()
+
+    @property
+    def loaded(self) -> bool:
+        return self._eeg is not None and (self._tokens is not None or not self.needs_tokens)
+
+    def load_eeg(self) -> None:
+        if self._eeg is None:
+            parts = [self.store.read(info.subject, Stage.segment, "eeg") for info in self.subjects]
+            self._eeg = torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
+
+    def load(self) -> None:
+        """Read every row's EEG and tokens into memory (whole arrays, contiguous reads)."""
+        self.load_eeg()
+        if self.needs_tokens and self._tokens is None:
+            out = torch.empty((len(self), FRAMES_PER_SEGMENT, N_TOKENS, TOKEN_DIM), dtype=torch.float16)
+            start = 0
+            for info in self.subjects:
+                arr = self.store.array(info.subject, Stage.tokens, "tokens")
+                out[start:start + info.n_segments] = torch.from_numpy(np.asarray(arr[...]))
+                start += info.n_segments
+            self._tokens = out
+
+    def _token_array(self, subject: int):  # noqa: ANN202 - zarr.Array
+        if subject not in self._token_arrays:
+            self._token_arrays[subject] = self.store.array(subject, Stage.tokens, "tokens")
+        return self._token_arrays[subject]
+
+    def read_tokens(self, position: int) -> np.ndarray:
+        """One row's tokens (10, 49, 768) float16, read from its chunk in the store."""
+        return np.asarray(self._token_array(int(self.subject[position]))[int(self.local[position])])
+
+    def batches(
+        self,
+        positions: np.ndarray,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: Sequence[int] | int = 0,
+        eeg: bool = True,
+        face: bool = True,
+        stream: bool | None = None,
+        prefetch: int = 4,
+        threads: int = 8,
+    ) -> Iterator[Batch]:
+        """Batches over ``positions`` (in order, or shuffled by ``seed``); tensors on the CPU.
+
+        ``stream=None`` streams tokens exactly when they are not loaded.
+        """
+        positions = np.asarray(positions, np.int64)
+        if shuffle:
+            positions = positions[np.random.default_rng(seed).permutation(len(positions))]
+        chunks = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
+        face = face and self.needs_tokens
+        if eeg:
+            self.load_eeg()
+        stream = (self._tokens is None) if stream is None else stream
+        if face and not stream and self._tokens is None:
+            self.load()
+
+        def make(chunk: np.ndarray, tokens: torch.Tensor | None) -> Batch:
+            index = torch.from_numpy(chunk)
+            return Batch(
+                positions=chunk, labels=torch.from_numpy(self.labels[chunk]),
+                eeg=self._eeg[index] if eeg else None,  # type: ignore[index]
+                face=tokens, frame_mask=torch.from_numpy(self.detected[chunk]) if face else None)
+
+        if not face or not stream:
+            for chunk in chunks:
+                yield make(chunk, self._tokens[torch.from_numpy(chunk)] if face else None)  # type: ignore[index]
+            return
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="milmer-read") as pool:
+            pending: deque = deque()
+            upcoming = iter(chunks)
+
+            def submit() -> None:
+                chunk = next(upcoming, None)
+                if chunk is not None:
+                    pending.append((chunk, [pool.submit(self.read_tokens, int(p)) for p in chunk]))
+
+            for _ in range(max(1, prefetch)):
+                submit()
+            while pending:
+                chunk, futures = pending.popleft()
+                submit()
+                tokens = torch.from_numpy(np.stack([f.result() for f in futures]))
+                yield make(chunk, tokens)
+
+
+def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tuple[SubjectInfo | None, str]:
+    segment = store.record(subject, Stage.segment)
+    assert segment is not None
+    n = segment.arrays["eeg"].shape[0] if "eeg" in segment.arrays else 0
+    if n == 0:
+        return None, "its segment stage holds no segment"
+    tokens = store.record(subject, Stage.tokens)
+    if tokens is None:
+        if needs_tokens:
+            return None, "no committed tokens stage (run `milmer preprocess --stages tokens`)"
+        return SubjectInfo(subject, n, segment.fingerprint, None, None, None), ""
+    n_tok = tokens.arrays["tokens"].shape[0] if "tokens" in tokens.arrays else -1
+    if needs_tokens and n_tok != n:
+        return None, (f"tokens hold {n_tok} segments but the segment stage {n}: stale tokens; "
+                      "re-run `milmer preprocess --stages faces,tokens`")
+    faces = store.record(subject, Stage.faces)
+    stale = None
+    if faces is not None and "faces" in tokens.inputs and tokens.inputs["faces"] != faces.fingerprint:
+        stale = "tokens were made from an older faces stage"
+    elif faces is not None and "segment" in faces.inputs and faces.inputs["segment"] != segment.fingerprint:
+        stale = "faces (and so tokens) were made from an older segment stage"
+    elif faces is None and "segment" in tokens.inputs and tokens.inputs["segment"] != segment.fingerprint:
+        stale = "tokens were made from an older segment stage"
+    if stale and needs_tokens:
+        return None, f"{stale}; re-run `milmer preprocess --stages faces,tokens`"
+    weights = tokens.params.get("weights_fingerprint") or tokens.extra.get("weights_fingerprint")
+    random_weights = tokens.extra.get("random_weights")
+    if random_weights is None and isinstance(weights, str):
+        random_weights = weights.startswith("random:")
+    return SubjectInfo(subject, n, segment.fingerprint, tokens.fingerprint,
+                       str(weights) if weights else "unrecorded", random_weights), ""
+
+
+def _one_weights_fingerprint(url: str, infos: list[SubjectInfo]) -> tuple[str, bool | None]:
+    groups: dict[str, list[int]] = {}
+    for info in infos:
+        groups.setdefault(str(info.weights_fingerprint), []).append(info.subject)
+    if len(groups) > 1:
+        listing = "; ".join(f"{fp} for {', '.join(f's{s:02d}' for s in subs)}"
+                            for fp, subs in sorted(groups.items(), key=lambda kv: kv[1]))
+        raise StoreError(
+            f"{url}: token sets come from different Swin weights ({listing}); training refuses to "
+            "mix them. Re-run `milmer preprocess --stages tokens --weights ...` for the odd "
+            "subjects, or pick one set with --subjects")
+    (fingerprint, subjects), = groups.items()
+    random_weights = next((i.random_weights for i in infos if i.random_weights is not None), None)
+    return fingerprint, random_weights
+
+
+def _stratified_deal(unit_labels: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold of each unit: units shuffled, grouped by label, dealt round-robin (balanced folds)."""
+    order = rng.permutation(len(unit_labels))
+    order = order[np.argsort(unit_labels[order], kind="stable")]
+    fold = np.empty(len(unit_labels), np.int64)
+    offset = int(rng.integers(folds))
+    fold[order] = (np.arange(len(order)) + offset) % folds
+    return fold
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 4 << 30

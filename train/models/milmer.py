@@ -1,0 +1,266 @@
+"""Milmer heads over cached tokens (DESIGN.md "Model spec"), written like a timm model file.
+
+Inputs per segment: EEG (32, 384) float and face tokens (10 frames, 49, 768) from the frozen
+Swin-tiny, optionally a (10,) bool mask of frames with a face detection.
+
+Path of the face tokens (``kind`` fusion / concat / face):
+
+1. MIL over the 10 frames (:class:`MilPooling`). The scorer is the attention of Ilse et al.
+   (2018), the paper's eq. 3: ``a_q = softmax_q(wᵀ tanh(V x_q))`` with ``x_q`` the frame's mean
+   token. ``topk`` keeps the K highest-scoring frames in time order and multiplies each kept
+   frame's tokens by ``K * a_q / Σ_kept a``: the score weights the tokens, so the scorer gets
+   gradient (the released code's 1.4 B-parameter scorer only fed ``torch.topk`` and never
+   learned), and uniform scores leave the tokens unchanged. ``amil`` is the weighted sum
+   ``Σ_q a_q X_q`` over all frames (49 tokens); ``mean`` the plain mean; ``none`` frame 0.
+2. A linear map 768 -> ``d_model`` when they differ (identity at the paper's width).
+3. Balancing (:class:`Balancer`): cross-attention from N learnable queries onto the selected
+   tokens (no norm on the keys and values, so the MIL weights matter), a per-token MLP, or
+   nothing.
+
+EEG: each channel's 384 samples -> LayerNorm(384) -> Linear(384 -> d) -> ReLU: 32 tokens.
+
+Fusion: ``[CLS] + (EEG tokens + pos_eeg + type_eeg) + (face tokens + pos_face + type_face)``
+-> TransformerEncoder (post-norm, as ``nn.TransformerEncoderLayer`` defaults and the paper's code)
+-> CLS output -> Dropout(0.1) -> Linear. ``eeg``/``face`` drop the other modality; ``concat``
+replaces the transformer by the concatenation of the two mean-pooled token sets and an MLP.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class EegTokenizer(nn.Module):
+    """One token per EEG channel: LayerNorm(samples) -> Linear(samples -> d) -> ReLU."""
+
+    def __init__(self, *, eeg_samples: int = 384, d_model: int = 768) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(eeg_samples)
+        self.proj = nn.Linear(eeg_samples, d_model)
+        self.act = nn.ReLU()
+
+    def forward(self, eeg: Tensor) -> Tensor:  # (B, C, S) -> (B, C, d)
+        return self.act(self.proj(self.norm(eeg)))
+
+
+class FrameScorer(nn.Module):
+    """Attention-based MIL scores (Ilse et al. 2018): softmax over frames of wᵀ tanh(V x)."""
+
+    def __init__(self, *, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.V = nn.Linear(dim, hidden)
+        self.w = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, pooled: Tensor, mask: Tensor | None = None) -> Tensor:  # (B, F, D) -> (B, F)
+        logits = self.w(torch.tanh(self.V(pooled))).squeeze(-1)
+        if mask is not None:
+            usable = mask.any(dim=1, keepdim=True)  # a bag with no detected frame scores them all
+            logits = logits.masked_fill(~mask & usable, float("-inf"))
+        return logits.softmax(dim=-1)
+
+
+class MilPooling(nn.Module):
+    """Frames (B, F, T, D) -> face tokens (B, T', D) and the frame scores (B, F) (or None)."""
+
+    def __init__(self, *, mode: str = "topk", token_dim: int = 768, hidden: int = 128,
+                 top_k: int = 3, n_frames: int = 10) -> None:
+        super().__init__()
+        self.mode = mode
+        self.top_k = min(top_k, n_frames)
+        self.scorer = FrameScorer(dim=token_dim, hidden=hidden) if mode in ("topk", "amil") else None
+
+    def out_frames(self) -> int:
+        return self.top_k if self.mode == "topk" else 1
+
+    def forward(self, frames: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        b, n_frames, n_tok, dim = frames.shape
+        if self.mode == "none":
+            return frames[:, 0], None
+        if self.mode == "mean":
+            return frames.mean(dim=1), None
+        assert self.scorer is not None
+        scores = self.scorer(frames.mean(dim=2), mask)  # (B, F)
+        if self.mode == "amil":
+            return torch.einsum("bf,bftd->btd", scores, frames), scores
+        top = scores.topk(self.top_k, dim=1).indices.sort(dim=1).values  # kept frames, time order
+        kept = scores.gather(1, top)  # (B, K)
+        weights = kept * (self.top_k / kept.sum(dim=1, keepdim=True))
+        chosen = frames.gather(1, top[:, :, None, None].expand(b, self.top_k, n_tok, dim))
+        chosen = chosen * weights[:, :, None, None].to(chosen.dtype)
+        return chosen.reshape(b, self.top_k * n_tok, dim), scores
+
+
+class Balancer(nn.Module):
+    """Selected face tokens (B, T, d) -> balanced tokens (B, T', d)."""
+
+    def __init__(self, *, mode: str = "cross_attention", d_model: int = 768, n_queries: int = 64,
+                 heads: int = 12, mlp_hidden: int = 3072, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.mode = mode
+        self.n_queries = n_queries
+        if mode == "cross_attention":
+            self.queries = nn.Parameter(torch.zeros(1, n_queries, d_model))
+            nn.init.normal_(self.queries, std=0.02)
+            self.attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
+        elif mode == "mlp":
+            self.mlp = nn.Sequential(nn.Linear(d_model, mlp_hidden), nn.GELU(),
+                                     nn.Linear(mlp_hidden, d_model))
+
+    def out_tokens(self, n_in: int) -> int:
+        return self.n_queries if self.mode == "cross_attention" else n_in
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        if self.mode == "cross_attention":
+            queries = self.queries.expand(tokens.shape[0], -1, -1)
+            out, _ = self.attn(queries, tokens, tokens, need_weights=False)
+            return out
+        if self.mode == "mlp":
+            return self.mlp(tokens)
+        return tokens
+
+
+class Milmer(nn.Module):
+    """The Milmer heads and their baselines; constructor arguments are
+    :class:`train.config.ModelConfig` fields plus ``num_classes``."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 4,
+        kind: str = "fusion",
+        d_model: int = 768,
+        token_dim: int = 768,
+        n_frames: int = 10,
+        n_face_tokens: int = 49,
+        eeg_channels: int = 32,
+        eeg_samples: int = 384,
+        mil: str = "topk",
+        top_k: int = 3,
+        mil_hidden: int = 128,
+        mask_undetected: bool = False,
+        balance: str = "cross_attention",
+        n_queries: int = 64,
+        balance_heads: int = 12,
+        mlp_hidden: int = 3072,
+        fusion_layers: int = 2,
+        fusion_heads: int = 12,
+        fusion_ff: int = 2048,
+        dropout: float = 0.2,
+        cls_dropout: float = 0.1,
+        position_embeddings: bool = True,
+        modality_embeddings: bool = True,
+        concat_hidden: int = 768,
+    ) -> None:
+        super().__init__()
+        if kind not in ("fusion", "concat", "eeg", "face"):
+            raise ValueError(f"unknown model kind {kind!r}")
+        self.kind = kind
+        self.num_classes = num_classes
+        self.d_model = d_model
+        self.mask_undetected = mask_undetected
+        self.use_eeg = kind in ("fusion", "concat", "eeg")
+        self.use_face = kind in ("fusion", "concat", "face")
+        self.n_eeg_tokens = eeg_channels if self.use_eeg else 0
+        self.n_face_out = 0
+
+        if self.use_eeg:
+            self.eeg_tokenizer = EegTokenizer(eeg_samples=eeg_samples, d_model=d_model)
+        if self.use_face:
+            self.mil = MilPooling(mode=mil, token_dim=token_dim, hidden=mil_hidden, top_k=top_k,
+                                  n_frames=n_frames)
+            self.face_proj = nn.Identity() if token_dim == d_model else nn.Linear(token_dim, d_model)
+            self.balancer = Balancer(mode=balance, d_model=d_model, n_queries=n_queries,
+                                     heads=balance_heads, mlp_hidden=mlp_hidden, dropout=dropout)
+            self.n_face_out = self.balancer.out_tokens(self.mil.out_frames() * n_face_tokens)
+
+        if kind == "concat":
+            self.head = nn.Sequential(
+                nn.Linear(2 * d_model, concat_hidden), nn.ReLU(), nn.Dropout(cls_dropout),
+                nn.Linear(concat_hidden, num_classes))
+            return
+
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d_model))
+        nn.init.normal_(self.cls_token, std=0.02)
+        self.modality_embed = nn.Embedding(2, d_model) if modality_embeddings else None
+        self.pos_eeg = self.pos_face = None
+        if position_embeddings:
+            if self.use_eeg:
+                self.pos_eeg = nn.Parameter(torch.zeros(1, self.n_eeg_tokens, d_model))
+                nn.init.trunc_normal_(self.pos_eeg, std=0.02)
+            if self.use_face:
+                self.pos_face = nn.Parameter(torch.zeros(1, self.n_face_out, d_model))
+                nn.init.trunc_normal_(self.pos_face, std=0.02)
+        layer = nn.TransformerEncoderLayer(d_model, fusion_heads, dim_feedforward=fusion_ff,
+                                           dropout=dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=fusion_layers,
+                                             enable_nested_tensor=False)
+        self.cls_drop = nn.Dropout(cls_dropout)
+        self.classifier = nn.Linear(d_model, num_classes)
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    def face_tokens(self, face: Tensor, frame_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(B, F, 49, 768) cached tokens -> balanced face tokens (B, T, d) and MIL frame scores."""
+        face = face.to(self.param_dtype())  # float16 from the store
+        tokens, scores = self.mil(face, frame_mask if self.mask_undetected else None)
+        return self.balancer(self.face_proj(tokens)), scores
+
+    def param_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def _embed(self, tokens: Tensor, pos: Tensor | None, modality: int) -> Tensor:
+        if pos is not None:
+            tokens = tokens + pos
+        if self.modality_embed is not None:
+            tokens = tokens + self.modality_embed.weight[modality]
+        return tokens
+
+    # -- timm-style API --------------------------------------------------------------------
+
+    def forward_features(self, eeg: Tensor | None = None, face: Tensor | None = None,
+                         frame_mask: Tensor | None = None) -> Tensor:
+        """Pooled representation (B, d) (CLS output), or (B, 2d) for ``concat``."""
+        parts: list[Tensor] = []
+        if self.use_eeg:
+            if eeg is None:
+                raise ValueError(f"a {self.kind} model needs EEG input")
+            eeg_tok = self.eeg_tokenizer(eeg.to(self.param_dtype()))
+        if self.use_face:
+            if face is None:
+                raise ValueError(f"a {self.kind} model needs face tokens")
+            face_tok, _ = self.face_tokens(face, frame_mask)
+        if self.kind == "concat":
+            return torch.cat([eeg_tok.mean(dim=1), face_tok.mean(dim=1)], dim=1)
+        batch = (eeg if eeg is not None else face).shape[0]  # type: ignore[union-attr]
+        parts.append(self.cls_token.expand(batch, -1, -1))
+        if self.use_eeg:
+            parts.append(self._embed(eeg_tok, self.pos_eeg, 0))
+        if self.use_face:
+            parts.append(self._embed(face_tok, self.pos_face, 1))
+        return self.encoder(torch.cat(parts, dim=1))[:, 0]
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        if self.kind == "concat":
+            return self.head(features)
+        return self.classifier(self.cls_drop(features))
+
+    def forward(self, eeg: Tensor | None = None, face: Tensor | None = None,
+                frame_mask: Tensor | None = None) -> Tensor:
+        return self.forward_head(self.forward_features(eeg, face, frame_mask))
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def cosine_factor(epoch: int, epochs: int, final_factor: float) -> float:
+    """LR multiplier of epoch ``epoch`` (0-based): cosine from 1 down towards ``final_factor``,
+    the paper's ``((1 + cos(e π / E)) / 2) (1 - lrf) + lrf``."""
+    return ((1 + math.cos(epoch * math.pi / max(1, epochs))) / 2) * (1 - final_factor) + final_factor
+
+
+__all__ = ["Balancer", "EegTokenizer", "FrameScorer", "MilPooling", "Milmer", "count_parameters",
+           "cosine_factor"]

@@ -1,0 +1,345 @@
+"""Train and evaluate the heads, fold by fold, with checkpoints and resume.
+
+``run_training(config, out)`` writes into ``out`` (RUN_DIR):
+
+* ``config.json`` — the resolved :class:`TrainConfig`;
+* ``checkpoints/fold<F>.safetensors`` — model, AdamW state and RNG after the last finished epoch;
+* ``folds/fold<F>.json`` — per-epoch history and, once the fold is done, its test predictions;
+* ``metrics.json`` — accuracy, macro_f1, per_class_f1, confusion, per_subject, protocol, leaky,
+  chance, per-fold figures, the token weights used, skipped subjects;
+* ``confusion.png``, ``curves.png``.
+
+Optimisation is the paper's: AdamW (lr 1e-4, PyTorch defaults otherwise), the learning rate
+set per epoch on a cosine from lr down to ``lr_final_factor`` x lr, batch 14, cross-entropy,
+mixed precision on CUDA. The reported figures are those of the last epoch: the test fold is
+evaluated during training only to draw the curves, never to pick an epoch.
+
+Resume (``resume=True``): the run's settings must be unchanged except ``epochs`` (which may grow;
+the cosine then follows the new length from where it is) and the speed-only fields. Finished folds
+are kept; an unfinished fold restarts from its checkpoint with the epoch count, AdamW state and
+RNG where they were, so an interrupted run resumed gives the same result as one left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+
+from train.checkpoint import checkpoint_epoch, load_checkpoint, save_checkpoint
+from train.config import TrainConfig, TrainError
+from train.data import Batch, Split, StoreData
+from train.models import build_model, cosine_factor, count_parameters
+from train.report import classification_metrics, majority_rate, plot_confusion, plot_curves
+
+RESUMABLE_CHANGES = {"epochs", "device", "amp", "in_memory", "memory_fraction", "prefetch_batches",
+                     "read_threads", "eval_every", "checkpoint_every", "run_folds"}
+"""Fields a resumed run may change: they alter the length or the speed of a run, not its model,
+data or folds."""
+
+EpochHook = Callable[[int, int, dict[str, Any]], None]
+"""``(fold, epochs_done, history_row)``, called after each epoch's checkpoint is written."""
+
+
+@dataclass
+class FoldOutcome:
+    split: Split
+    y_pred: np.ndarray
+    history: list[dict[str, Any]]
+    seconds: float
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    return device
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+    return Batch(positions=batch.positions, labels=move(batch.labels), eeg=move(batch.eeg),
+                 face=move(batch.face), frame_mask=move(batch.frame_mask))
+
+
+class Trainer:
+    """Everything one fold needs: data, device, precision, the batch loop."""
+
+    def __init__(self, config: TrainConfig, data: StoreData, device: torch.device,
+                 stream: bool) -> None:
+        self.config = config
+        self.data = data
+        self.device = device
+        self.stream = stream
+        self.use_eeg = "eeg" in config.model.modalities
+        self.use_face = "face" in config.model.modalities
+        amp = config.amp and device.type == "cuda"
+        self.amp_dtype = (torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16)
+        self.autocast = (lambda: torch.autocast("cuda", dtype=self.amp_dtype)) if amp else nullcontext
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp and self.amp_dtype == torch.float16)
+        self.loss_fn = nn.CrossEntropyLoss()
+
+    def new_model(self, fold: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(self.config.seed * 100_003 + fold)
+        model = build_model(self.config.model, num_classes=len(self.data.class_names)).to(self.device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.config.lr,
+                                      weight_decay=self.config.weight_decay)
+        return model, optimizer
+
+    def batches(self, positions: np.ndarray, *, shuffle: bool, seed: list[int]):  # noqa: ANN201
+        return self.data.batches(
+            positions, batch_size=self.config.batch_size, shuffle=shuffle, seed=seed,
+            eeg=self.use_eeg, face=self.use_face, stream=self.stream,
+            prefetch=self.config.prefetch_batches, threads=self.config.read_threads)
+
+    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        with self.autocast():
+            return model(batch.eeg, batch.face, batch.frame_mask)
+
+    def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, positions: np.ndarray,
+                    seed: list[int], tick: Callable[[int, float, float], None]) -> tuple[float, float]:
+        model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        for batch in self.batches(positions, shuffle=True, seed=seed):
+            batch = _to(batch, self.device)
+            logits = self.forward(model, batch)
+            loss = self.loss_fn(logits.float(), batch.labels)
+            optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            n = len(batch)
+            total_loss += float(loss.detach()) * n
+            correct += int((logits.argmax(1) == batch.labels).sum())
+            seen += n
+            tick(n, total_loss / seen, correct / seen)
+        return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, positions: np.ndarray) -> tuple[np.ndarray, float]:
+        """Predicted class of every position (in order) and the mean loss."""
+        model.eval()
+        preds, total = [], 0.0
+        for batch in self.batches(positions, shuffle=False, seed=[0]):
+            batch = _to(batch, self.device)
+            logits = self.forward(model, batch).float()
+            total += float(self.loss_fn(logits, batch.labels)) * len(batch)
+            preds.append(logits.argmax(1).cpu().numpy())
+        return (np.concatenate(preds) if preds else np.empty(0, np.int64)), total / max(len(positions), 1)
+
+
+def _check_resume(out: Path, config: TrainConfig) -> None:
+    path = out / "config.json"
+    if not path.is_file():
+        raise TrainError(f"{out}: nothing to resume (no config.json); run without --resume")
+    try:
+        old = TrainConfig.model_validate_json(path.read_text())
+    except ValueError as err:
+        raise TrainError(f"{path}: unreadable run config ({str(err).splitlines()[0]})") from None
+    before, after = old.model_dump(mode="json"), config.model_dump(mode="json")
+    changed = sorted(k for k in before if before[k] != after[k] and k not in RESUMABLE_CHANGES)
+    if changed:
+        detail = ", ".join(f"{k}: {before[k]!r} -> {after[k]!r}" for k in changed)
+        raise TrainError(f"{out}: --resume with different settings ({detail}); only "
+                         f"{', '.join(sorted(RESUMABLE_CHANGES))} may change. Use a new --out")
+    if config.epochs < old.epochs:
+        raise TrainError(f"{out}: --resume cannot shorten the run ({old.epochs} -> {config.epochs} epochs)")
+
+
+def run_training(
+    config: TrainConfig,
+    out: Path | str,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    console: Console | None = None,
+    on_epoch_end: EpochHook | None = None,
+) -> dict[str, Any]:
+    """Train every fold of ``config.protocol`` (or ``config.run_folds``), write the outputs,
+    return the metrics. Raises :class:`TrainError` / :class:`store_schema.errors.StoreError`."""
+    out = Path(out)
+    console = console or Console(stderr=True, soft_wrap=True)
+    started = time.perf_counter()
+    if resume:
+        _check_resume(out, config)
+    elif (out / "config.json").exists():
+        raise TrainError(f"{out}: already holds a run; pass --resume to continue it, or choose "
+                         "another --out")
+    needs_tokens = "face" in config.model.modalities
+    data = StoreData.open(config.store, labels=config.labels, boundaries=config.deap3,
+                          subjects=config.subjects, needs_tokens=needs_tokens)
+    for line in data.skipped:
+        console.print(f"[yellow]skipped[/] {line}", highlight=False)
+    if needs_tokens and data.random_weights:
+        console.print(f"[yellow]note[/]: tokens come from random Swin weights "
+                      f"({data.weights_fingerprint}); face results say nothing about real faces",
+                      highlight=False)
+    splits = data.splits(config.protocol, folds=config.folds, seed=config.seed)
+    if config.run_folds is not None:
+        unknown = sorted(set(config.run_folds) - {s.fold for s in splits})
+        if unknown:
+            raise TrainError(f"run_folds {unknown} do not exist: {config.protocol} has folds "
+                             f"0..{len(splits) - 1}")
+        splits = [s for s in splits if s.fold in set(config.run_folds)]
+    device = resolve_device(config.device)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+    stream = config.in_memory == "never" or (config.in_memory == "auto" and needs_tokens
+                                             and not data.fits_in_memory(config.memory_fraction))
+    load_started = time.perf_counter()
+    if stream:
+        data.load_eeg()
+    else:
+        data.load()
+    load_seconds = time.perf_counter() - load_started
+    console.print(
+        f"{len(data)} segments of {len(data.subjects)} subjects, {config.labels.value} "
+        f"({', '.join(data.class_names)}), protocol {config.protocol} ({len(splits)} fold(s) run), "
+        f"model {config.model.kind}, device {device}, data "
+        f"{'streamed from the store' if stream else f'in memory (read in {load_seconds:.1f} s)'}",
+        highlight=False)
+    trainer = Trainer(config, data, device, stream)
+    show = console.is_terminal if progress is None else progress
+    outcomes: list[FoldOutcome] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console, disable=not show, transient=False) as bar:
+        for split in splits:
+            outcomes.append(_run_fold(trainer, split, out, resume=resume, bar=bar,
+                                      n_folds=len(splits), on_epoch_end=on_epoch_end))
+            o = outcomes[-1]
+            acc = float(np.mean(o.y_pred == data.labels[split.test])) if len(split.test) else float("nan")
+            console.print(f"{split.name}: test accuracy {acc:.3f} (chance "
+                          f"{majority_rate(data.labels[split.test]):.3f}, n={len(split.test)}), "
+                          f"{o.seconds:.1f} s", highlight=False)
+    metrics = _write_outputs(out, config, data, outcomes, n_params=count_parameters(
+        build_model(config.model, num_classes=len(data.class_names))),
+        seconds=time.perf_counter() - started, stream=stream, load_seconds=load_seconds)
+    console.print(f"accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}, chance "
+                  f"{metrics['chance']:.3f}{' (LEAKY segment split)' if metrics['leaky'] else ''}; "
+                  f"wrote {out}/metrics.json", highlight=False)
+    return metrics
+
+
+def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: Progress,
+              n_folds: int, on_epoch_end: EpochHook | None) -> FoldOutcome:
+    config, data = trainer.config, trainer.data
+    ckpt = out / "checkpoints" / f"fold{split.fold}.safetensors"
+    record_path = out / "folds" / f"fold{split.fold}.json"
+    record = json.loads(record_path.read_text()) if resume and record_path.is_file() else {}
+    if record.get("done") and record.get("epochs") == config.epochs:
+        return FoldOutcome(split, np.asarray(record["y_pred"], np.int64), record["history"],
+                           record.get("seconds", 0.0))
+    model, optimizer = trainer.new_model(split.fold)
+    history: list[dict[str, Any]] = []
+    start = 0
+    if resume and checkpoint_epoch(ckpt) is not None:
+        meta = load_checkpoint(ckpt, model=model, optimizer=optimizer, device=trainer.device)
+        start = int(meta["epoch"])
+        history = [row for row in json.loads(meta.get("history", "[]")) if row["epoch"] <= start]
+    seconds = float(record.get("seconds", 0.0)) if start else 0.0
+    steps = len(split.train)
+    task = bar.add_task(f"{split.name} ({split.fold + 1}/{n_folds}) epoch {start + 1}/{config.epochs}",
+                        total=steps * (config.epochs - start), stats="")
+    y_pred = np.empty(0, np.int64)
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        lr = config.lr * cosine_factor(epoch, config.epochs, config.lr_final_factor)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        bar.update(task, description=f"{split.name} ({split.fold + 1}/{n_folds}) "
+                                     f"epoch {epoch + 1}/{config.epochs}")
+
+        def tick(n: int, loss: float, acc: float) -> None:
+            bar.update(task, advance=n, stats=f"loss {loss:.3f} acc {acc:.3f}")
+
+        train_loss, train_acc = trainer.train_epoch(model, optimizer, split.train,
+                                                    [config.seed, split.fold, epoch], tick)
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
+                               "train_accuracy": train_acc, "test_loss": None, "test_accuracy": None}
+        last = epoch + 1 == config.epochs
+        if last or (epoch + 1) % config.eval_every == 0:
+            y_pred, test_loss = trainer.predict(model, split.test)
+            row["test_loss"] = test_loss
+            row["test_accuracy"] = float(np.mean(y_pred == data.labels[split.test])) if len(split.test) else None
+        seconds += time.perf_counter() - t0
+        row["seconds"] = round(seconds, 3)
+        history.append(row)
+        if last or (epoch + 1) % config.checkpoint_every == 0:
+            save_checkpoint(ckpt, model=model, optimizer=optimizer, epoch=epoch + 1,
+                            meta={"fold": str(split.fold), "history": history})
+            _write_json(record_path, {"fold": split.fold, "name": split.name, "done": False,
+                                      "epochs": epoch + 1, "seconds": seconds, "history": history})
+        if on_epoch_end is not None:
+            on_epoch_end(split.fold, epoch + 1, row)
+    bar.update(task, visible=False)
+    if len(y_pred) != len(split.test):  # resumed from a final-epoch checkpoint
+        y_pred, _ = trainer.predict(model, split.test)
+    _write_json(record_path, {
+        "fold": split.fold, "name": split.name, "done": True, "epochs": config.epochs,
+        "seconds": seconds, "history": history, "test_positions": split.test.tolist(),
+        "y_true": data.labels[split.test].tolist(), "y_pred": y_pred.tolist()})
+    return FoldOutcome(split, y_pred, history, seconds)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def _write_outputs(out: Path, config: TrainConfig, data: StoreData, outcomes: list[FoldOutcome], *,
+                   n_params: int, seconds: float, stream: bool, load_seconds: float) -> dict[str, Any]:
+    test = np.concatenate([o.split.test for o in outcomes])
+    y_pred = np.concatenate([o.y_pred for o in outcomes])
+    y_true = data.labels[test]
+    metrics: dict[str, Any] = classification_metrics(
+        y_true=y_true, y_pred=y_pred, subjects=data.subject[test], class_names=data.class_names)
+    metrics.update({
+        "protocol": config.protocol,
+        "leaky": config.leaky,
+        "leak_note": ("segment split: windows of one trial are in both training and test, so this "
+                      "accuracy is optimistic" if config.leaky else None),
+        "labels": config.labels.value,
+        "class_names": list(data.class_names),
+        "model": config.model.kind,
+        "n_parameters": n_params,
+        "epochs": config.epochs,
+        "folds": [{"fold": o.split.fold, "name": o.split.name, "n_train": int(len(o.split.train)),
+                   "n_test": int(len(o.split.test)),
+                   "accuracy": float(np.mean(o.y_pred == data.labels[o.split.test])) if len(o.split.test) else None,
+                   "chance": majority_rate(data.labels[o.split.test]), "seconds": round(o.seconds, 2)}
+                  for o in outcomes],
+        "subjects": data.subject_numbers,
+        "skipped_subjects": data.skipped,
+        "n_segments": len(data),
+        "weights_fingerprint": data.weights_fingerprint,
+        "random_weights": data.random_weights,
+        "data": "streamed" if stream else "in memory",
+        "load_seconds": round(load_seconds, 2),
+        "seconds": round(seconds, 1),
+        "store": config.store,
+    })
+    _write_json(out / "metrics.json", metrics)
+    what = f"{config.model.kind}, {config.labels.value}, {config.protocol} protocol"
+    if config.leaky:
+        what += " (LEAKY)"
+    plot_confusion(out / "confusion.png", confusion=metrics["confusion"], class_names=data.class_names,
+                   title=f"{what}\naccuracy {metrics['accuracy']:.3f}, macro F1 "
+                         f"{metrics['macro_f1']:.3f}, chance {metrics['chance']:.3f}, n={len(y_true)}")
+    plot_curves(out / "curves.png", histories={o.split.name: o.history for o in outcomes},
+                chance=metrics["chance"], title=f"{what}: {len(outcomes)} fold(s), {config.epochs} epochs")
+    return metrics
