@@ -57,6 +57,9 @@ def synth(
         typer.Option(help="Videos not to write, e.g. 's01_trial03,s02_trial05' (presentation order)."),
     ] = None,
     videos: Annotated[bool, typer.Option(help="Write face videos at all.")] = True,
+    with_bdf: Annotated[
+        bool, typer.Option("--with-bdf", help="Also write data_original/sNN.bdf (raw 512 Hz BDF).")
+    ] = False,
 ) -> None:
     """Write a synthetic dataset in DEAP's exact layout and file formats, with planted signals."""
     from pydantic import ValidationError
@@ -66,7 +69,7 @@ def synth(
     try:
         params = SynthParams(
             subjects=subjects, trials=trials, seconds=seconds, seed=seed, fps=fps,
-            video_start=video_start, videos=videos,
+            video_start=video_start, videos=videos, bdf=with_bdf,
             missing_videos=parse_missing_videos(missing_videos) if missing_videos else (),
         )
     except (ValidationError, ValueError) as err:
@@ -185,6 +188,10 @@ def preprocess(
         Optional[str], typer.Option(help="Run the tasks on an existing Dask cluster (tcp://HOST:PORT).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    source: Annotated[
+        Optional[str],
+        typer.Option(help="EEG source: 'preprocessed' (sNN.dat, default) or 'original' (raw sNN.bdf)."),
+    ] = None,
 ) -> None:
     """Build or update the feature store: only subject-stages whose inputs or settings changed run.
 
@@ -210,7 +217,7 @@ def preprocess(
                        ("weights", weights), ("device", device)):
         if value is not None:
             base[key] = value
-    for section, key, value in (("eeg", "l_freq", l_freq), ("eeg", "h_freq", h_freq),
+    for section, key, value in (("ingest", "source", source), ("eeg", "l_freq", l_freq), ("eeg", "h_freq", h_freq),
                                 ("eeg", "ica_seed", ica_seed), ("segment", "window_s", window_s),
                                 ("segment", "stride_s", stride_s)):
         if value is not None:
@@ -324,15 +331,14 @@ def store_info(
         print(json.dumps(report, indent=2))
         return
     table = Table(title=f"feature store {store}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for column in ("subject", "stage", "state", "fingerprint", "main array", "arrays", "MiB", "s"):
-        table.add_column(column, no_wrap=True,
-                         justify="right" if column in {"MiB", "s", "arrays"} else "left")
+    for column in ("subject", "stage", "state", "fingerprint", "main array", "MiB", "s"):
+        table.add_column(column, no_wrap=True, justify="right" if column in {"MiB", "s"} else "left")
     for row in report["stages"]:
         main = next(iter(row["arrays"].items()), None)
         table.add_row(
-            f"s{row['subject']:02d}", row["stage"], row["state"], (row["fingerprint"] or "-")[:10],
+            f"s{row['subject']:02d}", row["stage"], row["state"], (row["fingerprint"] or "-")[:8],
             f"{main[0]} {'x'.join(map(str, main[1]['shape']))}" if main else "-",
-            str(len(row["arrays"])), f"{row['bytes'] / 2**20:.2f}",
+            f"{row['bytes'] / 2**20:.1f}",
             f"{row['wall_seconds']:.1f}" if row["wall_seconds"] is not None else "-")
     console.print(table)
     console.print(f"schema version {report['schema_version']}; "
