@@ -217,7 +217,8 @@ def preprocess(
                        ("weights", weights), ("device", device)):
         if value is not None:
             base[key] = value
-    for section, key, value in (("ingest", "source", source), ("eeg", "l_freq", l_freq), ("eeg", "h_freq", h_freq),
+    for section, key, value in (("ingest", "source", source), ("eeg", "l_freq", l_freq),
+                                ("eeg", "h_freq", h_freq),
                                 ("eeg", "ica_seed", ica_seed), ("segment", "window_s", window_s),
                                 ("segment", "stride_s", stride_s)):
         if value is not None:

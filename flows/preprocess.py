@@ -132,9 +132,11 @@ def subject_stage_task(
 
 
 def requested_subjects(config: PreprocessConfig, layout: DeapLayout) -> list[int]:
-    subjects = config.subjects or subjects_in(layout)
+    source = config.ingest.source
+    subjects = config.subjects or subjects_in(layout, source=source)
     if not subjects:
-        raise DeapInputError(layout.root, "no sNN.dat files found: nothing to preprocess")
+        kind = "sNN.bdf" if source == "original" else "sNN.dat"
+        raise DeapInputError(layout.root, f"no {kind} files found: nothing to preprocess")
     return subjects
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from pipeline import deap_format as fmt
 from pipeline import faces
 from pipeline import stages as compute
+from pipeline.bdf import load_bdf_subject
 from pipeline.deap import DeapLayout, load_ratings, load_subject
 from pipeline.eeg import FILTER_ICA_CODE_VERSION, SEGMENT_CODE_VERSION
 from pipeline.errors import DeapInputError
@@ -68,28 +69,49 @@ def ingest_stage(
     store: FeatureStore, *, layout: DeapLayout, subject: int, params: compute.IngestParams,
     content_hash: bool = False, force: bool = False,
 ) -> StageOutcome:
+    original = params.source == "original"
+
+    def source_file() -> Path:
+        folder, name, label = ((layout.original_dir, fmt.bdf_name(subject), fmt.ORIGINAL_DIR)
+                               if original else
+                               (layout.preprocessed_dir, fmt.dat_name(subject), fmt.PREPROCESSED_DIR))
+        if folder is None:
+            raise DeapInputError(layout.root, f"no {label}/ folder found (source '{params.source}')")
+        path = folder / name
+        if not path.is_file():
+            raise DeapInputError(path, "file not found (unknown subject?)", subject=subject)
+        return path
+
     def name_inputs() -> dict[str, str]:
-        if layout.preprocessed_dir is None:
-            raise DeapInputError(layout.root, f"no {fmt.PREPROCESSED_DIR}/ folder found")
-        dat = layout.preprocessed_dir / fmt.dat_name(subject)
-        if not dat.is_file():
-            raise DeapInputError(dat, "file not found (unknown subject?)", subject=subject)
+        path = source_file()
         if layout.ratings_csv is None:
             raise DeapInputError(layout.root, f"no {fmt.METADATA_DIR}/{fmt.RATINGS_FILE} found")
         ratings = load_ratings(layout.ratings_csv)
         # Only this subject's rows count: editing another participant's ratings changes nothing here.
         rows = ratings.by_subject.get(subject) or ratings.subject_errors.get(subject, "absent")
-        return {"dat": file_fingerprint(dat, content=content_hash),
+        return {"bdf" if original else "dat": file_fingerprint(path, content=content_hash),
                 "ratings": digest(rows if isinstance(rows, str) else [r.model_dump() for r in rows])}
 
     def load() -> StageOutput:
-        arrays, extra = compute.ingest(recording=load_subject(layout, subject, check_videos=False))
+        if not original:
+            recording = load_subject(layout, subject, check_videos=False)
+        else:
+            ratings = load_ratings(layout.ratings_csv)
+            if subject in ratings.subject_errors:
+                raise DeapInputError(ratings.path, f"participant {subject}: "
+                                     f"{ratings.subject_errors[subject]}", subject=subject)
+            if subject not in ratings.by_subject:
+                raise DeapInputError(ratings.path, f"participant {subject} has no rows",
+                                     subject=subject)
+            recording = load_bdf_subject(source_file(), subject=subject,
+                                         rows=ratings.by_subject[subject])
+        arrays, extra = compute.ingest(recording=recording)
         return StageOutput(arrays=arrays, extra=extra)
 
     return _with_inputs(subject, Stage.ingest, name_inputs, lambda inputs: run_stage(
         store, subject=subject, stage=Stage.ingest, params=params,
         code_version=compute.INGEST_CODE_VERSION, inputs=inputs, compute=load,
-        libraries=("numpy",), force=force))
+        libraries=("numpy", "mne") if original else ("numpy",), force=force))
 
 
 def eeg_stage(

@@ -44,6 +44,7 @@ VIDEO_DURATION_TOLERANCE_S = 0.5
 
 _CANONICAL_DIRS = {fmt.PREPROCESSED_DIR, fmt.METADATA_DIR, fmt.VIDEO_DIR, fmt.ORIGINAL_DIR}
 _SUBJECT_FILE = re.compile(r"^s(\d{2})\.dat$")
+_BDF_FILE = re.compile(r"^s(\d{2})\.bdf$")
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,11 +117,14 @@ def find_layout(path: Path | str) -> DeapLayout:
     )
 
 
-def subjects_in(layout: DeapLayout) -> list[int]:
-    """Subject numbers that have a ``sNN.dat`` file, ascending."""
-    if layout.preprocessed_dir is None:
+def subjects_in(layout: DeapLayout, *, source: Literal["preprocessed", "original"] = "preprocessed",
+                ) -> list[int]:
+    """Subject numbers that have a ``sNN.dat`` file (``sNN.bdf`` for source ``original``)."""
+    folder = layout.original_dir if source == "original" else layout.preprocessed_dir
+    if folder is None:
         return []
-    found = (_SUBJECT_FILE.match(p.name) for p in layout.preprocessed_dir.iterdir())
+    pattern = _BDF_FILE if source == "original" else _SUBJECT_FILE
+    found = (pattern.match(p.name) for p in folder.iterdir())
     return sorted(int(m.group(1)) for m in found if m)
 
 

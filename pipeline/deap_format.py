@@ -37,6 +37,23 @@ TWENTE_EEG_ORDER: tuple[str, ...] = (
 )  # fmt: skip
 """EEG order of the raw BDF recordings of participants 1-22 (recorded in Twente)."""
 
+LAST_TWENTE_SUBJECT = 22
+"""Participants 1..22 were recorded in Twente (``TWENTE_EEG_ORDER``), 23..32 in Geneva."""
+
+BDF_SFREQ = 512
+"""Sampling rate of the raw ``data_original`` BDF recordings (Hz)."""
+
+EXG_CHANNELS: tuple[str, ...] = tuple(f"EXG{i}" for i in range(1, 9))
+"""EXG1..EXG8 of the raw BDF: hEOG1, hEOG2, vEOG1, vEOG2, zEMG1, zEMG2, tEMG1, tEMG2."""
+
+BDF_OTHER_CHANNELS: tuple[str, ...] = ("GSR1", "GSR2", "Erg1", "Erg2", "Resp", "Plet", "Temp")
+
+STATUS_CHANNEL_NAMES: tuple[str, ...] = ("Status", "", "-1")
+"""Names of the BDF trigger channel: ``Status`` (1-23), ``''`` (24-28), ``-1`` (29-32)."""
+
+STATUS_CODES = {"start": 1, "sync": 2, "fixation": 3, "playback": 4, "after": 5, "end": 7}
+"""Trigger codes in the low 8 bits of the Status channel (``shared/DEAP_FORMAT.md``)."""
+
 RATING_NAMES: tuple[str, ...] = ("valence", "arousal", "dominance", "liking")
 """Columns of ``labels`` in a ``.dat`` file."""
 
@@ -65,6 +82,11 @@ def subject_tag(subject: int) -> str:
 
 def dat_name(subject: int) -> str:
     return f"{subject_tag(subject)}.dat"
+
+
+def bdf_name(subject: int) -> str:
+    """Raw recording of ``subject`` in ``data_original``, e.g. ``s01.bdf``."""
+    return f"{subject_tag(subject)}.bdf"
 
 
 def video_name(subject: int, trial: int) -> str:

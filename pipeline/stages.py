@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from pipeline import deap_format as fmt
+from pipeline.bdf import BdfRecording
 from pipeline.deap import SubjectRecording
 from pipeline.eeg import FilterIcaParams, SegmentParams, filter_and_ica, segment_trials
 
@@ -30,12 +31,16 @@ class IngestParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: Literal["preprocessed"] = "preprocessed"
-    """``data_preprocessed_python`` (128 Hz). Raw BDF ingest is a later addition."""
+    source: Literal["preprocessed", "original"] = "preprocessed"
+    """``preprocessed``: ``data_preprocessed_python/sNN.dat`` (128 Hz, DEAP's own 4-45 Hz band-pass
+    and EOG cleaning). ``original``: ``data_original/sNN.bdf`` (512 Hz raw), read by
+    :mod:`pipeline.bdf` into the same shapes (common average, 128 Hz, Geneva order)."""
 
 
-def ingest(*, recording: SubjectRecording) -> tuple[Arrays, Extra]:
+def ingest(*, recording: SubjectRecording | BdfRecording) -> tuple[Arrays, Extra]:
     """The subject's EEG, EOG, ratings and trial pairing, trials in ``Experiment_id`` order."""
+    if isinstance(recording, BdfRecording):
+        return _ingest_bdf(recording)
     dat = recording.dat
     trials = recording.info.trials
     arrays = {
@@ -51,6 +56,30 @@ def ingest(*, recording: SubjectRecording) -> tuple[Arrays, Extra]:
         "eog_channels": list(fmt.EOG_CHANNELS),
         "dat_file": dat.path.name,
         "trial_seconds": dat.trial_seconds,
+        "source": "preprocessed",
+    }
+    return arrays, extra
+
+
+def _ingest_bdf(recording: BdfRecording) -> tuple[Arrays, Extra]:
+    arrays = {
+        "eeg": recording.eeg.astype(np.float32),
+        "eog": recording.eog.astype(np.float32),
+        "ratings": recording.ratings.astype(np.float64),
+        "experiment_id": recording.experiment_id.astype(np.int32),
+        "presentation_trial": recording.presentation_trial.astype(np.int32),
+    }
+    extra = {
+        "sfreq": recording.sfreq,
+        "channels": list(fmt.EEG_CHANNELS),
+        "eog_channels": list(fmt.EOG_CHANNELS),
+        "bdf_file": recording.path.name,
+        "trial_seconds": recording.trial_seconds,
+        "source": "original",
+        "bdf_channel_order": recording.channel_order,
+        "status_channel": recording.status_channel,
+        "reference": "common average",
+        "playback_onsets_s": [round(float(t), 4) for t in recording.playback_onsets_s],
     }
     return arrays, extra
 

@@ -12,6 +12,9 @@ here. ``write_synthetic_deap`` writes, under ``out/``:
   Trial), sorted by participant then Trial.
 - ``face_video/sNN/sNN_trialTT.avi`` (TT = presentation order) for subjects 1..22, except
   ``params.missing_videos``.
+- ``data_original/sNN.bdf`` with ``params.bdf``: the raw recording (512 Hz BioSemi BDF, 48
+  channels, Status triggers with DEAP's codes and timings) holding the same trials as the
+  ``.dat``; see :func:`bdf_channels`.
 - ``synth_manifest.json``: params, generator version and a note that the data is synthetic.
 
 Same params give byte-identical ``.dat``, CSV and manifest files and identical video frames. Every
@@ -274,6 +277,7 @@ class SynthParams(BaseModel):
     )
     videos: bool = True
     codec: Literal["MJPG", "mp4v"] = DEFAULT_CODEC
+    bdf: bool = Field(False, description="also write data_original/sNN.bdf (512 Hz raw recordings)")
 
     @field_validator("missing_videos", mode="before")
     @classmethod
@@ -329,7 +333,7 @@ class SynthReport(BaseModel):
 # Seeded streams and the per-subject design (ratings, order, schedule)
 
 _STREAM_DESIGN, _STREAM_LAYOUT, _STREAM_EEG, _STREAM_EOG, _STREAM_PERIPHERAL = range(5)
-_STREAM_SCENE, _STREAM_FACE = 5, 6
+_STREAM_SCENE, _STREAM_FACE, _STREAM_BDF = 5, 6, 7
 
 
 def _rng(seed: int, subject: int, stream: int, *more: int) -> np.random.Generator:
@@ -967,6 +971,11 @@ def write_synthetic_deap(
         shape = f"{params.trials} trials x {df.N_CHANNELS} channels x {params.n_samples} samples"
         say(f"{tag}: wrote {dat.relative_to(out)} ({shape})")
         experiment_order = signals.experiment_order
+        if params.bdf:
+            bdf = out / df.ORIGINAL_DIR / df.bdf_name(subject)
+            write_subject_bdf(bdf, signals=signals, params=params)
+            written.append(bdf)
+            say(f"{tag}: wrote {bdf.relative_to(out)} (48 channels at {df.BDF_SFREQ} Hz)")
         del signals  # the videos need only the order; free ~200 MB at full shape
         if params.videos and subject <= df.LAST_SUBJECT_WITH_VIDEO:
             written += _write_subject_videos(out, subject, experiment_order, params, say)
@@ -1014,6 +1023,144 @@ def _write_subject_videos(
         written.append(path)
         say(f"{tag}: wrote {name} ({trial}/{params.trials}, {truth.n_frames} frames)")
     return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw BDF recordings (data_original/sNN.bdf)
+
+BDF_PHYSICAL_RANGE_UV = (-262144.0, 262143.0)
+"""BioSemi's range for every analogue channel: 24-bit, 1/32 µV per step."""
+STATUS_RANGE = (-8388608, 8388607)
+"""Physical = digital range of the Status channel, so its digital values are the codes."""
+STATUS_HIGH_BITS = 0x1E0000
+"""Offset written into the high bits of the Status channel of participants >= 24 (DEAP's 24-32
+carry such offsets; readers must mask the low 8 bits)."""
+STATUS_OFFSET_FROM = 24
+STATUS_PULSE_SECONDS = 1 / 64
+BDF_REST_SECONDS = 10
+"""The recording's 2-min resting baseline, shortened here to keep files small."""
+_FILLER_EEG_UV = 8.0
+_REFERENCE_DRIFT_UV, _REFERENCE_LINE_UV = 40.0, 3.0
+
+
+@dataclass(frozen=True)
+class BdfTimeline:
+    """Where each trial lies in a synthetic BDF (samples at 128 Hz, presentation order)."""
+
+    playback: np.ndarray  # (T,) code-4 sample of Trial 1..T
+    events: list[tuple[int, int]]  # (sample, code), time order
+    n_samples: int  # whole seconds
+
+
+def bdf_timeline(*, subject: int, params: SynthParams) -> BdfTimeline:
+    """The status timeline: 1 start, 1 rest, then per trial 2 sync, 3 fixation 5 s before
+    playback, 4 playback, 5 three s of fixation after it, 1 rating screen; 7 at the end."""
+    rng = _rng(params.seed, subject, _STREAM_BDF)
+    fs = df.SFREQ
+    events = [(1 * fs, df.STATUS_CODES["start"]), (2 * fs, df.STATUS_CODES["start"])]
+    cursor = (3 + BDF_REST_SECONDS) * fs
+    playback = []
+    for _ in range(params.trials):
+        events.append((cursor, df.STATUS_CODES["sync"]))
+        fixation = cursor + 2 * fs
+        onset = fixation + 5 * fs
+        events += [(fixation, df.STATUS_CODES["fixation"]), (onset, df.STATUS_CODES["playback"]),
+                   (onset + params.seconds * fs, df.STATUS_CODES["after"]),
+                   (onset + (params.seconds + 3) * fs, df.STATUS_CODES["start"])]
+        playback.append(onset)
+        cursor = onset + (params.seconds + 7) * fs + int(rng.integers(0, 2 * fs))
+    events.append((cursor, df.STATUS_CODES["end"]))
+    n_samples = -(-(cursor + 2 * fs) // fs) * fs
+    return BdfTimeline(playback=np.array(playback), events=events, n_samples=n_samples)
+
+
+def bdf_channels(
+    *, signals: SubjectSignals, params: SynthParams, sfreq: int = df.BDF_SFREQ,
+    status_offset: int | None = None,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Labels, (47, N) analogue data in µV and the (N,) Status codes of one synthetic BDF.
+
+    The .dat rows of each trial (baseline + playback) are placed on the timeline at 128 Hz in
+    presentation order, low-level noise fills the gaps, and the whole is upsampled to ``sfreq``
+    (``resample_poly``). Every EEG and EXG channel then gets one common reference signal (slow
+    drift + 50 Hz line noise) that a common-average or bipolar reference removes: EXG1 - EXG2 =
+    hEOG, EXG3 - EXG4 = vEOG, EXG5 - EXG6 = zEMG, EXG7 - EXG8 = tEMG. EEG in Twente order for
+    participants 1-22, Geneva order for 23-32.
+    """
+    from scipy.signal import resample_poly
+
+    subject = signals.subject
+    if sfreq % df.SFREQ:
+        raise ValueError(f"sfreq must be a multiple of {df.SFREQ}, got {sfreq}")
+    factor = sfreq // df.SFREQ
+    timeline = bdf_timeline(subject=subject, params=params)
+    rng = _rng(params.seed, subject, _STREAM_BDF, 1)
+    n128, n_rows = timeline.n_samples, signals.data.shape[1]
+    filler = np.zeros((n_rows, n128))
+    filler[:32] = _FILLER_EEG_UV * rng.standard_normal((32, n128))
+    filler[32:36] = _EOG_NOISE_UV * rng.standard_normal((4, n128))
+    filler[36:] = signals.data[:, 36:].mean(axis=(0, 2))[:, None]
+    baseline = df.BASELINE_SAMPLES
+    for trial, onset in enumerate(timeline.playback, start=1):
+        e = int(np.flatnonzero(signals.presentation_order == trial)[0])
+        filler[:, onset - baseline: onset - baseline + signals.data.shape[2]] = signals.data[e]
+    upsampled = resample_poly(filler, factor, 1, axis=-1)
+    n = upsampled.shape[1]
+    t = np.arange(n) / sfreq
+    reference = (_REFERENCE_DRIFT_UV * np.sin(2 * np.pi * 0.05 * t + rng.uniform(0, 2 * np.pi))
+                 + _REFERENCE_LINE_UV * np.sin(2 * np.pi * 50.0 * t))
+    twente = subject <= df.LAST_TWENTE_SUBJECT
+    eeg_labels = list(df.TWENTE_EEG_ORDER if twente else df.EEG_CHANNELS)
+    eeg = upsampled[[df.EEG_CHANNELS.index(name) for name in eeg_labels]] + reference
+    heog, veog, zemg, temg = upsampled[32:36]
+    exg = np.stack([reference + heog, reference, reference + veog, reference,
+                    reference + zemg, reference, reference + temg, reference])
+    gsr, resp, plet, temp = upsampled[36:40]
+    erg = 0.5 * rng.standard_normal((2, n))
+    other = np.stack([gsr, gsr + 0.01 * rng.standard_normal(n), *erg, resp, plet, temp])
+    data = np.concatenate([eeg, exg, other])
+    if status_offset is None:
+        status_offset = STATUS_HIGH_BITS if subject >= STATUS_OFFSET_FROM else 0
+    status = np.full(n, status_offset, dtype=np.int64)
+    pulse = max(1, round(STATUS_PULSE_SECONDS * sfreq))
+    for sample, code in timeline.events:
+        status[sample * factor: sample * factor + pulse] = status_offset + code
+    labels = [*eeg_labels, *df.EXG_CHANNELS, *df.BDF_OTHER_CHANNELS]
+    return labels, data, status
+
+
+def write_subject_bdf(
+    path: Path, *, signals: SubjectSignals, params: SynthParams, sfreq: int = df.BDF_SFREQ,
+    status_offset: int | None = None,
+) -> None:
+    """Write one synthetic ``sNN.bdf`` (48 channels, 24-bit) with edfio; see :func:`bdf_channels`.
+
+    ``sfreq`` and ``status_offset`` exist for tests of the reader (a wrong rate, offset codes).
+    """
+    labels, data, status = bdf_channels(signals=signals, params=params, sfreq=sfreq,
+                                        status_offset=status_offset)
+    write_bdf_file(path, labels=labels, data=data, status=status, sfreq=sfreq)
+
+
+def write_bdf_file(
+    path: Path, *, labels: list[str], data: np.ndarray, status: np.ndarray, sfreq: int,
+    status_label: str = "Status",
+) -> None:
+    """Write analogue channels (µV, BioSemi's range) and a Status channel whose digital values
+    are ``status`` (physical = digital range) as a 24-bit BDF, atomically."""
+    import datetime
+
+    from edfio import Bdf, BdfSignal
+
+    out = [BdfSignal(np.clip(row, *BDF_PHYSICAL_RANGE_UV), sfreq, label=label,
+                     physical_dimension="uV", physical_range=BDF_PHYSICAL_RANGE_UV)
+           for label, row in zip(labels, data, strict=True)]
+    out.append(BdfSignal(status.astype(np.float64), sfreq, label=status_label,
+                         physical_dimension="Boolean", physical_range=STATUS_RANGE,
+                         digital_range=STATUS_RANGE))
+    bdf = Bdf(out, starttime=datetime.time(0, 0, 0), data_record_duration=1)
+    with _atomic(path) as tmp:
+        bdf.write(tmp)
 
 
 def _manifest(params: SynthParams) -> dict[str, object]:

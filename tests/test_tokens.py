@@ -30,7 +30,7 @@ from pipeline.tokens import (
     weights_fingerprint,
 )
 
-transformers = pytest.importorskip("transformers")
+import transformers  # noqa: E402 - test-only dependency (the test extra)
 
 
 def _crops(n: int, seed: int = 0) -> np.ndarray:

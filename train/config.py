@@ -111,7 +111,7 @@ class TrainConfig(BaseModel):
         "the available memory), else stream whole chunks from the store with prefetching"))
     memory_fraction: float = Field(0.5, gt=0, le=1)
     prefetch_batches: int = Field(4, ge=1)
-    read_threads: int = Field(8, ge=1, description="parallel chunk reads when streaming")
+    read_threads: int = Field(2, ge=1, description="batches read at once when streaming")
     eval_every: int = Field(1, ge=1, description="evaluate the test fold every N epochs (curves only)")
     checkpoint_every: int = Field(1, ge=1)
     model: ModelConfig = ModelConfig()

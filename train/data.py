@@ -19,12 +19,14 @@ Protocols (:meth:`StoreData.splits`), all deterministic by seed:
 Loading: when the selected segments fit (``in_memory="auto"``: in ``memory_fraction`` of the
 available memory) they are read once, whole arrays per subject (contiguous reads), and batches
 index tensors in memory. Otherwise tokens are streamed: each batch's segments are read as whole
-chunks (the store keeps one segment per token chunk) by a thread pool, ``prefetch_batches`` batches
-ahead of the model. EEG, labels and masks (1/15 of the token bytes) always stay in memory.
+chunks (the store keeps one segment per token chunk), all chunks of a batch at once on Zarr's
+async loop (~2x the rate of one read per thread), by ``read_threads`` background threads
+``prefetch_batches`` batches ahead of the model. EEG, labels and masks (1/15 of the token bytes) always stay in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from zarr.core.sync import sync as zarr_sync
 
 from store_schema.errors import StoreError
 from store_schema.labels import Deap3Boundaries, LabelScheme, class_names, make_labels
@@ -244,9 +247,14 @@ class StoreData:
             self._token_arrays[subject] = self.store.array(subject, Stage.tokens, "tokens")
         return self._token_arrays[subject]
 
-    def read_tokens(self, position: int) -> np.ndarray:
-        """One row's tokens (10, 49, 768) float16, read from its chunk in the store."""
-        return np.asarray(self._token_array(int(self.subject[position]))[int(self.local[position])])
+    def read_tokens(self, positions: np.ndarray) -> np.ndarray:
+        """Rows' tokens (n, 10, 49, 768) float16, their chunks read concurrently from the store."""
+        arrays = [self._token_array(int(self.subject[p])).async_array for p in positions]
+
+        async def gather() -> list:
+            return await asyncio.gather(*(a.getitem(int(self.local[p])) for a, p in zip(arrays, positions)))
+
+        return np.stack([np.asarray(t) for t in zarr_sync(gather())])
 
     def batches(
         self,
@@ -259,7 +267,7 @@ class StoreData:
         face: bool = True,
         stream: bool | None = None,
         prefetch: int = 4,
-        threads: int = 8,
+        threads: int = 2,
     ) -> Iterator[Batch]:
         """Batches over ``positions`` (in order, or shuffled by ``seed``); tensors on the CPU.
 
@@ -294,15 +302,14 @@ class StoreData:
             def submit() -> None:
                 chunk = next(upcoming, None)
                 if chunk is not None:
-                    pending.append((chunk, [pool.submit(self.read_tokens, int(p)) for p in chunk]))
+                    pending.append((chunk, pool.submit(self.read_tokens, chunk)))
 
             for _ in range(max(1, prefetch)):
                 submit()
             while pending:
-                chunk, futures = pending.popleft()
+                chunk, future = pending.popleft()
                 submit()
-                tokens = torch.from_numpy(np.stack([f.result() for f in futures]))
-                yield make(chunk, tokens)
+                yield make(chunk, torch.from_numpy(future.result()))
 
 
 def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tuple[SubjectInfo | None, str]:
