@@ -24,7 +24,8 @@ class PreprocessConfig(BaseModel):
 
     deap: Path = Field(description="DEAP folder (real or synthetic), or one of its sub-folders")
     store: str = Field(description="feature store: a local folder or an fsspec URL")
-    subjects: list[int] | None = Field(None, description="subject numbers; default: every sNN.dat found")
+    subjects: list[int] | None = Field(
+        None, description="subject numbers; default: every sNN.dat (source original: sNN.bdf) found")
     stages: list[Stage] = Field(default_factory=lambda: list(IMPLEMENTED_STAGES))
     ingest: IngestParams = IngestParams()
     eeg: FilterIcaParams = FilterIcaParams()
