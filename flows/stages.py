@@ -21,7 +21,7 @@ from pipeline.eeg import FILTER_ICA_CODE_VERSION, SEGMENT_CODE_VERSION
 from pipeline.errors import DeapInputError
 from pipeline.face_model import resolve_face_model
 from store_schema.fingerprint import digest, file_fingerprint
-from store_schema.layout import Stage
+from store_schema.layout import SEGMENT_TABLE_INPUT, Stage
 from store_schema.runner import StageOutcome, StageOutput, describe_error, is_transient, run_stage
 from store_schema.store import FeatureStore
 
@@ -157,17 +157,18 @@ def faces_stage(
     store: FeatureStore, *, layout: DeapLayout, subject: int, params: faces.FacesParams,
     content_hash: bool = False, force: bool = False,
 ) -> StageOutcome:
-    """Inputs: the segment stage, every face video of the subject (size+mtime, or content with
+    """Inputs: the segment table (which windows), every face video of the subject (size+mtime, or content with
     ``content_hash``; a missing file counts as ``missing``) and the model's sha256 (not its path)."""
     model: dict[str, object] = {}
 
     def name_inputs() -> dict[str, str]:
-        segment = _upstream(store, subject, Stage.faces, Stage.segment)
+        _upstream(store, subject, Stage.faces, Stage.segment)  # committed, or a hint to run it
         model["path"], model["sha256"] = resolve_face_model(params.model_path)
         videos = faces.expected_videos(layout.video_dir, subject,
                                        store.read(subject, Stage.segment, "presentation_trial"))
         return {
-            "segment": segment,
+            # the windows, not the EEG: a new filter or EEG source leaves the faces valid
+            SEGMENT_TABLE_INPUT: store.segment_table_fingerprint(subject),
             "model": f"sha256:{model['sha256']}",
             **{f"video:{name}": file_fingerprint(path, content=content_hash)
                if path is not None and path.is_file() else "missing"

@@ -73,6 +73,9 @@ class StageSpec(BaseModel):
     upstream: tuple[Stage, ...]
     arrays: tuple[ArraySpec, ...]
     description: str
+    reads_segment_table: bool = False
+    """Depends on the segment *table* (which window of which video), not on the EEG: its input is
+    the table's fingerprint, so recomputing the EEG with the same windows leaves it valid."""
 
     def array(self, name: str) -> ArraySpec:
         for spec in self.arrays:
@@ -90,6 +93,11 @@ SEGMENT_TABLE_COLUMNS: tuple[str, ...] = (
     "valence", "arousal", "dominance", "liking",
 )  # fmt: skip
 """Per-segment columns stored beside the segments (one 1-D array each)."""
+
+SEGMENT_TABLE_FOR_FACES: tuple[str, ...] = ("trial_index", "presentation_trial", "start_s")
+"""The segment-table columns that decide which frames the face stage samples."""
+SEGMENT_TABLE_INPUT = "segment_table"
+"""Input name under which a stage that reads only the segment table records its fingerprint."""
 
 _SEGMENTS_PER_CHUNK = 20  # one DEAP trial's worth of 3 s windows: a training batch reads few chunks
 
@@ -141,6 +149,7 @@ STAGES: dict[Stage, StageSpec] = {
     Stage.faces: StageSpec(
         stage=Stage.faces,
         upstream=(Stage.segment,),
+        reads_segment_table=True,
         description="10 face crops per segment, 224x224 with center padding.",
         arrays=(
             _a("crops", "uint8", ("segment", "frame", "height", "width", "rgb"), (1, None, None, None, None),

@@ -25,9 +25,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from store_schema.errors import StoreError
 from store_schema.failpoints import failpoint
-from store_schema.fingerprint import stage_fingerprint
+from store_schema.fingerprint import digest, stage_fingerprint
 from store_schema.layout import (
     FIXED_DIMS,
+    SEGMENT_TABLE_FOR_FACES,
     SCHEMA_VERSION,
     STAGE_ORDER,
     Stage,
@@ -184,6 +185,16 @@ class FeatureStore:
 
     def read(self, subject: int, stage: Stage | str, name: str) -> np.ndarray:
         return np.asarray(self.array(subject, stage, name)[...])
+
+    def segment_table_fingerprint(self, subject: int) -> str:
+        """Fingerprint of what the face stage reads from the segment stage: which window of which
+        video (not the EEG), so switching the EEG source or filter does not redo the faces."""
+        record = self.record(subject, Stage.segment)
+        if record is None:
+            raise StoreError(f"{self.url}: {stage_path(subject, Stage.segment)} is not committed")
+        columns = {name: self.read(subject, Stage.segment, name).tolist()
+                   for name in SEGMENT_TABLE_FOR_FACES}
+        return "table:" + digest({"columns": columns, "window_s": record.params.get("window_s")})
 
     def read_stage(self, subject: int, stage: Stage | str) -> dict[str, np.ndarray]:
         return {spec.name: self.read(subject, stage, spec.name) for spec in stage_spec(stage).arrays}

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from store_schema.layout import FIXED_DIMS, SCHEMA_VERSION, Stage, stage_path, stage_spec
+from store_schema.layout import (
+    FIXED_DIMS,
+    SCHEMA_VERSION,
+    SEGMENT_TABLE_INPUT,
+    Stage,
+    stage_path,
+    stage_spec,
+)
 from store_schema.store import FeatureStore, StageRecord
 
 
@@ -55,6 +62,9 @@ def _check_stage(store: FeatureStore, record: StageRecord, *, read_chunks: bool)
         upstream_record = store.record(subject, upstream)
         if upstream_record is None:
             problem(f"upstream stage '{upstream.value}' is not committed")
+        elif spec.reads_segment_table:
+            if record.inputs.get(SEGMENT_TABLE_INPUT) != store.segment_table_fingerprint(subject):
+                problem("stale: the segment table changed after it was computed")
         elif record.inputs.get(upstream.value) != upstream_record.fingerprint:
             problem(f"stale: upstream stage '{upstream.value}' was recomputed after it")
 

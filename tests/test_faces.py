@@ -413,3 +413,14 @@ def test_store_faces_writes_a_contact_sheet(built, tmp_path: Path) -> None:
     assert image.shape[0] > n_seg * 112 and image.shape[1] > 10 * 112
     absent = CliRunner().invoke(app, ["store", "faces", str(store), "--subject", "2"])
     assert absent.exit_code == 2 and "no committed faces stage" in absent.output
+
+
+def test_a_new_eeg_filter_keeps_the_faces_because_the_windows_did_not_change(private) -> None:
+    deap, store = private
+    rerun = run(deap, store, eeg={"l_freq": 2.0})
+    assert statuses(rerun) == {"ingest": "skipped", "eeg": "computed", "segment": "computed",
+                               "faces": "skipped"}
+    assert verify_store(FeatureStore.open(str(store), mode="r")) == []
+    # new windows do change which frames are sampled
+    windows = run(deap, store, eeg={"l_freq": 2.0}, segment={"window_s": 2.0, "stride_s": 2.0})
+    assert statuses(windows)["faces"] == "computed"
