@@ -187,6 +187,11 @@ def preprocess(
     dask_address: Annotated[
         Optional[str], typer.Option(help="Run the tasks on an existing Dask cluster (tcp://HOST:PORT).")
     ] = None,
+    dask_gpu_resource: Annotated[
+        Optional[str],
+        typer.Option(help="With --dask-address: the worker resource tokens need, e.g. GPU (workers "
+                     "started with --resources GPU=1)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     source: Annotated[
         Optional[str],
@@ -214,7 +219,8 @@ def preprocess(
     if stages.strip().lower() != "all":
         base["stages"] = [s.strip() for s in stages.split(",") if s.strip()]
     for key, value in (("runner", runner), ("workers", workers), ("dask_address", dask_address),
-                       ("weights", weights), ("device", device)):
+                       ("dask_gpu_resource", dask_gpu_resource), ("weights", weights),
+                       ("device", device)):
         if value is not None:
             base[key] = value
     for section, key, value in (("ingest", "source", source), ("eeg", "l_freq", l_freq),
@@ -279,6 +285,9 @@ def serve(
         Optional[str], typer.Option(help="Run the tasks on an existing Dask cluster (tcp://HOST:PORT).")
     ] = None,
     weights: Annotated[Optional[str], typer.Option(help="Default Swin weights (path or 'random').")] = None,
+    dask_gpu_resource: Annotated[
+        Optional[str], typer.Option(help="Default Dask worker resource for tokens, e.g. GPU.")
+    ] = None,
     stages: Annotated[Optional[str], typer.Option(help="Default stages, comma-separated.")] = None,
 ) -> None:
     """Serve the deployment `preprocess-deap/default` to the Prefect server at PREFECT_API_URL.
@@ -296,7 +305,7 @@ def serve(
         if deap is None or store is None:
             raise _fail("give both --deap and --store as defaults, or neither")
         fields = {"deap": str(deap), "store": store, "runner": runner, "dask_address": dask_address,
-                  "weights": weights,
+                  "dask_gpu_resource": dask_gpu_resource, "weights": weights,
                   "stages": [x.strip() for x in stages.split(",")] if stages else None}
         try:
             config = PreprocessConfig.model_validate({k: v for k, v in fields.items() if v is not None})

@@ -45,6 +45,9 @@ class PreprocessConfig(BaseModel):
     workers: int | None = Field(None, ge=1, description="parallel subject-stages (default: CPU cores)")
     dask_address: str | None = Field(
         None, description="run the tasks on an existing Dask cluster, e.g. tcp://HOST:8786")
+    dask_gpu_resource: str | None = Field(
+        None, description="Dask worker resource the tokens stage asks for, e.g. 'GPU': only workers "
+        "started with `--resources GPU=1` run it (without such a worker, tokens wait)")
 
     @field_validator("dask_address")
     @classmethod
@@ -64,6 +67,12 @@ class PreprocessConfig(BaseModel):
                 "(--stages ingest,eeg,segment,faces)")
         if not self.weights.startswith("random") and not Path(self.weights).expanduser().exists():
             raise ValueError(f"weights {self.weights} does not exist")
+        return self
+
+    @model_validator(mode="after")
+    def _gpu_resource_needs_dask(self) -> "PreprocessConfig":
+        if self.dask_gpu_resource and not self.dask_address:
+            raise ValueError("dask_gpu_resource is a Dask worker resource: give dask_address too")
         return self
 
     @field_validator("faces")

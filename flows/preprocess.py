@@ -14,7 +14,7 @@ tests of stage semantics use it, and so can a notebook.
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -190,9 +190,10 @@ def preprocess_subjects(config: PreprocessConfig):  # noqa: ANN201 - returns a P
                 # for the previous subject's tokens, whatever their outcome, while CPU stages of
                 # other subjects go on.
                 serial = [allow_failure(previous_on_device)] if previous_on_device else None
-                futures[(subject, stage)] = subject_stage_task.with_options(
-                    task_run_name=f"s{subject:02d}-{stage.value}",
-                ).submit(config, subject, stage, upstream, wait_for=serial)
+                with _on_gpu_workers(config, stage):
+                    futures[(subject, stage)] = subject_stage_task.with_options(
+                        task_run_name=f"s{subject:02d}-{stage.value}",
+                    ).submit(config, subject, stage, upstream, wait_for=serial)
                 if stage in ONE_AT_A_TIME:
                     previous_on_device = futures[(subject, stage)]
         wait(list(futures.values()))
@@ -209,6 +210,15 @@ def final_state(summary: RunSummary):  # noqa: ANN201 - a Prefect state carrying
                          data=summary)
     failed = "; ".join(f"s{o.subject:02d} {o.stage.value}: {o.error}" for o in summary.failures())
     return Failed(message=f"{len(summary.failures())} subject-stage(s) failed: {failed}", data=summary)
+
+
+def _on_gpu_workers(config: PreprocessConfig, stage: Stage):  # noqa: ANN202 - a context manager
+    """On Dask, send the accelerator stage only to workers that advertise the GPU resource."""
+    if config.dask_address and config.dask_gpu_resource and stage in ONE_AT_A_TIME:
+        import dask
+
+        return dask.annotate(resources={config.dask_gpu_resource: 1})
+    return nullcontext()
 
 
 @contextmanager

@@ -70,8 +70,11 @@ def prefect_server(home: Path) -> Iterator[tuple[str, dict[str, str]]]:
 
 
 @contextmanager
-def dask_cluster(workdir: Path, env: dict[str, str], *, workers: int = 2) -> Iterator[str]:
-    """A `dask scheduler` and ``workers`` single-threaded `dask worker` processes on loopback."""
+def dask_cluster(
+    workdir: Path, env: dict[str, str], *, workers: int = 2, resources: dict[int, str] | None = None,
+) -> Iterator[str]:
+    """A `dask scheduler` and ``workers`` single-threaded `dask worker` processes on loopback;
+    ``resources`` maps a worker's index to its `--resources` (e.g. ``{1: "GPU=1"}``)."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     with background([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -79,7 +82,7 @@ def dask_cluster(workdir: Path, env: dict[str, str], *, workers: int = 2) -> Ite
                     log=workdir / "scheduler.log") as scheduler:
         wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
                    timeout=60, what="dask scheduler", proc=scheduler)
-        with _workers(address, env, workdir, workers):
+        with _workers(address, env, workdir, workers, resources or {}):
             from distributed import Client
 
             with Client(address, timeout=30) as client:
@@ -88,13 +91,16 @@ def dask_cluster(workdir: Path, env: dict[str, str], *, workers: int = 2) -> Ite
 
 
 @contextmanager
-def _workers(address: str, env: dict[str, str], workdir: Path, n: int) -> Iterator[None]:
+def _workers(
+    address: str, env: dict[str, str], workdir: Path, n: int, resources: dict[int, str]
+) -> Iterator[None]:
     from contextlib import ExitStack
 
     with ExitStack() as stack:
         for i in range(n):
             stack.enter_context(background(
                 [str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                 "--dashboard-address", "127.0.0.1:0", "--name", f"worker-{i}"],
+                 "--dashboard-address", "127.0.0.1:0", "--name", f"worker-{i}",
+                 *(["--resources", resources[i]] if i in resources else [])],
                 env=env, log=workdir / f"worker-{i}.log"))
         yield

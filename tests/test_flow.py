@@ -161,3 +161,25 @@ def test_tokens_stage_records_random_weights_and_recomputes_only_on_new_weights(
     assert {(o.stage.value, o.status) for o in other.outcomes if o.status == "computed"} == {
         ("tokens", "computed")}
     assert not np.array_equal(FeatureStore.open(str(store), mode="r").read(1, "tokens", "tokens"), tokens)
+
+
+def test_on_dask_the_tokens_stage_runs_only_on_the_worker_with_the_gpu_resource(
+    small_deap_master: Path, local_store: str, server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    url, env = server
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    store = tmp_path / "gpu.zarr"
+    shutil.copytree(local_store, store)  # CPU stages committed: only tokens run
+    with dask_cluster(tmp_path, env, workers=2, resources={1: "GPU=1"}) as address:
+        summary = run_flow(PreprocessConfig(
+            deap=small_deap_master, store=str(store), subjects=[1, 2], weights="random",
+            stages=[*CPU_STAGES, "tokens"], dask_address=address, dask_gpu_resource="GPU"))
+    assert summary.ok, summary.markdown()
+    assert {(o.subject, o.stage.value) for o in summary.outcomes if o.status == "computed"} == {
+        (1, "tokens"), (2, "tokens")}
+    gpu_log = (tmp_path / "worker-1.log").read_text()
+    cpu_log = (tmp_path / "worker-0.log").read_text()
+    assert "s01-tokens" in gpu_log and "s02-tokens" in gpu_log
+    assert "tokens" not in cpu_log
