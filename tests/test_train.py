@@ -337,7 +337,22 @@ def test_resume_refuses_changed_settings_and_a_used_folder_without_resume(
         run_training(cfg.model_copy(update={"lr": 2e-3}), tmp_path, resume=True, progress=False)
 
 
+def test_folds_run_by_separate_invocations_pool_into_one_report(store_url: str, tmp_path: Path) -> None:
+    cfg = small_config(store_url, epochs=1, folds=2, run_folds=[0], model={"kind": "eeg"})
+    first = run_training(cfg, tmp_path, progress=False)
+    assert first["n_test"] == 32 and [f["fold"] for f in first["folds"]] == [0]
+    both = run_training(cfg.model_copy(update={"run_folds": [1]}), tmp_path, resume=True, progress=False)
+    assert both["n_test"] == 64 and [f["fold"] for f in both["folds"]] == [0, 1]
+
+
 # -- command line ---------------------------------------------------------------------------
+
+
+def test_cli_train_has_help() -> None:
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--help"])
+    assert result.exit_code == 0 and "--protocol" in result.output and "--resume" in result.output
 
 
 def test_cli_train_writes_a_run_and_reports_store_errors(store_url: str, tmp_path: Path) -> None:

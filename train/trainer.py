@@ -186,13 +186,14 @@ def run_training(
         console.print(f"[yellow]note[/]: tokens come from random Swin weights "
                       f"({data.weights_fingerprint}); face results say nothing about real faces",
                       highlight=False)
-    splits = data.splits(config.protocol, folds=config.folds, seed=config.seed)
+    all_splits = data.splits(config.protocol, folds=config.folds, seed=config.seed)
+    splits = all_splits
     if config.run_folds is not None:
-        unknown = sorted(set(config.run_folds) - {s.fold for s in splits})
+        unknown = sorted(set(config.run_folds) - {s.fold for s in all_splits})
         if unknown:
             raise TrainError(f"run_folds {unknown} do not exist: {config.protocol} has folds "
-                             f"0..{len(splits) - 1}")
-        splits = [s for s in splits if s.fold in set(config.run_folds)]
+                             f"0..{len(all_splits) - 1}")
+        splits = [s for s in all_splits if s.fold in set(config.run_folds)]
     device = resolve_device(config.device)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
@@ -224,6 +225,14 @@ def run_training(
             console.print(f"{split.name}: test accuracy {acc:.3f} (chance "
                           f"{majority_rate(data.labels[split.test]):.3f}, n={len(split.test)}), "
                           f"{o.seconds:.1f} s", highlight=False)
+    # Folds finished by earlier invocations into this run folder (e.g. other --run-folds) count too.
+    ran = {s.fold for s in splits}
+    for split in all_splits:
+        if split.fold not in ran:
+            done = _finished_fold(out, split, config.epochs)
+            if done is not None:
+                outcomes.append(done)
+    outcomes.sort(key=lambda o: o.split.fold)
     metrics = _write_outputs(out, config, data, outcomes, n_params=count_parameters(
         build_model(config.model, num_classes=len(data.class_names))),
         seconds=time.perf_counter() - started, stream=stream, load_seconds=load_seconds)
@@ -233,15 +242,27 @@ def run_training(
     return metrics
 
 
+def _finished_fold(out: Path, split: Split, epochs: int) -> FoldOutcome | None:
+    path = out / "folds" / f"fold{split.fold}.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if not (record.get("done") and record.get("epochs") == epochs
+            and record.get("test_positions") == split.test.tolist()):
+        return None
+    return FoldOutcome(split, np.asarray(record["y_pred"], np.int64), record["history"],
+                       record.get("seconds", 0.0))
+
+
 def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: Progress,
               n_folds: int, on_epoch_end: EpochHook | None) -> FoldOutcome:
     config, data = trainer.config, trainer.data
     ckpt = out / "checkpoints" / f"fold{split.fold}.safetensors"
     record_path = out / "folds" / f"fold{split.fold}.json"
     record = json.loads(record_path.read_text()) if resume and record_path.is_file() else {}
-    if record.get("done") and record.get("epochs") == config.epochs:
-        return FoldOutcome(split, np.asarray(record["y_pred"], np.int64), record["history"],
-                           record.get("seconds", 0.0))
+    finished = _finished_fold(out, split, config.epochs) if resume else None
+    if finished is not None:
+        return finished
     model, optimizer = trainer.new_model(split.fold)
     history: list[dict[str, Any]] = []
     start = 0
@@ -326,6 +347,7 @@ def _write_outputs(out: Path, config: TrainConfig, data: StoreData, outcomes: li
         "subjects": data.subject_numbers,
         "skipped_subjects": data.skipped,
         "n_segments": len(data),
+        "test_segments_without_video": int((~data.has_video[test]).sum()),
         "weights_fingerprint": data.weights_fingerprint,
         "random_weights": data.random_weights,
         "data": "streamed" if stream else "in memory",
