@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from store_schema.errors import StoreError
 from store_schema.labels import LabelScheme
 from train.ablations import ABLATIONS
-from train.config import ModelConfig, TrainConfig, TrainError, resolve_config
+from train.config import TrainConfig, TrainError, resolve_config
 from train.data import StoreData
 from train.models import Milmer, build_model, cosine_factor, count_parameters
 from train.synthetic import write_planted_store
@@ -167,15 +167,18 @@ def test_store_data_reads_labels_and_masks_from_the_store(store_url: str) -> Non
 def test_streamed_batches_equal_in_memory_batches(store_url: str) -> None:
     streamed = StoreData.open(store_url)
     rows = np.arange(len(streamed))[::-3]
-    got = list(streamed.batches(rows, batch_size=5, shuffle=True, seed=7, stream=True, prefetch=2))
-    assert streamed._tokens is None  # streaming never loaded the tokens whole
     loaded = StoreData.open(store_url)
     loaded.load()
     want = list(loaded.batches(rows, batch_size=5, shuffle=True, seed=7))
-    assert len(got) == len(want) == 5
-    for a, b in zip(got, want):
-        np.testing.assert_array_equal(a.positions, b.positions)
-        assert torch.equal(a.face, b.face) and torch.equal(a.eeg, b.eeg) and torch.equal(a.labels, b.labels)
+    for workers in (0, 2):  # a reader thread, or DataLoader processes
+        got = list(streamed.batches(rows, batch_size=5, shuffle=True, seed=7, stream=True,
+                                    prefetch=2, workers=workers))
+        assert streamed._tokens is None  # streaming never loaded the tokens whole
+        assert len(got) == len(want) == 5
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a.positions, b.positions)
+            assert torch.equal(a.face, b.face) and torch.equal(a.eeg, b.eeg)
+            assert torch.equal(a.labels, b.labels)
 
 
 def test_mixed_token_weights_are_refused_naming_subjects_and_fingerprints(tmp_path: Path) -> None:
@@ -289,6 +292,12 @@ def test_segment_protocol_marks_its_outputs_leaky(store_url: str, tmp_path: Path
                            tmp_path, progress=False)
     assert metrics["leaky"] is True and metrics["protocol"] == "segment" and metrics["leak_note"]
     assert json.loads((tmp_path / "metrics.json").read_text())["leaky"] is True
+
+
+def test_training_can_stream_tokens_from_the_store(store_url: str, tmp_path: Path) -> None:
+    metrics = run_training(small_config(store_url, epochs=1, folds=2, run_folds=[0], in_memory="never"),
+                           tmp_path, progress=False)
+    assert metrics["data"] == "streamed" and metrics["n_test"] == 32
 
 
 # -- checkpoints and resume -----------------------------------------------------------------

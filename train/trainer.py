@@ -43,7 +43,7 @@ from train.models import build_model, cosine_factor, count_parameters
 from train.report import classification_metrics, majority_rate, plot_confusion, plot_curves
 
 RESUMABLE_CHANGES = {"epochs", "device", "amp", "in_memory", "memory_fraction", "prefetch_batches",
-                     "read_threads", "eval_every", "checkpoint_every", "run_folds"}
+                     "read_workers", "eval_every", "checkpoint_every", "run_folds"}
 """Fields a resumed run may change: they alter the length or the speed of a run, not its model,
 data or folds."""
 
@@ -102,7 +102,8 @@ class Trainer:
         return self.data.batches(
             positions, batch_size=self.config.batch_size, shuffle=shuffle, seed=seed,
             eeg=self.use_eeg, face=self.use_face, stream=self.stream,
-            prefetch=self.config.prefetch_batches, threads=self.config.read_threads)
+            prefetch=self.config.prefetch_batches, workers=self.config.read_workers,
+            pin_memory=self.device.type == "cuda")
 
     def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         with self.autocast():
@@ -305,7 +306,7 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
                                       "epochs": epoch + 1, "seconds": seconds, "history": history})
         if on_epoch_end is not None:
             on_epoch_end(split.fold, epoch + 1, row)
-    bar.update(task, visible=False)
+    bar.remove_task(task)
     if len(y_pred) != len(split.test):  # resumed from a final-epoch checkpoint
         y_pred, _ = trainer.predict(model, split.test)
     _write_json(record_path, {
