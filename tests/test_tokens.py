@@ -377,8 +377,8 @@ def test_params_hash_what_changes_tokens_and_not_batch_size() -> None:
         params.batch_size = 3  # frozen
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-def test_cuda_without_a_gpu_is_refused_clearly() -> None:
+def test_cuda_without_a_gpu_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
     cpu = TokensParams(weights_fingerprint="random:0", device="auto", amp="bf16").resolved()
     assert (cpu.device, cpu.amp) == ("cpu", "off")
     with pytest.raises(TokensError, match="--device cpu"):
