@@ -390,7 +390,7 @@ def store_faces(
     a detection are outlined in red."""
     import numpy as np
 
-    from pipeline.contact_sheet import contact_sheet, pick_rows, write_png
+    from pipeline.contact_sheet import contact_sheet, sheet_rows, write_png
     from store_schema.errors import StoreError
 
     opened = _open_store(store)
@@ -400,10 +400,9 @@ def store_faces(
             raise StoreError(f"{store}: subject {subject} has no committed faces stage; run "
                              "`milmer preprocess --stages faces` first")
         experiment = opened.read(subject, "segment", "experiment_id")
-        positions = np.flatnonzero(experiment == trial) if trial is not None else np.arange(len(experiment))
-        if positions.size == 0:
+        rows = sheet_rows(experiment, trial=trial, max_rows=max_rows)
+        if rows.size == 0:
             raise StoreError(f"{store}: subject {subject} has no segment of Experiment_id {trial}")
-        rows = positions[pick_rows(len(positions), max(1, max_rows))]
         segment_index = opened.read(subject, "segment", "segment_index")[rows]
         presentation = opened.read(subject, "segment", "presentation_trial")[rows]
         start_s = opened.read(subject, "segment", "start_s")[rows]

@@ -26,6 +26,16 @@ def pick_rows(n_segments: int, max_rows: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_segments - 1, max_rows).round().astype(np.int64))
 
 
+def sheet_rows(experiment_id: np.ndarray, *, trial: int | None, max_rows: int) -> np.ndarray:
+    """Segment positions to show: those of ``trial`` (an Experiment_id) or all, spread evenly.
+
+    An empty result means the subject has no segment of that trial.
+    """
+    positions = (np.flatnonzero(experiment_id == trial) if trial is not None
+                 else np.arange(len(experiment_id)))
+    return positions[pick_rows(len(positions), max(1, max_rows))] if positions.size else positions
+
+
 def contact_sheet(
     *,
     crops: np.ndarray,
