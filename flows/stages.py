@@ -21,7 +21,8 @@ from pipeline.eeg import FILTER_ICA_CODE_VERSION, SEGMENT_CODE_VERSION
 from pipeline.errors import DeapInputError
 from pipeline.face_model import resolve_face_model
 from store_schema.fingerprint import digest, file_fingerprint
-from store_schema.layout import SEGMENT_TABLE_INPUT, Stage
+from store_schema.failpoints import failpoint
+from store_schema.layout import SEGMENT_TABLE_INPUT, Stage, stage_path
 from store_schema.runner import StageOutcome, StageOutput, describe_error, is_transient, run_stage
 from store_schema.store import FeatureStore
 
@@ -35,6 +36,17 @@ def _log() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except Exception:  # noqa: BLE001 - outside a flow run (tests, notebooks)
         return logging.getLogger(__name__)
+
+
+def _progress(subject: int, stage: Stage) -> Callable[[str], None]:
+    """Log a stage's progress line; each line is also the stage's ``mid-compute`` failpoint."""
+    where = stage_path(subject, stage)
+
+    def report(line: str) -> None:
+        _log().info("%s %s: %s", fmt.subject_tag(subject), stage.value, line)
+        failpoint(where, "mid-compute")
+
+    return report
 
 
 def _failed(subject: int, stage: Stage, err: Exception, started: float) -> StageOutcome:
@@ -121,7 +133,8 @@ def eeg_stage(
         record = store.record(subject, Stage.ingest)
         arrays, extra = compute.clean_eeg(
             eeg=store.read(subject, Stage.ingest, "eeg"), eog=store.read(subject, Stage.ingest, "eog"),
-            sfreq=record.extra["sfreq"], params=params)
+            sfreq=record.extra["sfreq"], params=params,
+            progress=_progress(subject, Stage.eeg))
         return StageOutput(arrays=arrays, extra=extra)
 
     return _with_inputs(
@@ -187,7 +200,7 @@ def faces_stage(
             start_s=store.read(subject, Stage.segment, "start_s"),
             trial_seconds=ingest.extra["trial_seconds"], window_s=segment.params["window_s"],
             params=params, model_path=Path(str(model["path"])),
-            progress=lambda line: _log().info("%s faces: %s", fmt.subject_tag(subject), line))
+            progress=_progress(subject, Stage.faces))
         extra["model"] = {"path": str(model["path"]), "sha256": model["sha256"]}
         return StageOutput(arrays=arrays, extra=extra, warnings=faces.problem_lines(extra))
 
@@ -218,8 +231,7 @@ def tokens_stage(
         extractor = tokens.TokenExtractor(weights=weights, params=resolved["params"])
         arrays, extra = tokens.tokens_for_subject(
             crops=store.array(subject, Stage.faces, "crops"), extractor=extractor,
-            progress=lambda done, total: _log().info("%s tokens: %d of %d frames", fmt.subject_tag(subject),
-                                                  done, total))
+            progress=lambda done, total: _progress(subject, Stage.tokens)(f"{done} of {total} frames"))
         return StageOutput(arrays=arrays, extra=extra)
 
     def run(inputs: Mapping[str, str]) -> StageOutcome:

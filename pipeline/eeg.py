@@ -19,6 +19,7 @@ channels. Here channels are only ever indexed along their own axis.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -216,8 +217,11 @@ def filter_and_ica(
     eog: np.ndarray | None,
     sfreq: float,
     params: FilterIcaParams,
+    progress: Callable[[str], None] | None = None,
 ) -> IcaResult:
     """Band-pass every trial, fit ICA on the subject's concatenated trials, remove EOG components.
+
+    ``progress`` is told each step as it starts ("fitting ICA ...": the slow part).
 
     ``eeg`` is (trials, 32, samples) in µV in :data:`deap_format.EEG_CHANNELS` order, ``eog``
     (trials, 2, samples) hEOG/vEOG in µV or None. Deterministic for a given ``params.ica_seed``.
@@ -254,6 +258,9 @@ def filter_and_ica(
     ica = mne.preprocessing.ICA(
         n_components=params.ica_n_components, method=params.ica_method,
         random_state=params.ica_seed, max_iter=params.ica_max_iter, verbose=_MNE_VERBOSE)
+    if progress is not None:
+        progress(f"band-pass done in {timings['filter']:.1f} s; fitting ICA "
+                 f"({params.ica_method}, {params.ica_n_components} components)")
     started = time.perf_counter()
     ica.fit(raw, picks="eeg", verbose=_MNE_VERBOSE)
     timings["ica_fit"] = time.perf_counter() - started

@@ -8,6 +8,7 @@ the commit record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -84,9 +85,12 @@ def _ingest_bdf(recording: BdfRecording) -> tuple[Arrays, Extra]:
     return arrays, extra
 
 
-def clean_eeg(*, eeg: np.ndarray, eog: np.ndarray, sfreq: float, params: FilterIcaParams) -> tuple[Arrays, Extra]:
+def clean_eeg(
+    *, eeg: np.ndarray, eog: np.ndarray, sfreq: float, params: FilterIcaParams,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Arrays, Extra]:
     """Band-pass + ICA on the subject's continuous data; records what was excluded and why."""
-    result = filter_and_ica(eeg=eeg, eog=eog, sfreq=sfreq, params=params)
+    result = filter_and_ica(eeg=eeg, eog=eog, sfreq=sfreq, params=params, progress=progress)
     arrays = {
         "eeg": result.cleaned,
         "ica_excluded": np.asarray(result.excluded, dtype=np.int32),

@@ -13,8 +13,16 @@ import signal
 
 ENV = "MILMER_FAILPOINT"
 
-POINTS = ("before-compute", "before-write", "after-arrays")
-"""Where :mod:`store_schema.runner` and :mod:`store_schema.store` call :func:`failpoint`."""
+POINTS = ("before-compute", "mid-compute", "before-write", "mid-array", "after-arrays")
+"""In the order a subject-stage reaches them:
+
+- ``before-compute`` (runner): the fingerprint differs, nothing loaded yet;
+- ``mid-compute`` (flows.stages): at a stage's progress reports: the EEG stage after its band-pass,
+  as ICA starts; faces after each video; tokens after each batch (not reached by ingest/segment);
+- ``before-write`` (store): computed, the previous commit still in place;
+- ``mid-array`` (store): after the first chunk-slab of an array written in several;
+- ``after-arrays`` (store): every array on disk, no commit record yet.
+"""
 
 
 def failpoint(where: str, point: str) -> None:

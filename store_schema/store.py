@@ -251,8 +251,7 @@ class FeatureStore:
                 chunks=array_spec.chunk_shape(data.shape), compressors=compressor,
                 fill_value=0, config={"write_empty_chunks": True},
                 dimension_names=array_spec.dims)
-            if data.size:
-                target[...] = data
+            _write_in_slabs(target, data, where=path)
         failpoint(path, "after-arrays")
         record = StageRecord(
             stage=stage, subject=subject, schema_version=SCHEMA_VERSION, code_version=code_version,
@@ -294,6 +293,24 @@ def validate_arrays(
             sizes[dim] = n
         shapes[array_spec.name] = tuple(int(n) for n in data.shape)
     return shapes
+
+
+def _write_in_slabs(target: zarr.Array, data: np.ndarray, *, where: str) -> None:
+    """Write ``data`` one chunk-slab (along the first axis) at a time.
+
+    A slab is whole chunks, so each chunk file is written once; the ``mid-array`` failpoint fires
+    after the first slab of an array that has more than one, i.e. with a half-written array on disk.
+    """
+    if not data.size:
+        return
+    if data.ndim == 0:
+        target[...] = data
+        return
+    step = target.chunks[0]
+    for start in range(0, data.shape[0], step):
+        target[start : start + step] = data[start : start + step]
+        if start == 0 and data.shape[0] > step:
+            failpoint(where, "mid-array")
 
 
 def _now() -> str:
