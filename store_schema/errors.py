@@ -7,3 +7,8 @@ class MilmerError(Exception):
 
 class StoreError(MilmerError):
     """A store that cannot be opened, read or written as asked. The message names the store."""
+
+
+class StoreWriteError(StoreError):
+    """The file system refused a write (disk full, quota, read-only, permission): nothing of the
+    subject-stage was committed and what was committed before is intact."""

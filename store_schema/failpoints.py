@@ -8,6 +8,7 @@ the variable unset (always, outside such tests) a failpoint costs one dictionary
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
@@ -25,6 +26,19 @@ POINTS = ("before-compute", "mid-compute", "before-write", "mid-array", "after-a
 """
 
 
+_ERRORS = {"enospc": errno.ENOSPC, "eacces": errno.EACCES, "erofs": errno.EROFS}
+
+
 def failpoint(where: str, point: str) -> None:
-    if os.environ.get(ENV) == f"{where}:{point}":
+    """SIGKILL at ``where:point``; ``where:point=enospc`` (or ``eacces``, ``erofs``) raises that
+    OSError instead, as the file system would (the ``write-error`` point sits where a subject-stage's
+    first byte is written)."""
+    wanted = os.environ.get(ENV)
+    if not wanted or not wanted.startswith(f"{where}:{point}"):
+        return
+    action = wanted[len(where) + len(point) + 1:]
+    if action == "":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif action.startswith("=") and action[1:] in _ERRORS:
+        code = _ERRORS[action[1:]]
+        raise OSError(code, os.strerror(code), where)

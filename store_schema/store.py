@@ -16,6 +16,7 @@ Write order of a subject-stage, so that a crash at any point leaves nothing that
 from __future__ import annotations
 
 import datetime as dt
+import errno
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ import numpy as np
 import zarr
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from store_schema.errors import StoreError
+from store_schema.errors import StoreError, StoreWriteError
 from store_schema.failpoints import failpoint
 from store_schema.fingerprint import digest, stage_fingerprint
 from store_schema.layout import (
@@ -38,6 +39,9 @@ from store_schema.layout import (
 )
 
 COMMIT_ATTR = "commit"
+_REFUSED_WRITES = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
+                   errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                   errno.EPERM: "permission denied", errno.EFBIG: "file too large"}
 COMPRESSOR = {"name": "blosc", "cname": "lz4", "clevel": 5, "shuffle": "shuffle"}
 """blosc-lz4: the fastest codec measured on these arrays (random float16 tokens barely compress)."""
 
@@ -237,6 +241,28 @@ class FeatureStore:
         shapes = validate_arrays(spec, arrays, where=f"{self.url}: {stage_path(subject, stage)}")
         path = stage_path(subject, stage)
         failpoint(path, "before-write")
+        try:
+            return self._write_and_commit(subject, stage, spec, arrays, shapes, params=params,
+                                          inputs=inputs, code_version=code_version,
+                                          libraries=libraries, wall_seconds=wall_seconds,
+                                          extra=extra)
+        except OSError as err:
+            if err.errno not in _REFUSED_WRITES:
+                raise  # e.g. a network store's hiccup: the runner reports it as transient
+            self._drop_partial(subject, stage)
+            raise StoreWriteError(
+                f"{self.url}: cannot write {path}: {_REFUSED_WRITES[err.errno]} "
+                f"({err.strerror}: {err.filename or self.url}); nothing of it was committed and "
+                "committed subject-stages are intact; fix that and re-run") from None
+
+    def _write_and_commit(
+        self, subject: int, stage: Stage, spec: StageSpec, arrays: Mapping[str, np.ndarray],
+        shapes: dict[str, tuple[int, ...]], *, params: Mapping[str, Any],
+        inputs: Mapping[str, str], code_version: str, libraries: Mapping[str, str],
+        wall_seconds: float, extra: Mapping[str, Any] | None,
+    ) -> StageRecord:
+        path = stage_path(subject, stage)
+        failpoint(path, "write-error")
         self.uncommit(subject, stage)
         if self._group(subject, stage) is not None:
             del self._root[path]
@@ -265,6 +291,17 @@ class FeatureStore:
         )
         group.attrs.update({COMMIT_ATTR: record.model_dump(mode="json")})
         return record
+
+    def _drop_partial(self, subject: int, stage: Stage) -> None:
+        """Remove an uncommitted group after a refused write, to give back the space it took;
+        on a read-only store this fails too, and the uncommitted group is harmless."""
+        if self.record(subject, stage) is not None:
+            return
+        try:
+            if self._group(subject, stage) is not None:
+                del self._root[stage_path(subject, stage)]
+        except OSError:
+            pass
 
 
 def validate_arrays(
