@@ -150,9 +150,15 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("copy_reg", "_reconstructor"),
         ("copyreg", "_reconstructor"),
         ("__builtin__", "object"),
-        # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, "latin1").
+        # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, "latin1"), and
+        # empty bytes (the buffer of an empty array) as __builtin__.bytes().
         ("_codecs", "encode"),
         ("builtins", "object"),
+        ("__builtin__", "bytes"),
+        ("builtins", "bytes"),
+        # Protocol 5 (a .dat re-saved by Python 3.8+): arrays are rebuilt from their buffer.
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
     }
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
@@ -243,6 +249,7 @@ def _validate_dat(path: Path, obj: object) -> DatContents:
             "(valence, arousal, dominance, liking per trial)")
     _check_finite(path, "data", data)
     _check_finite(path, "labels", labels)
+    _check_float32_range(path, data)
     out_of_range = np.argwhere((labels < fmt.RATING_MIN) | (labels > fmt.RATING_MAX))
     if out_of_range.size:
         trial, col = (int(i) for i in out_of_range[0])
@@ -255,10 +262,39 @@ def _validate_dat(path: Path, obj: object) -> DatContents:
 def _check_finite(path: Path, name: str, arr: np.ndarray) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        place = f"trial {where[0] + 1}, channel {fmt.ALL_CHANNELS[where[1]]}, sample {where[2]}" \
-            if name == "data" else f"Experiment_id {where[0] + 1}, {fmt.RATING_NAMES[where[1]]}"
-        raise DeapInputError(path, f"'{name}' has {int(bad.sum())} NaN/inf value(s), first at {place}")
+        raise DeapInputError(path, f"'{name}' has {int(bad.sum())} NaN/inf value(s), first at "
+                             f"{_place(name, bad)}")
+
+
+def _place(name: str, bad: np.ndarray) -> str:
+    """Where the first True of ``bad`` lies, in DEAP's terms."""
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    if name == "data":
+        return f"trial {where[0] + 1}, channel {fmt.ALL_CHANNELS[where[1]]}, sample {where[2]}"
+    return f"Experiment_id {where[0] + 1}, {fmt.RATING_NAMES[where[1]]}"
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(path: Path, data: np.ndarray) -> None:
+    """The store keeps the signals as float32: a finite float64 beyond its range would become inf."""
+    bad = np.abs(data) > _FLOAT32_MAX
+    if bad.any():
+        raise DeapInputError(
+            path, f"'data' has {int(bad.sum())} value(s) too large for float32 (|x| > "
+            f"{_FLOAT32_MAX:.2g}), first at {_place('data', bad)}: not EEG in microvolts")
+
+
+def flat_eeg_problem(data: np.ndarray) -> str | None:
+    """Why ``data`` (trials, channels, samples) cannot be preprocessed when every EEG channel is
+    one constant value (nothing for the band-pass and ICA to work on); ``None`` otherwise. A
+    format-valid file can hold it (e.g. zeros), so this is a check of the subject, not the file."""
+    eeg = data[:, : len(fmt.EEG_CHANNELS)]
+    if eeg.size and bool(np.all(eeg == eeg.reshape(-1)[0])):
+        return (f"all {len(fmt.EEG_CHANNELS)} EEG channels are constant ({float(eeg.flat[0]):g}) "
+                "in every trial: no signal to preprocess")
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,8 +342,11 @@ def load_ratings(path: Path | str) -> RatingsTable:
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in fmt.RATINGS_COLUMNS if c not in header]
     if missing:
+        first_line = text.lstrip().splitlines()[0]
+        found = first_line if len(first_line) <= 100 else first_line[:100] + "..."
         raise DeapInputError(
-            path, f"missing column(s) {', '.join(missing)}; expected header {fmt.RATINGS_HEADER_LINE}")
+            path, f"missing column(s) {', '.join(missing)}; expected header {fmt.RATINGS_HEADER_LINE} "
+            f"(comma-separated), found {found}")
     rows: dict[int, list[TrialRating]] = {}
     errors: dict[int, str] = {}
     for line_no, raw in enumerate(reader, start=2):
@@ -343,11 +382,14 @@ def _parse_rating_row(row: dict[str, str]) -> TrialRating:
     def number(column: str, kind: type) -> float | int:
         text = row[column]
         try:
-            value = kind(float(text)) if kind is int else float(text)
+            parsed = float(text)
         except ValueError:
             raise ValueError(f"{column} {text!r} is not a number") from None
+        if kind is int and not parsed.is_integer():
+            raise ValueError(f"{column} {text!r} is not a whole number")
+        value = int(parsed) if kind is int else parsed
         if kind is float and not math.isfinite(value):
-            raise ValueError(f"{column} is {text}")
+            raise ValueError(f"{column} {text!r} is not a finite number")
         return value
 
     ratings = {c: number(c, float) for c in ("Valence", "Arousal", "Dominance", "Liking")}
@@ -639,6 +681,9 @@ def _read_subject(
             dat = load_dat(dat_path)
         except DeapInputError as err:
             error(err.path, err.problem)
+        else:
+            if (flat := flat_eeg_problem(dat.data)) is not None:
+                error(dat_path, flat)
     info = SubjectInfo(subject=subject, dat_path=dat_path)
     if dat is not None:
         info.n_trials, info.n_channels, info.n_samples = (int(n) for n in dat.data.shape)
