@@ -47,9 +47,13 @@ No detection
     frame (576 x 576 in a 720 x 576 DEAP video), again with ``detected`` False and ``score`` 0.
 
 Bad videos
-    A missing, unreadable, truncated or corrupt video affects only its trial: that trial's segments
+    A missing, unreadable, truncated or corrupt video, one shorter than its trial, or one whose
+    frame rate gives less than one frame per segment affects only its trial: that trial's segments
     get ``has_video`` False, black crops, zero boxes and scores, and ``detected`` False; the file and
-    the reason are listed in ``extra["video_problems"]``. The subject still completes.
+    the reason are listed in ``extra["video_problems"]``. The subject still completes. A video used
+    with a caveat (no face in any sampled frame: centre crops; fewer frames per segment than
+    sampled: frames repeat) is listed in ``extra["video_warnings"]``. Both reach the run summary as
+    warnings (:func:`problem_lines`).
 """
 
 from __future__ import annotations
@@ -474,6 +478,7 @@ def faces_for_subject(
     arrays = empty_face_arrays(n_seg, frames=n, size=params.crop_size)
     by_trial = {v.trial_index: v for v in videos}
     problems: list[dict[str, str]] = []
+    warnings: list[dict[str, str]] = []
     trials_info: list[dict[str, Any]] = []
     timings = _Timings()
     counts = {"frames": 0, "detected": 0, "borrowed": 0, "center_fallback": 0}
@@ -490,6 +495,13 @@ def faces_for_subject(
                                  "reason": reason or "unusable"})
                 say(f"trial {done}/{len(trial_ids)}: no usable video ({reason})")
                 continue
+            assert video.video is not None
+            where = {"file": video.file, "path": str(video.path)}
+            too_slow, repeats = frame_rate_check(video.video.fps, window_s=window_s, n=n)
+            if too_slow:
+                problems.append({**where, "reason": too_slow})
+                say(f"trial {done}/{len(trial_ids)}: {video.file} unusable ({too_slow})")
+                continue
             try:
                 info = _one_trial(video, rows, start_s=np.asarray(start_s)[rows], window_s=window_s,
                                   params=params, detector=detector, arrays=arrays, timings=timings)
@@ -497,9 +509,15 @@ def faces_for_subject(
                 arrays_reset = empty_face_arrays(len(rows), frames=n, size=params.crop_size)
                 for name, value in arrays_reset.items():
                     arrays[name][rows] = value
-                problems.append({"file": video.file, "path": str(video.path), "reason": err.problem})
+                problems.append({**where, "reason": err.problem})
                 say(f"trial {done}/{len(trial_ids)}: {video.file} unusable ({err.problem})")
                 continue
+            if repeats:
+                warnings.append({**where, "reason": repeats})
+            if info["detected"] == 0:
+                warnings.append({**where, "reason": (
+                    f"no face found in any sampled frame (min_confidence {params.min_confidence:g}): "
+                    "centre crops used, frames marked not detected")})
             for key in counts:
                 counts[key] += info[key]
             trials_info.append(info)
@@ -511,6 +529,7 @@ def faces_for_subject(
         **counts,
         "detected_fraction": round(counts["detected"] / counts["frames"], 4) if counts["frames"] else 0.0,
         "video_problems": problems,
+        "video_warnings": warnings,
         "trials": trials_info,
         "window_s": float(window_s),
         "timings_s": {k: round(v, 3) for k, v in vars(timings).items()},
@@ -614,16 +633,41 @@ def subject_faces(
                              progress=progress)
 
 
+def frame_rate_check(fps: float, *, window_s: float, n: int) -> tuple[str | None, str | None]:
+    """``(problem, warning)`` of sampling ``n`` frames per ``window_s`` s segment at ``fps``.
+
+    Less than one frame per segment: the trial is unusable (a frame rate that low is a wrong
+    header, and every sampled frame would be the same). Fewer than ``n``: a warning, sampled
+    frames repeat within a segment.
+    """
+    per_window = fps * window_s
+    if per_window < 1:
+        return (f"the file reports {fps:g} fps: less than one frame per {window_s:g} s segment "
+                "(a wrong frame rate in its header?)"), None
+    if per_window < n:
+        return None, (f"{fps:g} fps gives {per_window:.3g} frames per {window_s:g} s segment, "
+                      f"fewer than the {n} sampled: frames repeat")
+    return None, None
+
+
 def problem_lines(extra: Extra) -> list[str]:
-    """Unusable videos for a run summary, one line per reason (files named, paths when few)."""
+    """Unusable videos, then videos used with a caveat (no face found, frames repeated), for a
+    run summary: one line per reason (files named, paths when few)."""
+    return (_grouped(extra.get("video_problems", []), "its segments have no faces",
+                     "their segments have no faces")
+            + _grouped(extra.get("video_warnings", []), "", ""))
+
+
+def _grouped(entries: list[dict[str, str]], one: str, many: str) -> list[str]:
     by_reason: dict[str, list[dict[str, str]]] = {}
-    for p in extra.get("video_problems", []):
+    for p in entries:
         by_reason.setdefault(p["reason"], []).append(p)
     lines = []
     for reason, group in by_reason.items():
         if len(group) <= 3:
-            lines += [f"{p['path'] or p['file']}: {reason}; its segments have no faces" for p in group]
+            lines += [f"{p['path'] or p['file']}: {reason}" + (f"; {one}" if one else "")
+                      for p in group]
         else:
             names = ", ".join(p["file"] for p in group[:3])
-            lines.append(f"{len(group)} videos ({names}, ...): {reason}; their segments have no faces")
+            lines.append(f"{len(group)} videos ({names}, ...): {reason}" + (f"; {many}" if many else ""))
     return lines
