@@ -21,7 +21,9 @@ Weights come from a local path only (nothing is downloaded), or are explicitly r
   random (tokens made with it are marked so in the store).
 
 Every load is ``strict=True``; a checkpoint that is not Swin-tiny fails with the counts and first
-names of its missing, unexpected and mis-shaped keys. The weights' *content* hash
+names of its missing, unexpected and mis-shaped keys, one holding NaN/inf tensors with the first
+such tensor's name. :func:`check_weights` makes the same checks without building the model's
+tensors, so a preprocessing run refuses bad weights before any work. The weights' *content* hash
 (:func:`weights_fingerprint`) is a parameter of the stage, never their path.
 
 Normalisation: ``(pixel * scale - mean) / std`` with the checkpoint's own values
@@ -258,6 +260,8 @@ def resolve_weights(weights: str | Path | None) -> WeightsSource:
     if path.suffix.lower() not in _WEIGHT_FILE_SUFFIXES:
         raise WeightsError(f"{path}: not a checkpoint file (expected one of "
                            f"{', '.join(_WEIGHT_FILE_SUFFIXES)}); {HOW_TO_GIVE_WEIGHTS}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file (0 bytes), not a checkpoint; {HOW_TO_GIVE_WEIGHTS}")
     return WeightsSource(kind="timm_file", fingerprint=_content_fingerprint(path.parent, [path]),
                          path=path, files=(path,))
 
@@ -512,8 +516,36 @@ def load_backbone(
             torch.manual_seed(int(source.seed or 0))
             model = timm.create_model(model_name, pretrained=False, num_classes=0)
         return model.eval(), IMAGENET_NORMALISATION
-    assert source.path is not None
     model = timm.create_model(model_name, pretrained=False, num_classes=0)
+    state, normalisation = _checked_state(source, model, model_name=model_name)
+    model.load_state_dict(state, strict=True)
+    return model.eval(), normalisation
+
+
+def check_weights(weights: str | Path | None, *, model_name: str = MODEL_NAME) -> WeightsSource:
+    """Refuse weights that cannot give Swin-tiny tokens, before any work is done.
+
+    Reads the checkpoint and compares its keys and tensor shapes with the model's (built on the
+    ``meta`` device: no memory, no initialisation) and checks every tensor is finite, exactly as
+    :func:`load_backbone` does. Raises :class:`WeightsError` naming the file and the problem;
+    random weights pass.
+    """
+    import timm
+
+    source = resolve_weights(weights)
+    if source.random:
+        return source
+    with torch.device("meta"):
+        model = timm.create_model(model_name, pretrained=False, num_classes=0)
+    _checked_state(source, model, model_name=model_name)
+    return source
+
+
+def _checked_state(
+    source: WeightsSource, model: torch.nn.Module, *, model_name: str
+) -> tuple[dict[str, torch.Tensor], Normalisation]:
+    """``source``'s state dict in timm keys, checked against ``model``, and its normalisation."""
+    assert source.path is not None
     normalisation = IMAGENET_NORMALISATION
     state: dict[str, torch.Tensor] = {}
     if source.kind == "hf_folder":
@@ -539,8 +571,18 @@ def load_backbone(
         state = _read_state_dict(source.path)
         state = hf_swin_to_timm(state) if looks_like_hf_swin(state) else timm_swin_filter(state)
     _check_keys(model, state, where=str(source.path))
-    model.load_state_dict(state, strict=True)
-    return model.eval(), normalisation
+    _check_finite_state(state, where=str(source.path))
+    return state, normalisation
+
+
+def _check_finite_state(state: Mapping[str, torch.Tensor], *, where: str) -> None:
+    """NaN/inf weights would give NaN tokens for every crop: refuse them by name."""
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())}
+    if bad:
+        first = next(iter(bad))
+        raise WeightsError(f"{where}: {len(bad)} tensor(s) hold NaN/inf values, first: {first} "
+                           f"({bad[first]} value(s)); the checkpoint is corrupt. {HOW_TO_GIVE_WEIGHTS}")
 
 
 # --------------------------------------------------------------------------------------------
