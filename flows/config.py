@@ -7,10 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline import deap_format as fmt
+from pipeline.deap import find_layout, load_ratings
 from pipeline.eeg import FilterIcaParams, SegmentParams
+from pipeline.errors import DeapInputError
 from pipeline.faces import FacesParams
 from pipeline.stages import IngestParams
+from store_schema.errors import StoreError
 from store_schema.layout import CROP_SIZE, FRAMES_PER_SEGMENT, Stage
+from store_schema.store import FeatureStore
 
 IMPLEMENTED_STAGES: tuple[Stage, ...] = (
     Stage.ingest, Stage.eeg, Stage.segment, Stage.faces, Stage.tokens)
@@ -65,8 +70,33 @@ class PreprocessConfig(BaseModel):
                 "the tokens stage needs Swin weights: give --weights PATH (a timm .pth/.safetensors "
                 "file or a Hugging Face Swin folder) or --weights random, or leave tokens out "
                 "(--stages ingest,eeg,segment,faces)")
-        if not self.weights.startswith("random") and not Path(self.weights).expanduser().exists():
+        if self.weights.startswith("random"):
+            return self
+        if not Path(self.weights).expanduser().exists():
             raise ValueError(f"weights {self.weights} does not exist")
+        from pipeline.tokens import WeightsError, check_weights  # torch: only for a checkpoint
+
+        try:
+            check_weights(self.weights)  # a checkpoint that cannot load fails now, not after hours
+        except WeightsError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _ratings_readable(self) -> "PreprocessConfig":
+        """Ingest needs participant_ratings.csv: a missing or unreadable one concerns every
+        subject, so it is refused here, before any work (one subject's bad rows are that
+        subject's failure, at ingest)."""
+        if Stage.ingest not in self.stages:
+            return self
+        try:
+            layout = find_layout(self.deap)
+            if layout.ratings_csv is None:
+                raise DeapInputError(layout.root, f"no {fmt.METADATA_DIR}/{fmt.RATINGS_FILE} found; "
+                                     "ingest needs it (ratings, and the trial-video pairing)")
+            load_ratings(layout.ratings_csv)
+        except DeapInputError as err:
+            raise ValueError(str(err)) from None
         return self
 
     @model_validator(mode="after")
@@ -84,6 +114,23 @@ class PreprocessConfig(BaseModel):
                 f"{CROP_SIZE}x{CROP_SIZE} crops; got frames_per_segment={value.frames_per_segment}, "
                 f"crop_size={value.crop_size}")
         return value
+
+    @model_validator(mode="after")
+    def _store_usable(self) -> "PreprocessConfig":
+        """An existing local store must be one this version can write: refused here, before any
+        work, when it is a file, another Zarr, or made by another schema version. (A remote URL
+        is checked when the run opens it.)"""
+        if "://" in self.store:
+            return self
+        path = Path(self.store).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{self.store}: is a file, not a feature store folder")
+        if any((path / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray")):
+            try:
+                FeatureStore.open(str(path), mode="r")
+            except StoreError as err:
+                raise ValueError(str(err)) from None
+        return self
 
     @field_validator("deap")
     @classmethod
@@ -103,6 +150,18 @@ class PreprocessConfig(BaseModel):
         if bad:
             raise ValueError(f"subject numbers must be 1..99 (files s01.dat..s99.dat), got {bad}")
         return sorted(set(value))
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _stage_names_known(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            known = {s.value for s in Stage}
+            unknown = [v for v in value if isinstance(v, str) and not isinstance(v, Stage)
+                       and v not in known]
+            if unknown:
+                raise ValueError(f"unknown stage(s) {unknown}; the stages are "
+                                 f"{', '.join(s.value for s in IMPLEMENTED_STAGES)}")
+        return value
 
     @field_validator("stages")
     @classmethod
