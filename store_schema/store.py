@@ -109,6 +109,8 @@ class FeatureStore:
                                    storage_options=options)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
             raise StoreError(f"{url}: no feature store here ({err})") from None
+        except (FileExistsError, NotADirectoryError):
+            raise StoreError(f"{url}: is a file, not a feature store folder") from None
         except (ValueError, zarr.errors.ContainsArrayError) as err:
             raise StoreError(f"{url}: not a Zarr v3 feature store ({err})") from None
         attrs = root.attrs.asdict()
