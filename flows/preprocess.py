@@ -63,6 +63,9 @@ class RunSummary(BaseModel):
             lines.append(f"- **s{o.subject:02d} {o.stage.value}**: {o.error}")
         for o in self.outcomes:
             lines += [f"- s{o.subject:02d} {o.stage.value} warning: {w}" for w in o.warnings]
+        for o in self.outcomes:
+            if o.wait_note():
+                lines.append(f"- s{o.subject:02d} {o.stage.value}: {o.wait_note()}, then {o.status}")
         return "\n".join(lines)
 
 
@@ -124,8 +127,9 @@ def subject_stage_task(
     outcome = run_subject_stage(config, subject, stage, upstream)
     if outcome.transient:
         raise TransientStageError(f"s{subject:02d} {stage.value}: {outcome.error}")
-    logger.info("s%02d %s: %s in %.1f s%s", subject, stage.value, outcome.status, outcome.seconds,
-                f" ({outcome.error})" if outcome.error else "")
+    logger.info("s%02d %s: %s in %.1f s%s%s", subject, stage.value, outcome.status, outcome.seconds,
+                f" ({outcome.error})" if outcome.error else "",
+                f" ({outcome.wait_note()})" if outcome.wait_note() else "")
     for warning in outcome.warnings:
         logger.warning("s%02d %s: %s", subject, stage.value, warning)
     return outcome
