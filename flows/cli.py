@@ -268,6 +268,10 @@ def _print_summary(summary, *, random_weights: bool = False) -> None:  # noqa: A
         for warning in o.warnings:
             err_console.print(f"[yellow]warning[/] s{o.subject:02d} {o.stage.value}: {escape(warning)}",
                               highlight=False)
+    for o in summary.outcomes:  # another run (or task) held a lock this one needed
+        if o.wait_note():
+            err_console.print(f"[cyan]note[/] s{o.subject:02d} {o.stage.value}: "
+                              f"{escape(o.wait_note() or '')}, then {o.status}", highlight=False)
     if random_weights and any(o.stage.value == "tokens" and o.status == "computed"
                               for o in summary.outcomes):
         err_console.print("[yellow]notice[/] tokens were computed with RANDOM Swin weights (recorded "
@@ -359,13 +363,23 @@ def store_info(
 def store_verify(
     store: Annotated[str, typer.Argument(help="Feature store folder or URL.")],
     quick: Annotated[bool, typer.Option(help="Check chunk presence only; do not decode every chunk.")] = False,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Drop the commit markers of exactly the subject-stages with problems, so "
+        "readers stop seeing them and the next `milmer preprocess` recomputes them.")] = False,
 ) -> None:
-    """Check every committed subject-stage; exit 0 only when nothing is wrong.
+    """Check every committed subject-stage; one line per problem (subject, stage, array).
 
-    Checks: all arrays present with the schema's shapes and dtypes, every chunk present and
-    readable, a commit fingerprint consistent with its recorded inputs, no stale stage.
+    Checks: arrays present with the schema's shapes and dtypes, every chunk present and readable,
+    a commit fingerprint consistent with its recorded inputs, no stale stage.
+
+    Exit 0: nothing wrong. Exit 1: problems found.
+
+    With --repair, exit 1 too when problems were found: they are then uncommitted (the store is
+    consistent but incomplete) and the next `milmer preprocess` recomputes exactly them.
+
+    Exit 2: the store cannot be opened, or the repair could not write to it.
     """
-    from store_schema.verify import verify_store
+    from store_schema.verify import pending_stages, repair_store, verify_store
 
     opened = _open_store(store)
     problems = verify_store(opened, read_chunks=not quick)
@@ -374,6 +388,22 @@ def store_verify(
     committed = sum(state == "committed" for _, _, state in opened.iter_stages())
     if problems:
         console.print(f"{len(problems)} problem(s) in {committed} committed subject-stages")
+    if problems and repair:
+        from store_schema.errors import StoreError
+        from store_schema.store import FeatureStore
+
+        try:
+            writable = FeatureStore.open(store, mode="a")
+            repairs = repair_store(writable, problems, read_chunks=not quick)
+        except (StoreError, OSError) as err:
+            raise _fail(f"repair failed: {err}") from None
+        for done in repairs:
+            console.print(escape(str(done)), highlight=False)
+        console.print(f"{len(repairs)} subject-stage(s) uncommitted; the next `milmer preprocess` "
+                      "(same --stages and settings) recomputes them")
+    for note in pending_stages(opened):
+        console.print(f"[yellow]note[/] {escape(str(note))}", highlight=False)
+    if problems:
         raise typer.Exit(1)
     console.print(f"[green]ok[/]: {committed} committed subject-stages verified")
 

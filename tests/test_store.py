@@ -14,7 +14,7 @@ from store_schema.errors import StoreError
 from store_schema.layout import SCHEMA_VERSION
 from store_schema.runner import StageOutput, run_stage
 from store_schema.store import FeatureStore
-from store_schema.verify import verify_store
+from store_schema.verify import pending_stages, repair_store, verify_store
 
 T, N = 3, 128 * 7
 
@@ -152,45 +152,98 @@ def committed_pair(store: FeatureStore) -> Path:
     return Path(store.url) / "subjects" / "s01"
 
 
-def test_verify_finds_a_deleted_chunk(store: FeatureStore) -> None:
-    root = committed_pair(store)
+# Each kind of damage: what it does to the committed pair (s01 ingest + eeg) and which stage it breaks.
+
+
+def delete_a_chunk(store: FeatureStore, root: Path) -> None:
     (root / "ingest" / "eeg" / "c" / "1" / "0" / "0").unlink()
+
+
+def truncate_a_chunk(store: FeatureStore, root: Path) -> None:
+    chunk = root / "eeg" / "eeg" / "c" / "2" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+
+
+def change_a_shape(store: FeatureStore, root: Path) -> None:
+    meta_path = root / "eeg" / "ica_scores" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["shape"] = [3, 20]
+    meta_path.write_text(json.dumps(meta))
+
+
+def edit_a_commit_record(store: FeatureStore, root: Path) -> None:
+    group = store.stage_group(1, "ingest")
+    commit = dict(group.attrs["commit"])
+    commit["params"] = {"a": 2}
+    group.attrs.update({"commit": commit})
+
+
+def recompute_the_upstream(store: FeatureStore, root: Path) -> None:
+    write(store, "ingest", ingest_arrays(seed=5), inputs={"dat": "stat:9:9"})
+
+
+def test_verify_finds_a_deleted_chunk(store: FeatureStore) -> None:
+    delete_a_chunk(store, committed_pair(store))
     assert [str(p) for p in verify_store(store)] == [
         "subjects/s01/ingest/eeg: 1 of 3 chunk(s) missing"]
 
 
 def test_verify_finds_a_truncated_chunk(store: FeatureStore) -> None:
-    root = committed_pair(store)
-    chunk = root / "eeg" / "eeg" / "c" / "2" / "0" / "0"
-    chunk.write_bytes(chunk.read_bytes()[:20])
+    truncate_a_chunk(store, committed_pair(store))
     problems = [str(p) for p in verify_store(store)]
     assert len(problems) == 1 and problems[0].startswith("subjects/s01/eeg/eeg: chunk at index 2 unreadable")
 
 
 def test_verify_finds_a_wrong_shape(store: FeatureStore) -> None:
-    root = committed_pair(store)
-    meta_path = root / "eeg" / "ica_scores" / "zarr.json"
-    meta = json.loads(meta_path.read_text())
-    meta["shape"] = [3, 20]
-    meta_path.write_text(json.dumps(meta))
+    change_a_shape(store, committed_pair(store))
     problems = {str(p) for p in verify_store(store)}
     assert "subjects/s01/eeg/ica_scores: shape (3, 20) differs from the committed (2, 20)" in problems
     assert "subjects/s01/eeg/ica_scores: dim 'eog' is 3, expected 2" in problems
 
 
 def test_verify_finds_an_edited_commit_record(store: FeatureStore) -> None:
-    committed_pair(store)
-    group = store.stage_group(1, "ingest")
-    commit = dict(group.attrs["commit"])
-    commit["params"] = {"a": 2}
-    group.attrs.update({"commit": commit})
+    edit_a_commit_record(store, committed_pair(store))
     assert [str(p) for p in verify_store(store)] == [
         "subjects/s01/ingest: commit marker's fingerprint does not match its recorded stage, "
         "parameters and inputs (edited or corrupt record)"]
 
 
 def test_verify_finds_a_stale_downstream_stage(store: FeatureStore) -> None:
-    committed_pair(store)
-    write(store, "ingest", ingest_arrays(seed=5), inputs={"dat": "stat:9:9"})
+    recompute_the_upstream(store, committed_pair(store))
     assert [str(p) for p in verify_store(store)] == [
         "subjects/s01/eeg: stale: upstream stage 'ingest' was recomputed after it"]
+
+
+# -- repair drops exactly the damaged commit markers ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("damage", "broken"),
+    [(delete_a_chunk, "ingest"), (truncate_a_chunk, "eeg"), (change_a_shape, "eeg"),
+     (edit_a_commit_record, "ingest"), (recompute_the_upstream, "eeg")],
+)
+def test_repair_uncommits_exactly_the_damaged_stage(store: FeatureStore, damage, broken: str) -> None:
+    damage(store, committed_pair(store))
+    problems = verify_store(store)
+    repairs = repair_store(store, problems)
+    assert [(r.subject, r.stage.value) for r in repairs] == [(1, broken)]
+    assert repairs[0].problems == [p for p in problems if p.stage.value == broken]
+    assert str(repairs[0]).startswith(f"repaired subjects/s01/{broken}: commit marker dropped")
+    other = "eeg" if broken == "ingest" else "ingest"
+    assert store.state(1, broken) == "uncommitted" and store.state(1, other) == "committed"
+    assert verify_store(store) == []
+    # an uncommitted upstream leaves its committed downstream pending, not broken
+    assert [str(p) for p in pending_stages(store)] == (
+        ["subjects/s01/eeg: upstream stage 'ingest' is not committed; the next `milmer preprocess` "
+         "recomputes it, then keeps this stage if its fingerprint comes out the same"]
+        if broken == "ingest" else [])
+    assert repair_store(store, problems) == []  # already uncommitted: nothing more to drop
+
+
+def test_repair_leaves_a_stage_that_was_rewritten_since_verify_found_it(store: FeatureStore) -> None:
+    truncate_a_chunk(store, committed_pair(store))
+    problems = verify_store(store)
+    ingest = store.record(1, "ingest")
+    write(store, "eeg", eeg_arrays(), inputs={"ingest": ingest.fingerprint})  # a run rewrote it
+    assert repair_store(store, problems) == []
+    assert store.state(1, "eeg") == "committed" and verify_store(store) == []
