@@ -45,6 +45,12 @@ _FRONTAL_PROXIES: tuple[str, str] = ("Fp1", "Fp2")
 _MNE_VERBOSE = "warning"
 """MNE logs every filter design and ICA step at INFO; keep only its warnings."""
 
+# Each call's ``verbose=`` sets MNE's one process-wide level and restores the previous one on exit,
+# so two stages in threads race: one restores INFO while the other still runs, and INFO lines reach
+# stdout (breaking `milmer preprocess --json`). With the global level already WARNING, every restore
+# lands on WARNING too.
+mne.set_log_level(_MNE_VERBOSE.upper())
+
 
 # --------------------------------------------------------------------------------------------
 # Band-pass + ICA
