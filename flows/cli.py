@@ -207,7 +207,8 @@ def preprocess(
     from pydantic import ValidationError
 
     from flows.config import PreprocessConfig
-    from flows.preprocess import run_flow
+    from flows.preprocess import requested_subjects, run_flow
+    from pipeline.deap import find_layout
     from store_schema.errors import MilmerError
 
     base: dict = json.loads(config.read_text()) if config else {}
@@ -234,6 +235,9 @@ def preprocess(
     except ValidationError as err:
         raise _fail(_one_line(err)) from None
     try:
+        # A folder without DEAP's layout or without any sNN.dat is refused here, before Prefect
+        # starts (inside the flow it would also be logged as a crash with a traceback).
+        requested_subjects(cfg, find_layout(cfg.deap))
         summary = run_flow(cfg)
     except MilmerError as err:
         raise _fail(str(err)) from None

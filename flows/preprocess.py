@@ -20,7 +20,7 @@ from prefect import allow_failure, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.futures import PrefectFuture, wait
-from prefect.states import Completed, Failed
+from prefect.states import Completed, Failed, State
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
@@ -259,6 +259,14 @@ def run_flow(config: PreprocessConfig) -> RunSummary:
     """Run ``preprocess-deap`` in this process (Prefect starts a temporary local API if needed)."""
     state = preprocess_deap(config=config, return_state=True)
     summary = state.result(raise_on_failure=False)
+    # A subflow that raised (e.g. a DEAP folder without .dat files) comes back as the parent's
+    # Failed state wrapping the subflow's: unwrap to the original exception and its message.
+    for _ in range(3):
+        if isinstance(summary, list) and len(summary) == 1:
+            summary = summary[0]
+        if not isinstance(summary, State):
+            break
+        summary = summary.result(raise_on_failure=False)
     if isinstance(summary, RunSummary):
         return summary
     if isinstance(summary, BaseException):

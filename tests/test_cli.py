@@ -62,3 +62,14 @@ def test_synth_rejects_bad_parameters_with_the_field_named(tmp_path: Path) -> No
     bad_missing = runner.invoke(app, ["synth", str(tmp_path / "x"), "--missing-videos", "s09_trial01"])
     assert bad_missing.exit_code == 2 and "s09" in bad_missing.output
     assert not (tmp_path / "x").exists()
+
+
+def test_preprocess_refuses_a_folder_without_dat_files_in_one_line(small_deap: Path, tmp_path: Path) -> None:
+    for dat in (small_deap / fmt.PREPROCESSED_DIR).glob("*.dat"):
+        dat.unlink()
+    result = runner.invoke(app, ["preprocess", "--deap", str(small_deap), "--store",
+                                 str(tmp_path / "store.zarr"), "--stages", "ingest"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"error: {small_deap}: no sNN.dat files found: nothing to preprocess"]
+    assert not (tmp_path / "store.zarr").exists()

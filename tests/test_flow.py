@@ -183,3 +183,12 @@ def test_on_dask_the_tokens_stage_runs_only_on_the_worker_with_the_gpu_resource(
     cpu_log = (tmp_path / "worker-0.log").read_text()
     assert "s01-tokens" in gpu_log and "s02-tokens" in gpu_log
     assert "tokens" not in cpu_log
+
+
+def test_a_flow_level_error_reaches_the_caller_as_itself(small_deap: Path, tmp_path: Path) -> None:
+    from pipeline.errors import DeapInputError
+
+    for dat in (small_deap / fmt.PREPROCESSED_DIR).glob("*.dat"):
+        dat.unlink()
+    with pytest.raises(DeapInputError, match="no sNN.dat files found: nothing to preprocess"):
+        run_flow(PreprocessConfig(deap=small_deap, store=str(tmp_path / "s.zarr"), stages=["ingest"]))
