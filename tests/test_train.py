@@ -384,3 +384,21 @@ def test_cli_train_writes_a_run_and_reports_store_errors(store_url: str, tmp_pat
     missing = CliRunner().invoke(app, ["train", "--store", str(tmp_path / "nope.zarr"),
                                        "--out", str(tmp_path / "r2")])
     assert missing.exit_code == 2 and "no feature store here" in missing.output
+
+
+def test_a_subject_uncommitted_between_listing_and_reading_is_skipped_not_a_crash(tmp_path: Path) -> None:
+    """A preprocess run may drop a commit record while training opens the store."""
+    from store_schema.store import FeatureStore
+
+    store = write_planted_store(str(tmp_path / "s.zarr"), subjects=2, trials=4, segments_per_trial=2)
+
+    class ListedBeforeTheRewrite(FeatureStore):
+        def committed_subjects(self, stage):  # noqa: ANN001, ANN202
+            listed = super().committed_subjects(stage)
+            self.uncommit(2, stage)  # the rewrite starts right after the listing
+            return listed
+
+    racing = ListedBeforeTheRewrite(store._root, store.url)
+    data = StoreData.open(racing, needs_tokens=False)
+    assert data.subject_numbers == [1]
+    assert any(line.startswith("s02:") and "uncommitted" in line for line in data.skipped), data.skipped

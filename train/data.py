@@ -133,19 +133,26 @@ class StoreData:
         for s in sorted(committed):
             if wanted is not None and s not in wanted:
                 continue
-            info, reason = _subject_info(store, s, needs_tokens)
-            if info is None:
-                skipped.append(f"s{s:02d}: {reason}")
+            try:
+                info, reason = _subject_info(store, s, needs_tokens)
+                if info is None:
+                    skipped.append(f"s{s:02d}: {reason}")
+                    continue
+                table = {name: store.read(s, Stage.segment, name) for name in (
+                    "trial_index", "segment_index", "valence", "arousal")}
+            except StoreError as err:  # uncommitted since listed: a preprocess run is rewriting it
+                skipped.append(f"s{s:02d}: {err}")
                 continue
-            table = {name: store.read(s, Stage.segment, name) for name in (
-                "trial_index", "segment_index", "valence", "arousal")}
             n = info.n_segments
             detected, has_video = np.ones((n, FRAMES_PER_SEGMENT), bool), np.ones(n, bool)
-            if store.record(s, Stage.faces) is not None:
-                faces_detected = store.read(s, Stage.faces, "detected")
-                if faces_detected.shape == detected.shape:
-                    detected = faces_detected
-                    has_video = store.read(s, Stage.faces, "has_video")
+            try:
+                if store.record(s, Stage.faces) is not None:
+                    faces_detected = store.read(s, Stage.faces, "detected")
+                    if faces_detected.shape == detected.shape:
+                        detected = faces_detected
+                        has_video = store.read(s, Stage.faces, "has_video")
+            except StoreError:
+                pass  # faces being rewritten: the masks default to "every frame detected"
             try:
                 y = make_labels(scheme, valence=table["valence"], arousal=table["arousal"],
                                 boundaries=boundaries)
@@ -359,7 +366,8 @@ class _TokenBatches(torch.utils.data.Dataset):
 
 def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tuple[SubjectInfo | None, str]:
     segment = store.record(subject, Stage.segment)
-    assert segment is not None
+    if segment is None:
+        return None, "its segment stage was uncommitted meanwhile (a preprocess run is rewriting it)"
     n = segment.arrays["eeg"].shape[0] if "eeg" in segment.arrays else 0
     if n == 0:
         return None, "its segment stage holds no segment"
