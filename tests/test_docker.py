@@ -241,8 +241,9 @@ def test_every_compose_command_exists_and_accepts_its_flags(compose: dict) -> No
                 f"{name}: `{' '.join(command[:3])}` does not accept {flag}")
 
 
-def test_milmer_serve_accepts_compose_arguments(compose: dict, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    """Run `milmer serve` with compose's arguments (serving stubbed out): its defaults validate."""
+def test_milmer_serve_accepts_compose_arguments(compose: dict, small_deap_master: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Run `milmer serve` with compose's arguments (serving stubbed out): its defaults validate
+    (against a real DEAP folder: serve refuses one without the ratings CSV ingest needs)."""
     from typer.testing import CliRunner
 
     import flows.serve
@@ -251,7 +252,7 @@ def test_milmer_serve_accepts_compose_arguments(compose: dict, tmp_path: Path, m
     served = []
     monkeypatch.setattr(flows.serve, "serve", served.append)
     args = list(compose["services"]["serve"]["command"][1:])
-    args[args.index("--deap") + 1] = str(tmp_path)  # /data/deap does not exist on this machine
+    args[args.index("--deap") + 1] = str(small_deap_master)  # /data/deap does not exist here
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     (config,) = served
