@@ -171,6 +171,13 @@ def change_a_shape(store: FeatureStore, root: Path) -> None:
     meta_path.write_text(json.dumps(meta))
 
 
+def change_a_dtype(store: FeatureStore, root: Path) -> None:
+    meta_path = root / "eeg" / "ica_scores" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["data_type"] = "int32"
+    meta_path.write_text(json.dumps(meta))
+
+
 def edit_a_commit_record(store: FeatureStore, root: Path) -> None:
     group = store.stage_group(1, "ingest")
     commit = dict(group.attrs["commit"])
@@ -201,6 +208,13 @@ def test_verify_finds_a_wrong_shape(store: FeatureStore) -> None:
     assert "subjects/s01/eeg/ica_scores: dim 'eog' is 3, expected 2" in problems
 
 
+def test_verify_finds_a_wrong_dtype(store: FeatureStore) -> None:
+    change_a_dtype(store, committed_pair(store))
+    problems = [str(p) for p in verify_store(store)]
+    assert "subjects/s01/eeg/ica_scores: dtype int32, the schema says float32" in problems
+    assert all(p.startswith("subjects/s01/eeg/ica_scores: ") for p in problems)
+
+
 def test_verify_finds_an_edited_commit_record(store: FeatureStore) -> None:
     edit_a_commit_record(store, committed_pair(store))
     assert [str(p) for p in verify_store(store)] == [
@@ -220,7 +234,7 @@ def test_verify_finds_a_stale_downstream_stage(store: FeatureStore) -> None:
 @pytest.mark.parametrize(
     ("damage", "broken"),
     [(delete_a_chunk, "ingest"), (truncate_a_chunk, "eeg"), (change_a_shape, "eeg"),
-     (edit_a_commit_record, "ingest"), (recompute_the_upstream, "eeg")],
+     (change_a_dtype, "eeg"), (edit_a_commit_record, "ingest"), (recompute_the_upstream, "eeg")],
 )
 def test_repair_uncommits_exactly_the_damaged_stage(store: FeatureStore, damage, broken: str) -> None:
     damage(store, committed_pair(store))
