@@ -28,7 +28,7 @@ from flows.config import PreprocessConfig
 from flows.stages import eeg_stage, faces_stage, ingest_stage, segment_stage, tokens_stage
 from pipeline.deap import DeapLayout, find_layout, subjects_in
 from pipeline.errors import DeapInputError
-from store_schema.layout import Stage, stage_spec
+from store_schema.layout import Stage, ancestors
 from store_schema.runner import StageOutcome
 from store_schema.store import FeatureStore
 
@@ -82,15 +82,9 @@ def upstream_in_run(stages: list[Stage], stage: Stage) -> Stage | None:
     run that ``stage`` reads, directly or through its upstreams in the store layout (faces →
     segment; faces → ingest when only ingest and faces run). None: it reads only committed
     records of stages this run does not touch."""
-    ancestors: set[Stage] = set()
-    todo = list(stage_spec(stage).upstream)
-    while todo:
-        up = todo.pop()
-        if up not in ancestors:
-            ancestors.add(up)
-            todo += stage_spec(up).upstream
+    reads = set(ancestors(stage))
     earlier = stages[: stages.index(stage)]
-    return next((s for s in reversed(earlier) if s in ancestors), None)
+    return next((s for s in reversed(earlier) if s in reads), None)
 
 
 def run_subject_stage(

@@ -179,6 +179,18 @@ def stage_spec(stage: Stage | str) -> StageSpec:
     return STAGES[Stage(stage)]
 
 
+def ancestors(stage: Stage | str) -> list[Stage]:
+    """Every stage ``stage`` reads, directly or through its upstreams, in stage order."""
+    found: set[Stage] = set()
+    todo = list(stage_spec(stage).upstream)
+    while todo:
+        up = todo.pop()
+        if up not in found:
+            found.add(up)
+            todo.extend(stage_spec(up).upstream)
+    return [s for s in STAGE_ORDER if s in found]
+
+
 def subject_key(subject: int) -> str:
     return f"s{subject:02d}"
 

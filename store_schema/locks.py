@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from store_schema.errors import StoreError
-from store_schema.layout import STAGE_ORDER, Stage, stage_path, stage_spec, subject_key
+from store_schema.layout import STAGE_ORDER, Stage, ancestors, stage_path, subject_key
 
 try:
     import fcntl
@@ -95,18 +95,6 @@ def lock_dir(url: str) -> Path | None:
         return None
     resolved = Path(os.path.realpath(path))
     return resolved.with_name(resolved.name + LOCK_DIR_SUFFIX)
-
-
-def ancestors(stage: Stage | str) -> list[Stage]:
-    """Every stage ``stage`` reads, directly or through its upstreams, in stage order."""
-    found: set[Stage] = set()
-    todo = list(stage_spec(stage).upstream)
-    while todo:
-        up = todo.pop()
-        if up not in found:
-            found.add(up)
-            todo.extend(stage_spec(up).upstream)
-    return [s for s in STAGE_ORDER if s in found]
 
 
 # -- the process-local layer ---------------------------------------------------------------

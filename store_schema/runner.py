@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict
 from store_schema.errors import MilmerError, StoreError
 from store_schema.fingerprint import library_versions, stage_fingerprint
 from store_schema.failpoints import failpoint
-from store_schema.layout import SEGMENT_TABLE_INPUT, Stage, stage_path, stage_spec
-from store_schema.locks import LockWait, ancestors, subject_stage_lock
+from store_schema.layout import SEGMENT_TABLE_INPUT, Stage, ancestors, stage_path, stage_spec
+from store_schema.locks import LockWait, subject_stage_lock
 from store_schema.store import FeatureStore
 
 log = logging.getLogger(__name__)
