@@ -1,0 +1,54 @@
+"""The whole path a user takes: synthetic DEAP files -> every pipeline stage -> store -> training.
+
+A small version of issue 7's acceptance check: the planted face cue for valence (a tint of the
+face, see ``pipeline/synth.py``) survives face detection, cropping and random-weight Swin tokens,
+and the heads learn DEAP-2 valence from it under the trial protocol (whole trials held out). The EEG-only head is not asserted here: with the paper's
+tokenizer (LayerNorm + Linear on raw samples) it needs thousands of windows before it beats chance
+(see the README's "Training" section); ``tests/test_train.py`` checks it on a planted store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.config import PreprocessConfig
+from flows.preprocess import run_chain_inline
+from pipeline.synth import SynthParams, write_synthetic_deap
+from train.config import TrainConfig
+from train.trainer import run_training
+
+DATA = SynthParams(subjects=2, trials=8, seconds=12, seed=0, fps=10.0)
+"""64 windows of 3 s: 640 face frames through Swin-tiny (about a minute on two CPU cores)."""
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("end-to-end")
+    write_synthetic_deap(out=root / "DEAP", params=DATA)
+    url = str(root / "store.zarr")
+    summary = run_chain_inline(PreprocessConfig(deap=root / "DEAP", store=url, weights="random"))
+    assert {o.status for o in summary.outcomes} == {"computed"}, summary.outcomes
+    return url
+
+
+@pytest.fixture(scope="module")
+def metrics(store: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    found = {}
+    for kind in ("fusion", "face"):
+        config = TrainConfig(store=store, labels="deap2-valence", protocol="trial", folds=2, epochs=10,
+                             device="cpu", model={"kind": kind})
+        found[kind] = run_training(config, tmp_path_factory.mktemp(f"run-{kind}"), progress=False)
+    return found
+
+
+def test_heads_learn_the_quadrant_from_a_store_the_pipeline_built(metrics: dict[str, dict]) -> None:
+    fusion, face = metrics["fusion"], metrics["face"]
+    assert fusion["protocol"] == "trial" and fusion["leaky"] is False
+    print({kind: round(m["accuracy"], 3) for kind, m in metrics.items()})
+    # 2 folds: each holds out one trial of every quadrant per subject (class balance kept)
+    assert fusion["chance"] == pytest.approx(0.5)
+    assert face["accuracy"] >= fusion["chance"] + 0.2, (face["accuracy"], fusion["accuracy"])
+    assert fusion["accuracy"] >= fusion["chance"] + 0.2, (face["accuracy"], fusion["accuracy"])
+    assert sum(map(sum, fusion["confusion"])) == 2 * DATA.trials * 4  # every window tested once
