@@ -28,9 +28,12 @@ replaces the transformer by the concatenation of the two mean-pooled token sets 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from train.config import ModelConfig
 
 
 class EegTokenizer(nn.Module):
@@ -126,79 +129,54 @@ class Milmer(nn.Module):
     """The Milmer heads and their baselines; constructor arguments are
     :class:`train.config.ModelConfig` fields plus ``num_classes``."""
 
-    def __init__(
-        self,
-        *,
-        num_classes: int = 4,
-        kind: str = "fusion",
-        d_model: int = 768,
-        token_dim: int = 768,
-        n_frames: int = 10,
-        n_face_tokens: int = 49,
-        eeg_channels: int = 32,
-        eeg_samples: int = 384,
-        mil: str = "topk",
-        top_k: int = 3,
-        mil_hidden: int = 128,
-        mask_undetected: bool = False,
-        balance: str = "cross_attention",
-        n_queries: int = 64,
-        balance_heads: int = 12,
-        mlp_hidden: int = 3072,
-        fusion_layers: int = 2,
-        fusion_heads: int = 12,
-        fusion_ff: int = 2048,
-        dropout: float = 0.2,
-        cls_dropout: float = 0.1,
-        position_embeddings: bool = True,
-        modality_embeddings: bool = True,
-        concat_hidden: int = 768,
-    ) -> None:
+    def __init__(self, *, num_classes: int = 4, **settings: Any) -> None:
+        """``settings``: any :class:`train.config.ModelConfig` fields (validated there; the rest
+        take its defaults, the paper's)."""
         super().__init__()
-        if kind not in ("fusion", "concat", "eeg", "face"):
-            raise ValueError(f"unknown model kind {kind!r}")
-        self.kind = kind
+        c = ModelConfig(**settings)
+        self.kind = c.kind
         self.num_classes = num_classes
-        self.d_model = d_model
-        self.mask_undetected = mask_undetected
-        self.use_eeg = kind in ("fusion", "concat", "eeg")
-        self.use_face = kind in ("fusion", "concat", "face")
-        self.n_eeg_tokens = eeg_channels if self.use_eeg else 0
+        self.d_model = c.d_model
+        self.mask_undetected = c.mask_undetected
+        self.use_eeg = c.kind in ("fusion", "concat", "eeg")
+        self.use_face = c.kind in ("fusion", "concat", "face")
+        self.n_eeg_tokens = c.eeg_channels if self.use_eeg else 0
         self.n_face_out = 0
 
         if self.use_eeg:
-            self.eeg_tokenizer = EegTokenizer(eeg_samples=eeg_samples, d_model=d_model)
+            self.eeg_tokenizer = EegTokenizer(eeg_samples=c.eeg_samples, d_model=c.d_model)
         if self.use_face:
-            self.mil = MilPooling(mode=mil, token_dim=token_dim, hidden=mil_hidden, top_k=top_k,
-                                  n_frames=n_frames)
-            self.face_proj = nn.Identity() if token_dim == d_model else nn.Linear(token_dim, d_model)
-            self.balancer = Balancer(mode=balance, d_model=d_model, n_queries=n_queries,
-                                     heads=balance_heads, mlp_hidden=mlp_hidden, dropout=dropout)
-            self.n_face_out = self.balancer.out_tokens(self.mil.out_frames() * n_face_tokens)
+            self.mil = MilPooling(mode=c.mil, token_dim=c.token_dim, hidden=c.mil_hidden,
+                                  top_k=c.top_k, n_frames=c.n_frames)
+            self.face_proj = (nn.Identity() if c.token_dim == c.d_model
+                              else nn.Linear(c.token_dim, c.d_model))
+            self.balancer = Balancer(mode=c.balance, d_model=c.d_model, n_queries=c.n_queries,
+                                     heads=c.balance_heads, mlp_hidden=c.mlp_hidden, dropout=c.dropout)
+            self.n_face_out = self.balancer.out_tokens(self.mil.out_frames() * c.n_face_tokens)
 
-        if kind == "concat":
+        if c.kind == "concat":
             self.head = nn.Sequential(
-                nn.Linear(2 * d_model, concat_hidden), nn.ReLU(), nn.Dropout(cls_dropout),
-                nn.Linear(concat_hidden, num_classes))
+                nn.Linear(2 * c.d_model, c.concat_hidden), nn.ReLU(), nn.Dropout(c.cls_dropout),
+                nn.Linear(c.concat_hidden, num_classes))
             return
 
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, d_model))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.d_model))
         nn.init.normal_(self.cls_token, std=0.02)
-        self.modality_embed = nn.Embedding(2, d_model) if modality_embeddings else None
+        self.modality_embed = nn.Embedding(2, c.d_model) if c.modality_embeddings else None
         self.pos_eeg = self.pos_face = None
-        if position_embeddings:
+        if c.position_embeddings:
             if self.use_eeg:
-                self.pos_eeg = nn.Parameter(torch.zeros(1, self.n_eeg_tokens, d_model))
+                self.pos_eeg = nn.Parameter(torch.zeros(1, self.n_eeg_tokens, c.d_model))
                 nn.init.trunc_normal_(self.pos_eeg, std=0.02)
             if self.use_face:
-                self.pos_face = nn.Parameter(torch.zeros(1, self.n_face_out, d_model))
+                self.pos_face = nn.Parameter(torch.zeros(1, self.n_face_out, c.d_model))
                 nn.init.trunc_normal_(self.pos_face, std=0.02)
-        layer = nn.TransformerEncoderLayer(d_model, fusion_heads, dim_feedforward=fusion_ff,
-                                           dropout=dropout, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, num_layers=fusion_layers,
+        layer = nn.TransformerEncoderLayer(c.d_model, c.fusion_heads, dim_feedforward=c.fusion_ff,
+                                           dropout=c.dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=c.fusion_layers,
                                              enable_nested_tensor=False)
-        self.cls_drop = nn.Dropout(cls_dropout)
-        self.classifier = nn.Linear(d_model, num_classes)
+        self.cls_drop = nn.Dropout(c.cls_dropout)
+        self.classifier = nn.Linear(c.d_model, num_classes)
 
     # -- pieces ----------------------------------------------------------------------------
 
