@@ -207,8 +207,7 @@ def preprocess(
     from pydantic import ValidationError
 
     from flows.config import PreprocessConfig
-    from flows.preprocess import requested_subjects, run_flow
-    from pipeline.deap import find_layout
+    from flows.preprocess import run_flow
     from store_schema.errors import MilmerError
 
     base: dict = json.loads(config.read_text()) if config else {}
@@ -235,9 +234,6 @@ def preprocess(
     except ValidationError as err:
         raise _fail(_one_line(err)) from None
     try:
-        # A folder without DEAP's layout or without any sNN.dat is refused here, before Prefect
-        # starts (inside the flow it would also be logged as a crash with a traceback).
-        requested_subjects(cfg, find_layout(cfg.deap))
         summary = run_flow(cfg)
     except MilmerError as err:
         raise _fail(str(err)) from None
@@ -459,8 +455,14 @@ def _one_line(err: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(err, ValidationError):
-        return "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in err.errors())
+        def line(e: dict) -> str:
+            # our validators' own message, without pydantic's "Value error, " prefix
+            raised = e.get("ctx", {}).get("error")
+            text = str(raised) if isinstance(raised, ValueError) else e["msg"]
+            where = ".".join(map(str, e["loc"]))
+            return f"{where}: {text}" if where else text
+
+        return "; ".join(line(e) for e in err.errors())
     return str(err)
 
 

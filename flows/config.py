@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline import deap_format as fmt
-from pipeline.deap import find_layout, load_ratings
+from pipeline.deap import find_layout, load_ratings, subjects_in
 from pipeline.eeg import FilterIcaParams, SegmentParams
 from pipeline.errors import DeapInputError
 from pipeline.faces import FacesParams
@@ -83,14 +83,18 @@ class PreprocessConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _ratings_readable(self) -> "PreprocessConfig":
-        """Ingest needs participant_ratings.csv: a missing or unreadable one concerns every
-        subject, so it is refused here, before any work (one subject's bad rows are that
-        subject's failure, at ingest)."""
-        if Stage.ingest not in self.stages:
-            return self
+    def _deap_usable(self) -> "PreprocessConfig":
+        """Folder-wide problems of the DEAP folder are refused here, before any work: no DEAP
+        layout, no sNN.dat (sNN.bdf) to preprocess, and, when ingest runs, a missing or
+        unreadable participant_ratings.csv (one subject's bad rows are that subject's failure,
+        at ingest)."""
         try:
             layout = find_layout(self.deap)
+            if not self.subjects and not subjects_in(layout, source=self.ingest.source):
+                kind = "sNN.bdf" if self.ingest.source == "original" else "sNN.dat"
+                raise DeapInputError(layout.root, f"no {kind} files found: nothing to preprocess")
+            if Stage.ingest not in self.stages:
+                return self
             if layout.ratings_csv is None:
                 raise DeapInputError(layout.root, f"no {fmt.METADATA_DIR}/{fmt.RATINGS_FILE} found; "
                                      "ingest needs it (ratings, and the trial-video pairing)")

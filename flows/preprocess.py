@@ -130,6 +130,8 @@ def subject_stage_task(
 
 
 def requested_subjects(config: PreprocessConfig, layout: DeapLayout) -> list[int]:
+    """The config's subjects, else every one with a source file (the config refused a folder
+    without any; the check stays for a folder emptied since)."""
     source = config.ingest.source
     subjects = config.subjects or subjects_in(layout, source=source)
     if not subjects:

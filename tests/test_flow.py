@@ -185,10 +185,14 @@ def test_on_dask_the_tokens_stage_runs_only_on_the_worker_with_the_gpu_resource(
     assert "tokens" not in cpu_log
 
 
-def test_a_flow_level_error_reaches_the_caller_as_itself(small_deap: Path, tmp_path: Path) -> None:
-    from pipeline.errors import DeapInputError
+def test_a_flow_level_error_reaches_the_caller_as_itself(small_deap: Path) -> None:
+    """An error the flow meets before any subject-stage (here: a remote URL holding a Zarr array,
+    which the config does not open) comes back as itself, not as "1/1 states failed"."""
+    import zarr
 
-    for dat in (small_deap / fmt.PREPROCESSED_DIR).glob("*.dat"):
-        dat.unlink()
-    with pytest.raises(DeapInputError, match="no sNN.dat files found: nothing to preprocess"):
-        run_flow(PreprocessConfig(deap=small_deap, store=str(tmp_path / "s.zarr"), stages=["ingest"]))
+    from store_schema.errors import StoreError
+
+    zarr.create_array("memory://flow-level-error", shape=(2,), dtype="int8")
+    config = PreprocessConfig(deap=small_deap, store="memory://flow-level-error", stages=["ingest"])
+    with pytest.raises(StoreError, match="memory://flow-level-error: not a"):
+        run_flow(config)
