@@ -32,8 +32,13 @@ def small_deap_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def small_deap(small_deap_master: Path, tmp_path: Path) -> Path:
     """A private copy of the small dataset, free to corrupt."""
+    return private_copy(small_deap_master, tmp_path)
+
+
+def private_copy(master: Path, tmp_path: Path) -> Path:
+    """``master`` (a dataset shared by a module or session) copied to ``tmp_path/DEAP``."""
     copy = tmp_path / "DEAP"
-    shutil.copytree(small_deap_master, copy)
+    shutil.copytree(master, copy)
     return copy
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from pipeline.synth import (
     write_synthetic_deap,
 )
 from store_schema.store import FeatureStore
+from tests.conftest import private_copy
 
 PARAMS = SynthParams(subjects=2, trials=3, seconds=6, seed=0, videos=False, bdf=True)
 EEG_STAGES = ["ingest", "eeg", "segment"]
@@ -43,9 +43,7 @@ def deap_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def deap(deap_master: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "DEAP"
-    shutil.copytree(deap_master, copy)
-    return copy
+    return private_copy(deap_master, tmp_path)
 
 
 def rows_of(deap: Path, subject: int):
