@@ -244,7 +244,8 @@ def test_cli_synth_with_bdf_writes_data_original(tmp_path: Path) -> None:
 def test_preprocess_source_original_without_bdf_files_names_what_is_missing(tmp_path: Path) -> None:
     out = tmp_path / "DEAP"
     write_synthetic_deap(out=out, params=PARAMS.model_copy(update={"subjects": 1, "bdf": False}))
-    with pytest.raises(DeapInputError, match="no sNN.bdf files found"):
+    # refused by the config, before any work (pydantic's ValidationError is a ValueError)
+    with pytest.raises(ValueError, match="no sNN.bdf files found"):
         run(out, tmp_path / "store.zarr", "original")
     summary = run(out, tmp_path / "store.zarr", "original", subjects=[1], stages=["ingest"])
     assert summary.outcomes[0].status == "failed" and "data_original" in summary.outcomes[0].error
