@@ -3,7 +3,7 @@
 For each codec, writes a synthetic subject (720x576 video), builds its segment table with the EEG
 stages (not timed), then measures on one CPU core:
 
-- the whole face stage as the flow runs it (``flows.stages.faces_stage`` with ``force``): probe
+- the whole face stage as the flow runs it (``store_schema.runner.run_row`` with the faces row, ``force``): probe
   the videos, decode the sampled frames, detect, crop, pad, write and commit to the Zarr store;
 - BlazeFace detection alone on the same frames, already decoded (decoding not timed).
 
@@ -61,13 +61,15 @@ def main() -> None:
 
     from flows.config import PreprocessConfig
     from flows.preprocess import run_chain_inline
-    from flows.stages import faces_stage
+    from pipeline.stage_table import STAGE_TABLE
     from pipeline.deap import find_layout
     from pipeline.face_model import resolve_face_model
     from pipeline.faces import BlazeFace, FacesParams, find_trial_videos, read_frames, sample_frame_indices
     from pipeline.synth import SynthParams, write_synthetic_deap
-    from store_schema.layout import stage_path
+    from store_schema.layout import Stage, stage_path
+    from store_schema.runner import run_row
     from store_schema.store import FeatureStore
+    from store_schema.table import StageContext
 
     model, _ = resolve_face_model()
     params = FacesParams()
@@ -96,7 +98,8 @@ def main() -> None:
                 # A first run's write: drop the previous run's group first (not timed).
                 shutil.rmtree(Path(store_url) / stage_path(1, "faces"), ignore_errors=True)
                 t0 = time.perf_counter()
-                outcome = faces_stage(store, layout=layout, subject=1, params=params, force=True)
+                outcome = run_row(store, STAGE_TABLE[Stage.faces], params=params,
+                                  context=StageContext(subject=1, deap=deap), force=True)
                 assert outcome.status == "computed", outcome.error
                 return time.perf_counter() - t0
 

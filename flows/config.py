@@ -7,12 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline import deap_format as fmt
-from pipeline.deap import find_layout, load_ratings, subjects_in
-from pipeline.eeg import FilterIcaParams, SegmentParams
+from pipeline.eeg import FilterIcaParams
 from pipeline.errors import DeapInputError
 from pipeline.faces import FacesParams
-from pipeline.stages import IngestParams
+from pipeline.ingest import IngestParams, check_deap_folder
+from pipeline.segment import SegmentParams
+from pipeline.stage_table import TokensSettings
 from store_schema.errors import StoreError
 from store_schema.layout import CROP_SIZE, FRAMES_PER_SEGMENT, Stage
 from store_schema.store import FeatureStore
@@ -54,6 +54,15 @@ class PreprocessConfig(BaseModel):
         None, description="Dask worker resource the tokens stage asks for, e.g. 'GPU': only workers "
         "started with `--resources GPU=1` run it (without such a worker, tokens wait)")
 
+    def stage_params(self, stage: Stage) -> BaseModel:
+        """The settings this run gives ``stage`` (its row of the stage table names the model)."""
+        if stage == Stage.tokens:
+            assert self.weights is not None  # refused by the validator when tokens run
+            return TokensSettings(weights=self.weights, device=self.device,
+                                  batch_size=self.tokens_batch_size)
+        return {Stage.ingest: self.ingest, Stage.eeg: self.eeg, Stage.segment: self.segment,
+                Stage.faces: self.faces}[stage]
+
     @field_validator("dask_address")
     @classmethod
     def _dask_address(cls, value: str | None) -> str | None:
@@ -89,16 +98,8 @@ class PreprocessConfig(BaseModel):
         unreadable participant_ratings.csv (one subject's bad rows are that subject's failure,
         at ingest)."""
         try:
-            layout = find_layout(self.deap)
-            if not self.subjects and not subjects_in(layout, source=self.ingest.source):
-                kind = "sNN.bdf" if self.ingest.source == "original" else "sNN.dat"
-                raise DeapInputError(layout.root, f"no {kind} files found: nothing to preprocess")
-            if Stage.ingest not in self.stages:
-                return self
-            if layout.ratings_csv is None:
-                raise DeapInputError(layout.root, f"no {fmt.METADATA_DIR}/{fmt.RATINGS_FILE} found; "
-                                     "ingest needs it (ratings, and the trial-video pairing)")
-            load_ratings(layout.ratings_csv)
+            check_deap_folder(self.deap, self.subjects, source=self.ingest.source,
+                              needs_ratings=Stage.ingest in self.stages)
         except DeapInputError as err:
             raise ValueError(str(err)) from None
         return self

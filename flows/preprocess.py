@@ -12,8 +12,10 @@ tests of stage semantics use it, and so can a notebook.
 # No `from __future__ import annotations`: Prefect builds the served flow's parameter schema from
 # the real annotation objects (a string "PreprocessConfig" cannot be resolved there).
 
+import logging
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
 from prefect import allow_failure, flow, get_run_logger, task
@@ -25,16 +27,18 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.config import PreprocessConfig
-from flows.stages import eeg_stage, faces_stage, ingest_stage, segment_stage, tokens_stage
-from pipeline.deap import DeapLayout, find_layout, subjects_in
-from pipeline.errors import DeapInputError
+from pipeline.ingest import requested_subjects
+from pipeline.stage_table import STAGE_TABLE
 from store_schema.layout import Stage, ancestors
-from store_schema.runner import StageOutcome
+from store_schema.runner import StageOutcome, run_row
 from store_schema.store import FeatureStore
+from store_schema.table import StageContext
 
 
 class RunSummary(BaseModel):
     outcomes: list[StageOutcome]
+    note: str | None = None
+    """Said once above the table (e.g. that nothing had to be recomputed)."""
 
     @property
     def ok(self) -> bool:
@@ -92,24 +96,21 @@ def run_subject_stage(
 ) -> StageOutcome:
     """One subject-stage, given its upstream's outcome in this run (None for the first stage)."""
     if upstream is not None and upstream.status == "failed":
-        return StageOutcome(subject=subject, stage=stage, status="failed", seconds=0.0,
-                            error=f"not run: '{upstream.stage.value}' failed")
+        return StageOutcome.not_run(subject, stage, upstream.stage)
     store = FeatureStore.open(config.store, storage_options=config.storage_options)
-    runners: dict[Stage, Callable[[], StageOutcome]] = {
-        Stage.ingest: lambda: ingest_stage(
-            store, layout=find_layout(config.deap), subject=subject, params=config.ingest,
-            content_hash=config.content_hash, force=config.force),
-        Stage.eeg: lambda: eeg_stage(store, subject=subject, params=config.eeg, force=config.force),
-        Stage.segment: lambda: segment_stage(store, subject=subject, params=config.segment,
-                                             force=config.force),
-        Stage.faces: lambda: faces_stage(
-            store, layout=find_layout(config.deap), subject=subject, params=config.faces,
-            content_hash=config.content_hash, force=config.force),
-        Stage.tokens: lambda: tokens_stage(
-            store, subject=subject, weights=config.weights, device=config.device,
-            batch_size=config.tokens_batch_size, force=config.force),
-    }
-    return runners[stage]()
+    context = StageContext(subject=subject, deap=config.deap, content_hash=config.content_hash,
+                           log=_log_line)
+    return run_row(store, STAGE_TABLE[stage], params=config.stage_params(stage), context=context,
+                   force=config.force)
+
+
+def _log_line(line: str) -> None:
+    """A stage's progress: into the Prefect run's log inside a task, else a plain logger."""
+    try:
+        logger = get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a flow run (tests, notebooks)
+        logger = logging.getLogger(__name__)
+    logger.info("%s", line)
 
 
 @task(name="subject-stage", retries=2, retry_delay_seconds=2, persist_result=False)
@@ -129,17 +130,6 @@ def subject_stage_task(
     return outcome
 
 
-def requested_subjects(config: PreprocessConfig, layout: DeapLayout) -> list[int]:
-    """The config's subjects, else every one with a source file (the config refused a folder
-    without any; the check stays for a folder emptied since)."""
-    source = config.ingest.source
-    subjects = config.subjects or subjects_in(layout, source=source)
-    if not subjects:
-        kind = "sNN.bdf" if source == "original" else "sNN.dat"
-        raise DeapInputError(layout.root, f"no {kind} files found: nothing to preprocess")
-    return subjects
-
-
 def _outcome_of(future: PrefectFuture, subject: int, stage: Stage) -> StageOutcome:
     state = future.state
     if state.is_completed():
@@ -151,11 +141,9 @@ def _outcome_of(future: PrefectFuture, subject: int, stage: Stage) -> StageOutco
             message = str(err)
         else:
             message = state.message or state.name
-        return StageOutcome(subject=subject, stage=stage, status="failed", seconds=0.0,
-                            error=message or "task failed")
+        return StageOutcome.failed(subject, stage, message or "task failed")
     # NotReady: an upstream task crashed (not a failed outcome, which still returns)
-    return StageOutcome(subject=subject, stage=stage, status="failed", seconds=0.0,
-                        error=f"not run: upstream task ended {state.name}")
+    return StageOutcome.failed(subject, stage, f"not run: upstream task ended {state.name}")
 
 
 @flow(name="preprocess-deap", validate_parameters=True)
@@ -175,7 +163,7 @@ def preprocess_deap(config: PreprocessConfig):  # noqa: ANN201 - returns a Prefe
 def preprocess_subjects(config: PreprocessConfig):  # noqa: ANN201 - returns a Prefect state
     logger = get_run_logger()
     FeatureStore.open(config.store, storage_options=config.storage_options)  # create it once
-    subjects = requested_subjects(config, find_layout(config.deap))
+    subjects = requested_subjects(config.deap, config.subjects, source=config.ingest.source)
     logger.info("subjects %s, stages %s", subjects, [s.value for s in config.stages])
     futures: dict[tuple[int, Stage], PrefectFuture] = {}
     with _workers_share_this_api():
@@ -252,7 +240,23 @@ def task_runner_for(config: PreprocessConfig):  # noqa: ANN201 - a Prefect task 
 
 
 def run_flow(config: PreprocessConfig) -> RunSummary:
-    """Run ``preprocess-deap`` in this process (Prefect starts a temporary local API if needed)."""
+    """Run ``preprocess-deap`` in this process (Prefect starts a temporary local API if needed).
+
+    With no Prefect server configured and nothing to recompute (see :mod:`flows.plan`), it
+    returns every subject-stage as skipped without starting Prefect's temporary API (~10 s);
+    a configured server always records the run.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        from flows.plan import plan_run
+
+        started = time.perf_counter()
+        plan = plan_run(config)
+        if plan.up_to_date:
+            seconds = (time.perf_counter() - started) / max(1, len(plan.entries))
+            return RunSummary(outcomes=[
+                StageOutcome(subject=e.subject, stage=e.stage, status="skipped",
+                             seconds=seconds, fingerprint=e.fingerprint) for e in plan.entries],
+                note="up to date: nothing to recompute (Prefect not started)")
     state = preprocess_deap(config=config, return_state=True)
     summary = state.result(raise_on_failure=False)
     # A subflow that raised (e.g. a DEAP folder without .dat files) comes back as the parent's
@@ -274,7 +278,7 @@ def run_chain_inline(config: PreprocessConfig) -> RunSummary:
     """The same subject-stages in a plain loop, without Prefect."""
     FeatureStore.open(config.store, storage_options=config.storage_options)
     outcomes: list[StageOutcome] = []
-    for subject in requested_subjects(config, find_layout(config.deap)):
+    for subject in requested_subjects(config.deap, config.subjects, source=config.ingest.source):
         done: dict[Stage, StageOutcome] = {}
         for stage in config.stages:
             before = upstream_in_run(config.stages, stage)

@@ -1,14 +1,13 @@
-"""EEG stages: band-pass + ICA artifact removal, then fixed-length segmentation.
+"""The eeg stage: band-pass + ICA artifact removal on a subject's continuous data.
 
-Two stages, each a params model (only that stage's settings: the store's fingerprint hashes exactly
-these), a keyword-only pure function on numpy arrays, and a result dataclass:
+A params model (only this stage's settings: the store's fingerprint hashes exactly these), a
+keyword-only pure function on numpy arrays with its result dataclass, and :func:`clean_eeg`, the
+stage function the stage table calls (arrays in, the schema's arrays out):
 
 * :func:`filter_and_ica` (:class:`FilterIcaParams` → :class:`IcaResult`): zero-phase FIR band-pass
   of every trial separately, FastICA fitted on the subject's continuous data (all trials
   concatenated), EOG components found with ``find_bads_eog`` against hEOG/vEOG (or Fp1/Fp2 as
   proxies) and removed.
-* :func:`segment_trials` (:class:`SegmentParams` → :class:`Segments`): drop the 3 s pre-trial
-  baseline, cut windows of ``window_s`` every ``stride_s``.
 
 Two defects of the Milmer paper's released code are avoided on purpose (``shared/DESIGN.md``): it
 fits ICA per trial and excludes no component, so its "artifact removal" changes nothing; and it
@@ -21,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import mne
 import numpy as np
@@ -32,9 +31,6 @@ from pipeline.errors import ParameterError
 
 FILTER_ICA_CODE_VERSION = "1"
 """Bump when :func:`filter_and_ica` computes something different for the same parameters."""
-
-SEGMENT_CODE_VERSION = "1"
-"""Bump when :func:`segment_trials` computes something different for the same parameters."""
 
 _UV_PER_V = 1e6
 """The arrays are in µV (DEAP's unit); MNE works in volts."""
@@ -50,11 +46,6 @@ _MNE_VERBOSE = "warning"
 # stdout (breaking `milmer preprocess --json`). With the global level already WARNING, every restore
 # lands on WARNING too.
 mne.set_log_level(_MNE_VERBOSE.upper())
-
-
-# --------------------------------------------------------------------------------------------
-# Band-pass + ICA
-# --------------------------------------------------------------------------------------------
 
 
 class FilterIcaParams(BaseModel):
@@ -321,92 +312,28 @@ def filter_and_ica(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Segmentation
-# --------------------------------------------------------------------------------------------
+LIBRARIES = ("numpy", "scipy", "mne", "scikit-learn")
+"""Recorded with every eeg subject-stage: their versions decide the filter and the ICA."""
 
 
-class SegmentParams(BaseModel):
-    """Settings of the segmentation stage.
-
-    The first :data:`deap_format.BASELINE_SECONDS` of every trial (the pre-trial baseline) are
-    always dropped; windows start at playback. ``max_segments`` caps the windows per trial (None:
-    as many as fit). ``baseline_correction`` subtracts each channel's mean over that trial's
-    baseline before cutting. Invalid values raise pydantic's ``ValidationError``; a window or
-    stride that does not fit the data is a :class:`ParameterError` from :func:`segment_trials`.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    window_s: float = Field(3.0, gt=0)
-    stride_s: float = Field(3.0, gt=0)
-    max_segments: PositiveInt | None = 20
-    baseline_correction: bool = False
-
-
-@dataclass(frozen=True)
-class Segments:
-    segments: np.ndarray
-    """(n_seg, C, window_samples) float32, channels in the input's order."""
-    trial_index: np.ndarray
-    """(n_seg,) int64, 0-based index into the input's trial axis."""
-    segment_index: np.ndarray
-    """(n_seg,) int64, 0-based position of the window within its trial."""
-    start_s: np.ndarray
-    """(n_seg,) float64, window start in seconds after playback began (after the baseline)."""
-
-
-def _whole_samples(seconds: float, sfreq: float, what: str) -> int:
-    samples = seconds * sfreq
-    if abs(samples - round(samples)) > 1e-6:
-        raise ParameterError(
-            f"{what}: {seconds} s at {sfreq} Hz is {samples:.3f} samples, not a whole number; "
-            f"use a multiple of 1/{sfreq} s")
-    return round(samples)
-
-
-def segment_trials(*, eeg: np.ndarray, sfreq: float, params: SegmentParams) -> Segments:
-    """Cut every trial of ``eeg`` (trials, channels, samples) into windows after its baseline.
-
-    Windows start at ``k * stride_s`` after playback, ``k = 0 .. min(max_segments, floor((trial_s -
-    window_s) / stride_s) + 1) - 1``, where ``trial_s`` is the trial's length after the baseline.
-    """
-    if eeg.ndim != 3 or 0 in eeg.shape:
-        raise ValueError(
-            f"eeg must be (trials, channels, samples) with data, got shape {eeg.shape}")
-    if not sfreq > 0:
-        raise ValueError(f"sfreq must be positive, got {sfreq}")
-    baseline = _whole_samples(fmt.BASELINE_SECONDS, sfreq, "baseline")
-    window = _whole_samples(params.window_s, sfreq, "SegmentParams.window_s")
-    stride = _whole_samples(params.stride_s, sfreq, "SegmentParams.stride_s")
-    n_trials, n_channels, n_samples = eeg.shape
-    trial_samples = n_samples - baseline
-    if trial_samples <= 0:
-        raise ValueError(
-            f"trials have {n_samples} samples ({n_samples / sfreq:.2f} s), no more than the "
-            f"{fmt.BASELINE_SECONDS} s pre-trial baseline ({baseline} samples): nothing to segment")
-    if window > trial_samples:
-        raise ParameterError(
-            f"SegmentParams.window_s: a {params.window_s} s window does not fit in a "
-            f"{trial_samples / sfreq:.2f} s trial (after the {fmt.BASELINE_SECONDS} s baseline); "
-            "lower window_s")
-
-    n_per_trial = (trial_samples - window) // stride + 1
-    if params.max_segments is not None:
-        n_per_trial = min(n_per_trial, params.max_segments)
-
-    data = eeg
-    if params.baseline_correction:
-        data = eeg - eeg[:, :, :baseline].mean(axis=2, keepdims=True, dtype=np.float64)
-
-    k = np.arange(n_per_trial)
-    # (window starts, window offsets) index the time axis only: data[:, :, idx] is
-    # (T, C, K, W); moving K next to T and merging those two keeps every channel row intact.
-    idx = baseline + k[:, None] * stride + np.arange(window)[None, :]
-    segments = data[:, :, idx].transpose(0, 2, 1, 3).reshape(-1, n_channels, window)
-    return Segments(
-        segments=segments.astype(np.float32, copy=False),
-        trial_index=np.repeat(np.arange(n_trials, dtype=np.int64), n_per_trial),
-        segment_index=np.tile(k.astype(np.int64), n_trials),
-        start_s=np.tile(k * stride / sfreq, n_trials),
-    )
+def clean_eeg(
+    *, eeg: np.ndarray, eog: np.ndarray, sfreq: float, params: FilterIcaParams,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The eeg stage: band-pass + ICA on the subject's continuous data; records what was excluded
+    and why (``arrays`` by the store schema's names, ``extra`` for the commit record)."""
+    result = filter_and_ica(eeg=eeg, eog=eog, sfreq=sfreq, params=params, progress=progress)
+    arrays = {
+        "eeg": result.cleaned,
+        "ica_excluded": np.asarray(result.excluded, dtype=np.int32),
+        "ica_scores": result.scores.astype(np.float32),
+    }
+    extra = {
+        "ica_excluded": [int(k) for k in result.excluded],
+        "eog_reference": list(result.eog_reference),
+        "n_components": int(result.n_components),
+        "ica_converged": bool(result.converged),
+        "ica_n_iter": int(result.n_iter),
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+    }
+    return arrays, extra

@@ -841,3 +841,15 @@ def tokens_for_subject(
     extra = {**extractor.record(), "frames": total, "seconds": round(seconds, 3),
              "frames_per_s": round(total / seconds, 3) if total and seconds > 0 else None}
     return {"tokens": tokens}, extra
+
+
+def subject_tokens(
+    *, crops: CropArray, params: TokensParams, weights: str | Path,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The tokens stage: load the backbone for ``weights`` (whose fingerprint ``params`` holds)
+    and run every crop of the subject through it."""
+    extractor = TokenExtractor(weights=weights, params=params)
+    return tokens_for_subject(
+        crops=crops, extractor=extractor,
+        progress=(lambda done, total: progress(f"{done} of {total} frames")) if progress else None)

@@ -18,7 +18,7 @@ POINTS = ("before-compute", "mid-compute", "before-write", "mid-array", "after-a
 """In the order a subject-stage reaches them:
 
 - ``before-compute`` (runner): the fingerprint differs, nothing loaded yet;
-- ``mid-compute`` (flows.stages): at a stage's progress reports: the EEG stage after its band-pass,
+- ``mid-compute`` (store_schema.runner): at a stage's progress reports: the EEG stage after its band-pass,
   as ICA starts; faces after each video; tokens after each batch (not reached by ingest/segment);
 - ``before-write`` (store): computed, the previous commit still in place;
 - ``mid-array`` (store): after the first chunk-slab of an array written in several;

@@ -1,9 +1,12 @@
-"""The one generic subject-stage runner: fingerprint, skip, lock, compute, write, commit, time, capture.
+"""The one generic subject-stage runner: name inputs, skip, lock, read, compute, write, commit.
 
-Every stage goes through :func:`run_stage`. The stage itself is a ``compute`` callable that returns
-its arrays; the runner decides whether to call it at all (fingerprint match → skipped without
-loading any input) and turns any failure into a ``failed`` outcome that names the problem, so one
-subject never stops the others. A failed stage writes nothing: what was committed before stays.
+Every stage of the pipeline goes through :func:`run_row` with its row of the stage table
+(:mod:`store_schema.table`): the runner names its inputs (upstream records, then the row's own
+``prepare``), decides whether to compute at all (fingerprint match → skipped without loading any
+input), reads what the row declares, calls the row's pure function, validates, writes and commits
+through :func:`run_stage`, and turns any failure into a ``failed`` outcome that names the problem,
+so one subject never stops the others. A failed stage writes nothing: what was committed before
+stays. Every outcome is built here, through :class:`StageOutcome`'s constructors.
 
 Concurrent runs on one store: before computing, the runner takes the subject-stage's lock
 (exclusive) and its upstream subject-stages' locks (shared; see :mod:`store_schema.locks`), then
@@ -32,6 +35,7 @@ from store_schema.failpoints import failpoint
 from store_schema.layout import SEGMENT_TABLE_INPUT, Stage, ancestors, stage_path, stage_spec
 from store_schema.locks import LockWait, subject_stage_lock
 from store_schema.store import FeatureStore
+from store_schema.table import Prepared, Read, StageContext, StageRow
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,21 @@ class StageOutcome(BaseModel):
     waited_for: list[str] = []
     """Who held them: ``subjects/s01/eeg held by another run (pid 4242 on host, ...)``."""
 
+    @classmethod
+    def failed(cls, subject: int, stage: Stage, error: Exception | str, *, seconds: float = 0.0,
+               **fields: Any) -> StageOutcome:
+        """A failure: an exception (described, transient or not) or a message."""
+        if isinstance(error, Exception):
+            fields.setdefault("transient", is_transient(error))
+            error = describe_error(error)
+        return cls(subject=subject, stage=stage, status="failed", seconds=seconds, error=error,
+                   **fields)
+
+    @classmethod
+    def not_run(cls, subject: int, stage: Stage, upstream: Stage | str) -> StageOutcome:
+        """Not attempted: the upstream subject-stage of this run failed."""
+        return cls.failed(subject, stage, f"not run: '{Stage(upstream).value}' failed")
+
     def wait_note(self) -> str | None:
         """``waited 3.2 s for subjects/s01/eeg held by ...`` or ``None`` when it did not wait."""
         if not self.waited_for:
@@ -77,6 +96,88 @@ class StageOutcome(BaseModel):
 
 class UpstreamChanged(StoreError):
     """An upstream subject-stage was rewritten (by another run) after this stage named its inputs."""
+
+
+class UpstreamMissing(StoreError):
+    """An upstream subject-stage is not committed: this stage has nothing to read."""
+
+
+def run_row(
+    store: FeatureStore, row: StageRow, *, params: BaseModel, context: StageContext,
+    force: bool = False,
+) -> StageOutcome:
+    """Run one subject-stage of the stage table, unless the store already holds it."""
+    started = time.perf_counter()
+    subject, stage = context.subject, row.stage
+    read = subject_reader(store, subject)
+    try:
+        upstream = upstream_inputs(store, subject, stage)
+        prepared = row.prepare(params, context, read) if row.prepare else Prepared(params=params)
+    except Exception as err:  # noqa: BLE001 - a missing input is this subject's failure only
+        if not _is_expected(err):
+            log.exception("s%02d %s: naming its inputs failed unexpectedly", subject, stage.value)
+        return StageOutcome.failed(subject, stage, err, seconds=time.perf_counter() - started)
+    available = {"subject": subject, "deap": context.deap,
+                 "progress": _progress(context, stage)}
+
+    def compute() -> StageOutput:
+        kwargs = {name: read(spec) for name, spec in row.reads.items()}
+        kwargs.update(prepared.kwargs)
+        kwargs.update({name: available[name] for name in row.context})
+        arrays, extra = row.function(params=prepared.params, **kwargs)
+        return StageOutput(arrays=arrays, extra=extra,
+                           warnings=row.warnings(extra) if row.warnings else [])
+
+    return run_stage(store, subject=subject, stage=stage, params=prepared.params,
+                     code_version=row.code_version_now(), inputs={**upstream, **prepared.inputs},
+                     compute=compute, libraries=row.libraries_for(prepared.params), force=force)
+
+
+def upstream_inputs(store: FeatureStore, subject: int, stage: Stage | str) -> dict[str, str]:
+    """The inputs a stage records for its upstream subject-stages: each one's fingerprint, or the
+    segment table's for a stage that reads only the table. Raises :class:`UpstreamMissing`."""
+    spec = stage_spec(stage)
+    inputs: dict[str, str] = {}
+    for upstream in spec.upstream:
+        record = store.record(subject, upstream)
+        if record is None:
+            raise UpstreamMissing(
+                f"{store.url}: s{subject:02d}: stage '{upstream.value}' is not committed, so "
+                f"'{spec.stage.value}' cannot run; include '{upstream.value}' in --stages")
+        if spec.reads_segment_table:
+            inputs[SEGMENT_TABLE_INPUT] = store.segment_table_fingerprint(subject)
+        else:
+            inputs[upstream.value] = record.fingerprint
+    return inputs
+
+
+def subject_reader(store: FeatureStore, subject: int) -> Callable[[Read], Any]:
+    """Reads a row's :class:`Read` declarations for one subject from committed records."""
+
+    def read(spec: Read) -> Any:
+        if spec.array is not None:
+            return (store.array(subject, spec.stage, spec.array) if spec.lazy
+                    else store.read(subject, spec.stage, spec.array))
+        record = store.record(subject, spec.stage)
+        if record is None:
+            raise UpstreamMissing(
+                f"{store.url}: {stage_path(subject, spec.stage)} is not committed (another run "
+                "uncommitted it?); run the stages again")
+        return record.extra[spec.extra] if spec.extra is not None else record.params[spec.param]
+    return read
+
+
+def _progress(context: StageContext, stage: Stage) -> Callable[[str], None]:
+    """A stage's progress line goes to the run's log; each line is also its ``mid-compute``
+    failpoint."""
+    where = stage_path(context.subject, stage)
+
+    def report(line: str) -> None:
+        if context.log is not None:
+            context.log(f"s{context.subject:02d} {stage.value}: {line}")
+        failpoint(where, "mid-compute")
+
+    return report
 
 
 def run_stage(
@@ -128,7 +229,9 @@ def run_stage(
     except Exception as err:  # noqa: BLE001 - every failure becomes a named outcome
         if not _is_expected(err):
             log.exception("s%02d %s failed unexpectedly", subject, stage.value)
-        return outcome("failed", error=describe_error(err), transient=is_transient(err))
+        return StageOutcome.failed(subject, stage, err, seconds=time.perf_counter() - started,
+                                   waited_seconds=round(waits.seconds, 3),
+                                   waited_for=list(waits.held_by))
     return outcome("computed", fingerprint=fingerprint, warnings=list(output.warnings))
 
 

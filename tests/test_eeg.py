@@ -13,13 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipeline import deap_format as fmt
-from pipeline.eeg import (
-    FilterIcaParams,
-    IcaResult,
-    SegmentParams,
-    filter_and_ica,
-    segment_trials,
-)
+from pipeline.eeg import FilterIcaParams, IcaResult, filter_and_ica
+from pipeline.segment import SegmentParams, segment_trials
 from pipeline.errors import ParameterError
 from pipeline.synth import EOG_LEAK, SynthParams, subject_signals
 

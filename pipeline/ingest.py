@@ -1,0 +1,179 @@
+"""The ingest stage: one subject's EEG, EOG, ratings and trial pairing, from either DEAP source.
+
+``preprocessed`` reads ``data_preprocessed_python/sNN.dat`` (128 Hz, DEAP's own 4-45 Hz band-pass
+and EOG cleaning) through :mod:`pipeline.deap`; ``original`` reads ``data_original/sNN.bdf`` (512 Hz
+raw) through :mod:`pipeline.bdf` into the same shapes (common average, 128 Hz, Geneva order). Both
+pair trials through the subject's rows of ``participant_ratings.csv``.
+
+:func:`ingest_inputs` names what the stage reads, cheaply (file stats and this subject's ratings
+rows), for the fingerprint; :func:`ingest` loads and returns the schema's arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from pipeline import deap_format as fmt
+from pipeline.bdf import BdfRecording, load_bdf_subject
+from pipeline.deap import DeapLayout, SubjectRecording, find_layout, load_ratings, load_subject, subjects_in
+from pipeline.errors import DeapInputError
+from store_schema.fingerprint import digest, file_fingerprint
+
+INGEST_CODE_VERSION = "1"
+"""Bump when :func:`ingest` computes something different for the same files."""
+
+Source = Literal["preprocessed", "original"]
+
+_EOG_ROWS = [fmt.ALL_CHANNELS.index(name) for name in fmt.EOG_CHANNELS]
+
+
+class IngestParams(BaseModel):
+    """Settings of the ingest stage."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Source = "preprocessed"
+    """``preprocessed``: ``data_preprocessed_python/sNN.dat`` (128 Hz, DEAP's own 4-45 Hz band-pass
+    and EOG cleaning). ``original``: ``data_original/sNN.bdf`` (512 Hz raw), read by
+    :mod:`pipeline.bdf` into the same shapes (common average, 128 Hz, Geneva order)."""
+
+    def libraries(self) -> tuple[str, ...]:
+        return ("numpy", "mne") if self.source == "original" else ("numpy",)
+
+
+def source_file(layout: DeapLayout, subject: int, source: Source) -> Path:
+    """The subject's recording for ``source``; a missing folder or file names what was looked for."""
+    folder, name, label = ((layout.original_dir, fmt.bdf_name(subject), fmt.ORIGINAL_DIR)
+                           if source == "original" else
+                           (layout.preprocessed_dir, fmt.dat_name(subject), fmt.PREPROCESSED_DIR))
+    if folder is None:
+        raise DeapInputError(layout.root, f"no {label}/ folder found (source '{source}')")
+    path = folder / name
+    if not path.is_file():
+        raise DeapInputError(path, "file not found (unknown subject?)", subject=subject)
+    return path
+
+
+def ingest_inputs(*, deap: Path, subject: int, params: IngestParams,
+                  content_hash: bool = False) -> dict[str, str]:
+    """The recording file (size+mtime, or content) and this subject's ratings rows.
+
+    Only this subject's rows count: editing another participant's ratings changes nothing here.
+    A subject whose rows are broken is named by its error, so fixing them recomputes it.
+    """
+    layout = find_layout(deap)
+    path = source_file(layout, subject, params.source)
+    ratings = load_ratings(_ratings_csv(layout))
+    rows = ratings.by_subject.get(subject) or ratings.subject_errors.get(subject, "absent")
+    return {"bdf" if params.source == "original" else "dat":
+            file_fingerprint(path, content=content_hash),
+            "ratings": digest(rows if isinstance(rows, str) else [r.model_dump() for r in rows])}
+
+
+def load_recording(*, deap: Path, subject: int,
+                   source: Source = "preprocessed") -> SubjectRecording | BdfRecording:
+    """Load and check one subject from ``source``; raise :class:`DeapInputError` naming the file."""
+    layout = find_layout(deap)
+    if source == "preprocessed":
+        return load_subject(layout, subject, check_videos=False)
+    ratings = load_ratings(_ratings_csv(layout))
+    if subject in ratings.subject_errors:
+        raise DeapInputError(ratings.path, f"participant {subject}: "
+                             f"{ratings.subject_errors[subject]}", subject=subject)
+    if subject not in ratings.by_subject:
+        raise DeapInputError(ratings.path, f"participant {subject} has no rows", subject=subject)
+    return load_bdf_subject(source_file(layout, subject, source), subject=subject,
+                            rows=ratings.by_subject[subject])
+
+
+def ingest(*, deap: Path, subject: int, params: IngestParams) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The ingest stage: the subject's arrays, trials in ``Experiment_id`` order."""
+    recording = load_recording(deap=deap, subject=subject, source=params.source)
+    if isinstance(recording, BdfRecording):
+        return _bdf_arrays(recording)
+    return _dat_arrays(recording)
+
+
+def _ratings_csv(layout: DeapLayout) -> Path:
+    if layout.ratings_csv is None:
+        raise DeapInputError(layout.root, f"no {fmt.METADATA_DIR}/{fmt.RATINGS_FILE} found")
+    return layout.ratings_csv
+
+
+def _dat_arrays(recording: SubjectRecording) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    dat = recording.dat
+    trials = recording.info.trials
+    arrays = {
+        "eeg": dat.data[:, : len(fmt.EEG_CHANNELS)].astype(np.float32),
+        "eog": dat.data[:, _EOG_ROWS].astype(np.float32),
+        "ratings": dat.labels.astype(np.float64),
+        "experiment_id": np.array([t.experiment_id for t in trials], dtype=np.int32),
+        "presentation_trial": np.array([t.trial for t in trials], dtype=np.int32),
+    }
+    extra = {
+        "sfreq": fmt.SFREQ,
+        "channels": list(fmt.EEG_CHANNELS),
+        "eog_channels": list(fmt.EOG_CHANNELS),
+        "dat_file": dat.path.name,
+        "trial_seconds": dat.trial_seconds,
+        "source": "preprocessed",
+    }
+    return arrays, extra
+
+
+def _bdf_arrays(recording: BdfRecording) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    arrays = {
+        "eeg": recording.eeg.astype(np.float32),
+        "eog": recording.eog.astype(np.float32),
+        "ratings": recording.ratings.astype(np.float64),
+        "experiment_id": recording.experiment_id.astype(np.int32),
+        "presentation_trial": recording.presentation_trial.astype(np.int32),
+    }
+    extra = {
+        "sfreq": recording.sfreq,
+        "channels": list(fmt.EEG_CHANNELS),
+        "eog_channels": list(fmt.EOG_CHANNELS),
+        "bdf_file": recording.path.name,
+        "trial_seconds": recording.trial_seconds,
+        "source": "original",
+        "bdf_channel_order": recording.channel_order,
+        "status_channel": recording.status_channel,
+        "reference": "common average",
+        "playback_onsets_s": [round(float(t), 4) for t in recording.playback_onsets_s],
+    }
+    return arrays, extra
+
+
+def requested_subjects(deap: Path, subjects: list[int] | None, *,
+                       source: Source = "preprocessed") -> list[int]:
+    """``subjects``, else every subject with a recording for ``source``; none is an error."""
+    layout = find_layout(deap)
+    found = subjects or subjects_in(layout, source=source)
+    if not found:
+        raise DeapInputError(layout.root, f"no {_recording_kind(source)} files found: "
+                             "nothing to preprocess")
+    return found
+
+
+def check_deap_folder(deap: Path, subjects: list[int] | None, *, source: Source,
+                      needs_ratings: bool) -> None:
+    """Folder-wide problems, before any work: no DEAP layout, nothing to preprocess for
+    ``source``, and (when ingest runs) a missing or unreadable ``participant_ratings.csv``.
+    One subject's bad rows are that subject's failure, at ingest."""
+    layout = find_layout(deap)
+    if not subjects:
+        requested_subjects(deap, None, source=source)
+    if not needs_ratings:
+        return
+    if layout.ratings_csv is None:
+        raise DeapInputError(layout.root, f"no {fmt.METADATA_DIR}/{fmt.RATINGS_FILE} found; "
+                             "ingest needs it (ratings, and the trial-video pairing)")
+    load_ratings(layout.ratings_csv)
+
+
+def _recording_kind(source: Source) -> str:
+    return "sNN.bdf" if source == "original" else "sNN.dat"

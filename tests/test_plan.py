@@ -1,0 +1,99 @@
+"""`plan_run` (milmer preprocess --plan): each kind of reason a subject-stage would recompute."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from flows.config import PreprocessConfig
+from flows.plan import plan_run
+from flows.preprocess import run_chain_inline
+from pipeline import stage_table
+from store_schema.layout import Stage
+
+EEG_STAGES = ["ingest", "eeg", "segment"]
+
+
+def config(deap: Path, store: Path, **overrides) -> PreprocessConfig:
+    overrides.setdefault("stages", EEG_STAGES)
+    return PreprocessConfig(deap=deap, store=str(store), subjects=[1], **overrides)
+
+
+def reasons(deap: Path, store: Path, **overrides) -> dict[str, tuple[str, str]]:
+    plan = plan_run(config(deap, store, **overrides))
+    return {e.stage.value: (e.action, e.reason) for e in plan.entries}
+
+
+@pytest.fixture()
+def built(small_deap: Path, tmp_path: Path) -> tuple[Path, Path]:
+    store = tmp_path / "store.zarr"
+    assert run_chain_inline(config(small_deap, store)).ok
+    return small_deap, store
+
+
+def test_plan_of_an_empty_store_says_every_stage_is_new(small_deap: Path, tmp_path: Path) -> None:
+    found = reasons(small_deap, tmp_path / "store.zarr")
+    assert found["ingest"] == ("would compute", "new")
+    assert found["eeg"] == ("would compute", "upstream 'ingest' recomputed")
+    assert found["segment"] == ("would compute", "upstream 'eeg' recomputed")
+
+
+def test_plan_after_a_build_is_up_to_date_and_writes_nothing(built: tuple[Path, Path]) -> None:
+    deap, store = built
+    before = sorted((p, p.stat().st_mtime_ns) for p in store.rglob("*"))
+    plan = plan_run(config(deap, store))
+    assert plan.up_to_date and plan.counts()["up to date"] == 3
+    assert sorted((p, p.stat().st_mtime_ns) for p in store.rglob("*")) == before
+
+
+def test_plan_names_the_changed_parameter_with_old_and_new_values(built: tuple[Path, Path]) -> None:
+    deap, store = built
+    found = reasons(deap, store, segment={"window_s": 2.0, "stride_s": 2.0})
+    assert found["ingest"] == ("up to date", "")
+    assert found["eeg"] == ("up to date", "")
+    action, reason = found["segment"]
+    assert action == "would compute"
+    assert "parameter window_s changed from 3.0 to 2.0" in reason
+    assert "parameter stride_s changed from 3.0 to 2.0" in reason
+
+
+def test_plan_names_an_input_file_that_changed(built: tuple[Path, Path]) -> None:
+    deap, store = built
+    dat = deap / "data_preprocessed_python" / "s01.dat"
+    os.utime(dat, ns=(dat.stat().st_atime_ns, dat.stat().st_mtime_ns + 10**9))
+    found = reasons(deap, store)
+    assert found["ingest"] == ("would compute", "input file dat changed")
+    assert found["eeg"] == ("would compute", "upstream 'ingest' recomputed")
+
+
+def test_plan_names_an_upstream_recomputed_by_another_run(built: tuple[Path, Path]) -> None:
+    deap, store = built
+    assert run_chain_inline(config(deap, store, stages=["eeg"],
+                                   eeg={"l_freq": 2.0})).ok  # eeg rewritten, segment not
+    found = reasons(deap, store, eeg={"l_freq": 2.0})
+    assert found["eeg"] == ("up to date", "")
+    assert found["segment"] == ("would compute", "upstream 'eeg' was recomputed since")
+
+
+def test_plan_names_a_bumped_code_version(built: tuple[Path, Path],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    deap, store = built
+    bumped = dataclasses.replace(stage_table.STAGE_TABLE[Stage.eeg], code_version="2")
+    monkeypatch.setitem(stage_table.STAGE_TABLE, Stage.eeg, bumped)
+    found = reasons(deap, store)
+    assert found["eeg"] == ("would compute", "code version bumped from 1 to 2")
+
+
+def test_plan_says_forced(built: tuple[Path, Path]) -> None:
+    deap, store = built
+    assert reasons(deap, store, force=True)["ingest"] == ("would compute", "forced (--force)")
+
+
+def test_plan_of_a_stage_whose_upstream_is_missing_says_it_cannot_run(
+        small_deap: Path, tmp_path: Path) -> None:
+    found = reasons(small_deap, tmp_path / "store.zarr", stages=["segment"])
+    action, reason = found["segment"]
+    assert action == "cannot run" and "stage 'eeg' is not committed" in reason
