@@ -8,15 +8,11 @@ What it does, in the order a user meets it:
 * :func:`load_dat` loads one ``sNN.dat`` (a Python 2 pickle, read with ``encoding="latin1"`` through
   an unpickler that only accepts numpy arrays and plain containers) and validates it.
 * :func:`load_ratings` reads ``participant_ratings.csv`` and validates it per participant.
-* :func:`probe_video` reads fps, frame count and size from a video file instead of assuming them.
 * :func:`scan_deap` puts it together: every subject, every trial paired with its video through
   ``Trial`` (presentation order) → ``Experiment_id`` (the ``.dat`` index), and every problem found.
   One bad subject never stops the others from being read.
 
-Alignment of a video with its trial (``shared/DEAP_FORMAT.md`` leaves it unconfirmed): a video whose
-duration covers the 3 s baseline plus the trial is taken to start at the baseline, one that covers
-only the trial to start at playback. :func:`video_alignment` implements that rule; an explicit
-override wins.
+Videos are probed, aligned and paired by :mod:`pipeline.video` (shared with the face stage).
 """
 
 from __future__ import annotations
@@ -36,11 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline import deap_format as fmt
 from pipeline.errors import DeapInputError
-
-VideoStart = Literal["baseline", "playback"]
-
-VIDEO_DURATION_TOLERANCE_S = 0.5
-"""A video may be this much shorter than what it should cover (frame rounding, dropped frames)."""
+from pipeline.video import VideoInfo, VideoStart, find_trial_videos
 
 _CANONICAL_DIRS = {fmt.PREPROCESSED_DIR, fmt.METADATA_DIR, fmt.VIDEO_DIR, fmt.ORIGINAL_DIR}
 _SUBJECT_FILE = re.compile(r"^s(\d{2})\.dat$")
@@ -424,87 +416,6 @@ def _check_trial_permutation(rows: list[TrialRating]) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Videos
-# --------------------------------------------------------------------------------------------
-
-
-class VideoInfo(BaseModel):
-    """What a video file says about itself (never assumed: DEAP's fps is unconfirmed)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: Path
-    fps: float
-    frame_count: int
-    width: int
-    height: int
-
-    @property
-    def duration_s(self) -> float:
-        return self.frame_count / self.fps
-
-
-def probe_video(path: Path | str) -> VideoInfo:
-    """Open a video with OpenCV, read its header, and decode its first and last frames.
-
-    Decoding the last frame catches files cut short after their header was written.
-    """
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise DeapInputError(path, "video file not found")
-    if path.stat().st_size == 0:
-        raise DeapInputError(path, "empty video file (0 bytes)")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise DeapInputError(path, "cannot be opened as a video (unknown container or codec)")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if frames <= 0:
-            raise DeapInputError(path, "video has no frames")
-        if not math.isfinite(fps) or fps <= 0:
-            raise DeapInputError(path, f"video reports an invalid frame rate ({fps})")
-        ok, _ = cap.read()
-        if not ok:
-            raise DeapInputError(path, "the first frame cannot be decoded")
-        cap.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
-        ok, _ = cap.read()
-        if not ok:
-            raise DeapInputError(
-                path, f"header says {frames} frames but the last one cannot be decoded "
-                "(truncated file?)")
-    finally:
-        cap.release()
-    return VideoInfo(path=path, fps=fps, frame_count=frames, width=width, height=height)
-
-
-def video_alignment(
-    video: VideoInfo, *, trial_seconds: float, override: VideoStart | None = None
-) -> VideoStart:
-    """Whether ``video`` starts at the 3 s pre-trial baseline or at playback.
-
-    Decided from its duration: long enough for baseline + trial → ``baseline``; long enough for
-    the trial only → ``playback``; shorter → :class:`DeapInputError`. ``override`` skips the
-    guess but not the length check.
-    """
-    with_baseline = trial_seconds + fmt.BASELINE_SECONDS - VIDEO_DURATION_TOLERANCE_S
-    trial_only = trial_seconds - VIDEO_DURATION_TOLERANCE_S
-    needed = with_baseline if override == "baseline" else trial_only
-    if video.duration_s < needed:
-        raise DeapInputError(
-            video.path, f"video is {video.duration_s:.2f} s long ({video.frame_count} frames at "
-            f"{video.fps:g} fps), shorter than the {trial_seconds:g} s trial"
-            + (" plus its 3 s baseline" if override == "baseline" else ""))
-    if override is not None:
-        return override
-    return "baseline" if video.duration_s >= with_baseline else "playback"
-
-
-# --------------------------------------------------------------------------------------------
 # Putting it together
 # --------------------------------------------------------------------------------------------
 
@@ -733,32 +644,30 @@ def _pair_videos(
     check_videos: bool,
     video_start: VideoStart | None,
 ) -> list[TrialInfo]:
+    rows = sorted(rows, key=lambda r: r.experiment_id)
+    videos = find_trial_videos(
+        video_dir=layout.video_dir, subject=subject,
+        trials=[(r.experiment_id - 1, r.trial) for r in rows] if check_videos else [],
+        trial_seconds=dat.trial_seconds if dat is not None else None, video_start=video_start)
+    by_trial = {v.trial_index: v for v in videos}
     filmed = subject <= fmt.LAST_SUBJECT_WITH_VIDEO
-    folder = layout.video_dir / fmt.subject_tag(subject) if layout.video_dir else None
     trials: list[TrialInfo] = []
     missing: list[str] = []
-    for row in sorted(rows, key=lambda r: r.experiment_id):
-        name = fmt.video_name(subject, row.trial)
-        video: VideoInfo | None = None
-        start: VideoStart | None = None
-        path = folder / name if folder else None
-        if check_videos and path is not None and path.exists():
-            try:
-                video = probe_video(path)
-                if dat is not None:
-                    start = video_alignment(video, trial_seconds=dat.trial_seconds,
-                                            override=video_start)
-            except DeapInputError as err:
-                problems.append(Problem(severity="warning", subject=subject, path=err.path,
-                                        message=f"{err.problem}; trial skipped for faces"))
-                video = None
-        elif check_videos and filmed and layout.video_dir is not None:
-            missing.append(name)
+    for row in rows:
+        found = by_trial.get(row.experiment_id - 1)
+        if found is not None and found.exists and found.problem is not None:
+            problems.append(Problem(severity="warning", subject=subject, path=found.path,
+                                    message=f"{found.problem}; trial skipped for faces"))
+        elif found is not None and not found.exists and filmed and layout.video_dir is not None:
+            missing.append(found.file)
+        usable = found is not None and found.problem is None
         trials.append(TrialInfo(
             experiment_id=row.experiment_id, trial=row.trial, start_time_us=row.start_time_us,
-            video_file=name, video=video, video_start=start))
+            video_file=fmt.video_name(subject, row.trial), video=found.video if usable else None,
+            video_start=found.video_start if usable else None))
     if missing:
         shown = ", ".join(sorted(missing))
+        folder = layout.video_dir / fmt.subject_tag(subject) if layout.video_dir else None
         problems.append(Problem(severity="warning", subject=subject, path=folder, message=(
             f"{len(missing)} of {len(rows)} videos missing: {shown}")))
     return trials
