@@ -65,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.errors import DeapInputError
 from pipeline.video import TrialVideo, VideoStart, find_trial_videos, read_frames
 from pipeline.video import expected_videos  # noqa: F401 - re-exported for flows.stages
+from store_schema.layout import CROP_SIZE, FRAMES_PER_SEGMENT
 
 FACES_CODE_VERSION = "1"
 """Bump when the face stage computes something different for the same parameters and inputs."""
@@ -83,11 +84,12 @@ class FacesParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    frames_per_segment: int = Field(10, ge=1, description="frames sampled per segment")
+    frames_per_segment: int = Field(FRAMES_PER_SEGMENT, ge=1,
+                                    description="frames sampled per segment")
     min_confidence: float = Field(0.7, gt=0.0, le=1.0, description="BlazeFace minimum score")
     box_margin: float = Field(0.10, ge=0.0, le=1.0,
                               description="box growth on each side, as a fraction of its size")
-    crop_size: int = Field(224, ge=8, description="side of the square, center-padded crop")
+    crop_size: int = Field(CROP_SIZE, ge=8, description="side of the square, center-padded crop")
     video_start: Literal["auto", "baseline", "playback"] = Field(
         "auto", description="video starts at the 3 s baseline or at playback; auto: from duration")
     model_path: Path | None = Field(
@@ -111,7 +113,7 @@ def sample_frame_indices(
     fps: float,
     offset_s: float,
     frame_count: int,
-    n: int = 10,
+    n: int = FRAMES_PER_SEGMENT,
 ) -> np.ndarray:
     """(n_segments, n) frame indices: the frame on screen at the centre of each of ``n`` equal
     sub-intervals of every segment (see the module docstring)."""
