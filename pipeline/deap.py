@@ -2,10 +2,12 @@
 
 What it does, in the order a user meets it:
 
-* :func:`find_layout` finds the sub-folders (``data_preprocessed_python``, ``metadata_csv``,
-  ``face_video``, ``data_original``) whether the user points at the DEAP root, at its parent, or at
+* :func:`find_layout` finds the sub-folders (``data_preprocessed_python``,
+  ``data_preprocessed_matlab``, ``metadata_csv``, ``face_video``, ``data_original``) whether the user points at the DEAP root, at its parent, or at
   one of the sub-folders.
-* :func:`pipeline.preprocessed.load_dat` loads and validates one ``sNN.dat``.
+* :func:`preprocessed_file` says which file holds a subject's arrays: its ``sNN.dat``, or, when
+  there is none (or when asked), its MATLAB copy ``sNN.mat``; :mod:`pipeline.preprocessed` reads
+  and validates either with the same checks.
 * :func:`pipeline.ratings.load_ratings` reads ``participant_ratings.csv`` and validates it per
   participant.
 * :func:`scan_deap` puts it together: every subject, every trial paired with its video through
@@ -24,16 +26,19 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from pipeline import deap_format as fmt
 from pipeline.errors import DeapInputError
-from pipeline.preprocessed import DatContents, flat_eeg_problem, load_dat
+from pipeline.preprocessed import DatContents, flat_eeg_problem, load_preprocessed
+from pipeline.preprocessed import load_dat  # noqa: F401 - re-exported
 from pipeline.ratings import RatingsTable, TrialRating, load_ratings
 from pipeline.video import VideoInfo, VideoStart, find_trial_videos
 
-_CANONICAL_DIRS = {fmt.PREPROCESSED_DIR, fmt.METADATA_DIR, fmt.VIDEO_DIR, fmt.ORIGINAL_DIR}
+_CANONICAL_DIRS = {fmt.PREPROCESSED_DIR, fmt.PREPROCESSED_MATLAB_DIR, fmt.METADATA_DIR,
+                   fmt.VIDEO_DIR, fmt.ORIGINAL_DIR}
 _SUBJECT_FILE = re.compile(r"^s(\d{2})\.dat$")
+_MAT_FILE = re.compile(r"^s(\d{2})\.mat$")
 _BDF_FILE = re.compile(r"^s(\d{2})\.bdf$")
 
 
@@ -52,10 +57,16 @@ class DeapLayout(BaseModel):
     ratings_csv: Path | None
     video_dir: Path | None
     original_dir: Path | None
+    matlab_dir: Path | None = None
+    """``data_preprocessed_matlab``: the ``sNN.mat`` copies of the ``.dat`` files."""
 
 
-def _dat_files_in(folder: Path) -> bool:
-    return any(_SUBJECT_FILE.match(p.name) for p in folder.iterdir() if p.is_file())
+PreprocessedFormat = Literal["auto", "dat", "mat"]
+"""Which preprocessed file to read: ``auto`` = the ``.dat``, the ``.mat`` where no ``.dat`` is."""
+
+
+def _files_in(folder: Path, pattern: re.Pattern[str]) -> bool:
+    return any(pattern.match(p.name) for p in folder.iterdir() if p.is_file())
 
 
 def find_layout(path: Path | str) -> DeapLayout:
@@ -66,7 +77,7 @@ def find_layout(path: Path | str) -> DeapLayout:
     if path.is_file():
         if path.name == fmt.RATINGS_FILE:
             path = path.parent.parent
-        elif _SUBJECT_FILE.match(path.name):
+        elif _SUBJECT_FILE.match(path.name) or _MAT_FILE.match(path.name):
             path = path.parent
         else:
             raise DeapInputError(path, "is a file; give the DEAP folder (the one holding "
@@ -84,8 +95,11 @@ def find_layout(path: Path | str) -> DeapLayout:
         return None
 
     preprocessed = find_dir(fmt.PREPROCESSED_DIR, accept_self=True)
-    if preprocessed is None and _dat_files_in(path):
+    if preprocessed is None and _files_in(path, _SUBJECT_FILE):
         preprocessed = path  # a folder of sNN.dat files under another name
+    matlab = find_dir(fmt.PREPROCESSED_MATLAB_DIR, accept_self=True)
+    if matlab is None and preprocessed is None and _files_in(path, _MAT_FILE):
+        matlab = path  # a folder of sNN.mat files under another name
     metadata = find_dir(fmt.METADATA_DIR, accept_self=True)
     ratings: Path | None = None
     for folder in ([metadata] if metadata else []) + [path, path.parent]:
@@ -95,7 +109,7 @@ def find_layout(path: Path | str) -> DeapLayout:
     video = find_dir(fmt.VIDEO_DIR, accept_self=True)
     original = find_dir(fmt.ORIGINAL_DIR, accept_self=True)
     # The root is the folder holding the canonical sub-folders (the user may have pointed below it).
-    canonical = [p for p in (preprocessed, metadata, video, original)
+    canonical = [p for p in (preprocessed, matlab, metadata, video, original)
                  if p is not None and p.name in _CANONICAL_DIRS]
     root = canonical[0].parent if canonical else path
     return DeapLayout(
@@ -104,18 +118,31 @@ def find_layout(path: Path | str) -> DeapLayout:
         ratings_csv=ratings,
         video_dir=video,
         original_dir=original,
+        matlab_dir=matlab,
     )
 
 
 def subjects_in(layout: DeapLayout, *, source: Literal["preprocessed", "original"] = "preprocessed",
                 ) -> list[int]:
-    """Subject numbers that have a ``sNN.dat`` file (``sNN.bdf`` for source ``original``)."""
-    folder = layout.original_dir if source == "original" else layout.preprocessed_dir
-    if folder is None:
-        return []
-    pattern = _BDF_FILE if source == "original" else _SUBJECT_FILE
-    found = (pattern.match(p.name) for p in folder.iterdir())
-    return sorted(int(m.group(1)) for m in found if m)
+    """Subject numbers that have a ``sNN.dat`` or ``sNN.mat`` file (``sNN.bdf`` for source
+    ``original``)."""
+    if source == "original":
+        folders = [(layout.original_dir, _BDF_FILE)]
+    else:
+        folders = [(layout.preprocessed_dir, _SUBJECT_FILE), (layout.matlab_dir, _MAT_FILE)]
+    found = {int(m.group(1)) for folder, pattern in folders if folder is not None
+             for m in (pattern.match(p.name) for p in folder.iterdir()) if m}
+    return sorted(found)
+
+
+def preprocessed_file(layout: DeapLayout, subject: int, *,
+                      preprocessed_format: PreprocessedFormat = "auto") -> Path | None:
+    """The file holding ``subject``'s preprocessed arrays: ``sNN.dat``, else ``sNN.mat`` (``auto``),
+    or only the one asked for; ``None`` when it is not there."""
+    dat = layout.preprocessed_dir / fmt.dat_name(subject) if layout.preprocessed_dir else None
+    mat = layout.matlab_dir / fmt.mat_name(subject) if layout.matlab_dir else None
+    order = {"auto": [dat, mat], "dat": [dat], "mat": [mat]}[preprocessed_format]
+    return next((p for p in order if p is not None and p.is_file()), None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +183,8 @@ class SubjectInfo(BaseModel):
     """Everything known about one subject without holding its arrays."""
 
     subject: int
-    dat_path: Path | None
+    preprocessed_path: Path | None
+    """The ``sNN.dat`` read, or the ``sNN.mat`` where there was no ``.dat`` (or it was asked for)."""
     n_trials: int | None = None
     n_channels: int | None = None
     n_samples: int | None = None
@@ -166,7 +194,14 @@ class SubjectInfo(BaseModel):
 
     @property
     def usable(self) -> bool:
-        return self.dat_path is not None and not any(p.severity == "error" for p in self.problems)
+        return self.preprocessed_path is not None and not any(p.severity == "error" for p in self.problems)
+
+    @computed_field  # type: ignore[prop-decorator] - pydantic's documented idiom
+    @property
+    def preprocessed_format(self) -> Literal["dat", "mat"] | None:
+        """Which of DEAP's preprocessed formats was read (``None``: neither was found)."""
+        path = self.preprocessed_path
+        return None if path is None else ("mat" if path.suffix.lower() == ".mat" else "dat")
 
     @property
     def videos_found(self) -> int:
@@ -210,6 +245,7 @@ def scan_deap(
     subjects: Iterable[int] | None = None,
     check_videos: bool = True,
     video_start: VideoStart | None = None,
+    preprocessed_format: PreprocessedFormat = "auto",
 ) -> DeapScan:
     """Read and validate a DEAP folder. Never raises for a bad subject: see ``problems``.
 
@@ -217,10 +253,11 @@ def scan_deap(
     """
     layout = find_layout(root)
     problems: list[Problem] = []
-    if layout.preprocessed_dir is None:
+    if layout.preprocessed_dir is None and layout.matlab_dir is None:
         problems.append(Problem(severity="error", subject=None, path=layout.root, message=(
-            f"no {fmt.PREPROCESSED_DIR}/ folder with sNN.dat files found here, in its parent or "
-            "in its sub-folders")))
+            f"no {fmt.PREPROCESSED_DIR}/ folder with sNN.dat files (nor "
+            f"{fmt.PREPROCESSED_MATLAB_DIR}/ with sNN.mat) found here, in its parent or in its "
+            "sub-folders")))
     ratings: RatingsTable | None = None
     if layout.ratings_csv is None:
         problems.append(Problem(severity="error", subject=None, path=layout.root, message=(
@@ -236,13 +273,15 @@ def scan_deap(
         if without_dat:
             problems.append(Problem(severity="warning", subject=None, path=layout.preprocessed_dir,
                                     message=f"participant(s) {', '.join(map(str, without_dat))} "
-                                    "have ratings but no .dat file"))
+                                    "have ratings but no .dat file"
+                                    + (" (nor .mat)" if layout.matlab_dir else "")))
     if layout.video_dir is None and check_videos and any(
             s <= fmt.LAST_SUBJECT_WITH_VIDEO for s in wanted):
         problems.append(Problem(severity="warning", subject=None, path=layout.root, message=(
             f"no {fmt.VIDEO_DIR}/ folder found: the face stages will have no input")))
     infos = [
-        _read_subject(layout, s, ratings, check_videos=check_videos, video_start=video_start)[0]
+        _read_subject(layout, s, ratings, check_videos=check_videos, video_start=video_start,
+                      preprocessed_format=preprocessed_format)[0]
         for s in wanted
     ]
     return DeapScan(layout=layout, subjects=infos, problems=problems)
@@ -254,6 +293,7 @@ def load_subject(
     *,
     check_videos: bool = True,
     video_start: VideoStart | None = None,
+    preprocessed_format: PreprocessedFormat = "auto",
 ) -> SubjectRecording:
     """Load one subject's arrays and trial pairing; raise :class:`DeapInputError` if unusable."""
     layout = root if isinstance(root, DeapLayout) else find_layout(root)
@@ -261,7 +301,7 @@ def load_subject(
         raise DeapInputError(layout.root, f"no {fmt.METADATA_DIR}/{fmt.RATINGS_FILE} found")
     ratings = load_ratings(layout.ratings_csv)
     info, dat = _read_subject(layout, subject, ratings, check_videos=check_videos,
-                              video_start=video_start)
+                              video_start=video_start, preprocessed_format=preprocessed_format)
     errors = [p for p in info.problems if p.severity == "error"]
     if errors or dat is None:
         first = errors[0]
@@ -276,6 +316,7 @@ def _read_subject(
     *,
     check_videos: bool,
     video_start: VideoStart | None,
+    preprocessed_format: PreprocessedFormat,
 ) -> tuple[SubjectInfo, DatContents | None]:
     problems: list[Problem] = []
 
@@ -285,20 +326,25 @@ def _read_subject(
     def warning(path: Path | None, message: str) -> None:
         problems.append(Problem(severity="warning", subject=subject, path=path, message=message))
 
-    dat_path = layout.preprocessed_dir / fmt.dat_name(subject) if layout.preprocessed_dir else None
+    path = preprocessed_file(layout, subject, preprocessed_format=preprocessed_format)
     dat: DatContents | None = None
-    if dat_path is None or not dat_path.is_file():
-        error(dat_path, f"no {fmt.dat_name(subject)} (unknown subject?)")
-        dat_path = None
+    if path is None:
+        if preprocessed_format == "mat":
+            folder, names = layout.matlab_dir, [fmt.mat_name(subject)]
+        else:
+            folder, names = layout.preprocessed_dir, [fmt.dat_name(subject)]
+            if preprocessed_format == "auto" and layout.matlab_dir is not None:
+                names.append(fmt.mat_name(subject))
+        error(folder / names[0] if folder else None, f"no {' nor '.join(names)} (unknown subject?)")
     else:
         try:
-            dat = load_dat(dat_path)
+            dat = load_preprocessed(path)
         except DeapInputError as err:
             error(err.path, err.problem)
         else:
             if (flat := flat_eeg_problem(dat.data)) is not None:
-                error(dat_path, flat)
-    info = SubjectInfo(subject=subject, dat_path=dat_path)
+                error(path, flat)
+    info = SubjectInfo(subject=subject, preprocessed_path=path)
     if dat is not None:
         info.n_trials, info.n_channels, info.n_samples = (int(n) for n in dat.data.shape)
 
@@ -312,7 +358,7 @@ def _read_subject(
             rows = ratings.by_subject[subject]
     if dat is not None and rows is not None and len(rows) != dat.n_trials:
         error(ratings.path if ratings else None,
-              f"participant {subject} has {len(rows)} rated trials but {fmt.dat_name(subject)} "
+              f"participant {subject} has {len(rows)} rated trials but {dat.path.name} "
               f"holds {dat.n_trials}")
         rows = None
     if dat is not None and rows is not None:
@@ -326,14 +372,14 @@ def _read_subject(
 
 
 def _compare_labels(dat: DatContents, rows: list[TrialRating], warning) -> None:  # noqa: ANN001
-    """The ``.dat`` labels are used for training; say so when the CSV disagrees."""
+    """The ``.dat`` (or ``.mat``) labels are used for training; say so when the CSV disagrees."""
     by_experiment = {r.experiment_id: r for r in rows}
     for index in range(dat.n_trials):
         row = by_experiment[index + 1]
         csv_values = np.array([row.valence, row.arousal, row.dominance, row.liking])
         if not np.allclose(dat.labels[index], csv_values, atol=0.006):
             warning(dat.path, f"labels of Experiment_id {index + 1} {dat.labels[index].round(2).tolist()} "
-                    f"differ from the ratings CSV {csv_values.tolist()}; the .dat labels are used")
+                    f"differ from the ratings CSV {csv_values.tolist()}; the {dat.path.suffix} labels are used")
             return
 
 

@@ -1,8 +1,11 @@
-"""DEAP's preprocessed arrays of one subject: ``data_preprocessed_python/sNN.dat``.
+"""DEAP's preprocessed arrays of one subject: ``data_preprocessed_python/sNN.dat`` or its MATLAB
+copy ``data_preprocessed_matlab/sNN.mat``.
 
 :func:`load_dat` loads one ``sNN.dat`` (a Python 2 pickle, read with ``encoding="latin1"`` through
-an unpickler that only accepts numpy arrays and plain containers) and validates it: shape, dtype,
-finite values within float32's range, ratings within [1, 9]. Every error names the file.
+an unpickler that only accepts numpy arrays and plain containers), :func:`load_mat` one ``sNN.mat``
+(MATLAB v5, ``scipy.io.loadmat``; many users have only these), and both validate the same way:
+shape, dtype, finite values within float32's range, ratings within [1, 9]. Every error names the
+file. :func:`load_preprocessed` picks the reader by the file's suffix.
 """
 
 from __future__ import annotations
@@ -102,10 +105,10 @@ def load_dat(path: Path | str) -> DatContents:
             problem = (f"not a DEAP pickle ({type(err).__name__}: {err}); DEAP's .dat files are "
                        "Python 2 pickles of {'data', 'labels'} (loaded with encoding='latin1')")
         raise DeapInputError(path, problem) from err
-    return _validate_dat(path, obj)
+    return _validate_contents(path, obj)
 
 
-def _validate_dat(path: Path, obj: object) -> DatContents:
+def _validate_contents(path: Path, obj: object) -> DatContents:
     if not isinstance(obj, dict):
         raise DeapInputError(
             path, f"expected a dict with keys 'data' and 'labels', found {type(obj).__name__}")
@@ -181,3 +184,30 @@ def flat_eeg_problem(data: np.ndarray) -> str | None:
         return (f"all {len(fmt.EEG_CHANNELS)} EEG channels are constant ({float(eeg.flat[0]):g}) "
                 "in every trial: no signal to preprocess")
     return None
+
+
+def load_mat(path: Path | str) -> DatContents:
+    """Load and validate one ``sNN.mat`` with every check of :func:`load_dat`. Raises
+    :class:`DeapInputError` naming the file."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    if not path.is_file():
+        raise DeapInputError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise DeapInputError(path, "empty file (0 bytes)")
+    try:
+        obj = loadmat(path)
+    except NotImplementedError as err:  # scipy's answer to v7.3 (HDF5) files
+        raise DeapInputError(path, f"MATLAB v7.3 (HDF5) file, which scipy cannot read ({err}); "
+                             "DEAP's .mat files are MATLAB v5: use the original file, re-save it "
+                             "with save(..., '-v7'), or use the .dat") from err
+    except (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, AttributeError) as err:
+        raise DeapInputError(path, f"not a readable MATLAB v5 file ({type(err).__name__}: {err}); "
+                             "truncated or not a .mat? copy it again from the DEAP archive") from err
+    return _validate_contents(path, {k: v for k, v in obj.items() if not k.startswith("__")})
+
+
+def load_preprocessed(path: Path | str) -> DatContents:
+    """:func:`load_mat` for a ``.mat`` file, :func:`load_dat` otherwise."""
+    return load_mat(path) if Path(path).suffix.lower() == ".mat" else load_dat(path)

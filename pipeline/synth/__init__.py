@@ -8,6 +8,8 @@ here. ``write_synthetic_deap`` writes, under ``out/``:
   to ``numpy.core``): ``pickle.load(f, encoding="latin1")`` loads it and a plain ``pickle.load(f)``
   fails with UnicodeDecodeError, as on the real files. Trials in ``Experiment_id`` order, channels
   in ``deap_format.ALL_CHANNELS`` order, labels = valence, arousal, dominance, liking.
+  With ``params.format = "mat"``: ``data_preprocessed_matlab/sNN.mat`` instead, the same two
+  arrays as a MATLAB v5 file (``scipy.io.savemat``; a fixed header text, so no timestamp).
 - ``metadata_csv/participant_ratings.csv``: DEAP's verbatim header, one row per (participant,
   Trial), sorted by participant then Trial.
 - ``face_video/sNN/sNN_trialTT.avi`` (TT = presentation order) for subjects 1..22, except

@@ -93,6 +93,9 @@ class SynthParams(BaseModel):
     videos: bool = True
     codec: Literal["MJPG", "mp4v"] = DEFAULT_CODEC
     bdf: bool = Field(False, description="also write data_original/sNN.bdf (512 Hz raw recordings)")
+    format: Literal["dat", "mat"] = Field(
+        "dat", description="preprocessed arrays as data_preprocessed_python/sNN.dat (Python 2 "
+        "pickle) or as data_preprocessed_matlab/sNN.mat (MATLAB v5), DEAP's two formats")
 
     @field_validator("missing_videos", mode="before")
     @classmethod

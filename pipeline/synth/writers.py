@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pickle
@@ -86,6 +87,26 @@ def _write_dat(path: Path, signals: SubjectSignals) -> None:
         _dump_python2_pickle(f, {"data": signals.data, "labels": signals.ratings})
 
 
+_MAT_HEADER_BYTES = 116  # MATLAB v5: 116 bytes of text, then subsystem offset, version, endian
+
+
+def _write_mat(path: Path, signals: SubjectSignals) -> None:
+    """``{'data', 'labels'}`` as a MATLAB v5 file, as DEAP's ``data_preprocessed_matlab`` holds.
+
+    scipy writes the creation time into the header text; a fixed text keeps the file a function
+    of the params alone.
+    """
+    from scipy.io import savemat
+
+    buffer = io.BytesIO()
+    savemat(buffer, {"data": signals.data, "labels": signals.ratings}, format="5")
+    header = b"MATLAB 5.0 MAT-file, written by pipeline.synth (synthetic DEAP)"
+    raw = bytearray(buffer.getvalue())
+    raw[:_MAT_HEADER_BYTES] = header.ljust(_MAT_HEADER_BYTES, b" ")
+    with _atomic(path) as tmp:
+        tmp.write_bytes(bytes(raw))
+
+
 def _py2_str(raw: bytes) -> bytes:
     if len(raw) < 256:
         return pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw
@@ -159,8 +180,12 @@ def write_synthetic_deap(
     for subject in range(1, params.subjects + 1):
         tag = df.subject_tag(subject)
         signals = subject_signals(subject=subject, params=params)
-        dat = out / df.PREPROCESSED_DIR / df.dat_name(subject)
-        _write_dat(dat, signals)
+        if params.format == "mat":
+            dat = out / df.PREPROCESSED_MATLAB_DIR / df.mat_name(subject)
+            _write_mat(dat, signals)
+        else:
+            dat = out / df.PREPROCESSED_DIR / df.dat_name(subject)
+            _write_dat(dat, signals)
         written.append(dat)
         shape = f"{params.trials} trials x {df.N_CHANNELS} channels x {params.n_samples} samples"
         say(f"{tag}: wrote {dat.relative_to(out)} ({shape})")
