@@ -409,6 +409,9 @@ def _pair_videos(
                                     message=f"{found.problem}; trial skipped for faces"))
         elif found is not None and not found.exists and filmed and layout.video_dir is not None:
             missing.append(found.file)
+        elif found is not None and found.warning is not None:
+            problems.append(Problem(severity="warning", subject=subject, path=found.path,
+                                    message=found.warning))
         usable = found is not None and found.problem is None
         trials.append(TrialInfo(
             experiment_id=row.experiment_id, trial=row.trial, start_time_us=row.start_time_us,

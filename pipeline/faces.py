@@ -323,6 +323,8 @@ def faces_for_subject(
                 continue
             if repeats:
                 warnings.append({**where, "reason": repeats})
+            if video.warning:
+                warnings.append({**where, "reason": video.warning})
             if info["detected"] == 0:
                 warnings.append({**where, "reason": (
                     f"no face found in any sampled frame (min_confidence {params.min_confidence:g}): "

@@ -7,6 +7,8 @@ Shared by the DEAP reader (``pipeline.deap``: what a folder holds) and the face 
 * :func:`video_alignment` decides where a video starts. ``shared/DEAP_FORMAT.md`` leaves it
   unconfirmed: a video whose duration covers the 3 s baseline plus the trial is taken to start at
   the baseline, one that covers only the trial to start at playback; an explicit override wins.
+  A duration that is neither about baseline + trial (63 s in DEAP) nor about the trial (60 s)
+  makes that choice a guess: :func:`duration_warning` says so, naming the file and its duration.
 * :func:`find_trial_videos` pairs every trial (``.dat`` index, presentation order) with its file
   ``face_video/sNN/sNN_trialTT.avi`` (TT = presentation order), probed and aligned, or with the
   reason it cannot be used. It never raises for a bad file.
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from pipeline import deap_format as fmt
 from pipeline.errors import DeapInputError
@@ -56,6 +58,7 @@ class VideoInfo(BaseModel):
     width: int
     height: int
 
+    @computed_field  # type: ignore[prop-decorator] - pydantic's documented idiom
     @property
     def duration_s(self) -> float:
         return self.frame_count / self.fps
@@ -99,6 +102,19 @@ def probe_video(path: Path | str) -> VideoInfo:
     return VideoInfo(path=path, fps=fps, frame_count=frames, width=width, height=height)
 
 
+def duration_warning(video: VideoInfo, *, trial_seconds: float, start: VideoStart) -> str | None:
+    """Why ``video``'s alignment is a guess: its duration is neither about the baseline plus the
+    trial (63 s in DEAP) nor about the trial alone (60 s); ``None`` when it is one of them."""
+    expected = (trial_seconds + fmt.BASELINE_SECONDS, trial_seconds)
+    if any(abs(video.duration_s - e) <= VIDEO_DURATION_TOLERANCE_S for e in expected):
+        return None
+    offset = fmt.BASELINE_SECONDS if start == "baseline" else 0
+    return (f"video is {video.duration_s:.2f} s long ({video.frame_count} frames at {video.fps:g} "
+            f"fps), neither about {expected[0]:g} s (baseline + trial) nor about {expected[1]:g} s "
+            f"(trial only): taken to start at the {start} ({offset} s before playback); check the "
+            "file or set video_start")
+
+
 def video_alignment(
     video: VideoInfo, *, trial_seconds: float, override: VideoStart | None = None
 ) -> VideoStart:
@@ -135,6 +151,8 @@ class TrialVideo:
     """``None`` when unusable or when the trial length was not known (no alignment decided)."""
     problem: str | None = None
     """Why the trial has no usable video (``None``: usable)."""
+    warning: str | None = None
+    """A caveat of a usable video (its duration makes the alignment a guess)."""
     exists: bool = False
     """The file is there (a ``problem`` is then about its content, not its absence)."""
 
@@ -186,8 +204,10 @@ def find_trial_videos(
             except DeapInputError as err:
                 problem = err.problem
             else:
+                warning = None if start is None else duration_warning(
+                    info, trial_seconds=float(trial_seconds), start=start)
                 found.append(TrialVideo(trial_index=trial_index, file=name, path=path, video=info,
-                                        video_start=start, exists=True))
+                                        video_start=start, exists=True, warning=warning))
                 continue
         found.append(TrialVideo(trial_index=trial_index, file=name, path=path, problem=problem,
                                 exists=path is not None and path.exists()))
