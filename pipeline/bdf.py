@@ -33,8 +33,8 @@ from typing import Literal
 import numpy as np
 
 from pipeline import deap_format as fmt
-from pipeline.deap import TrialRating
 from pipeline.errors import DeapInputError
+from pipeline.ratings import TrialRating
 
 CONTEXT_SECONDS = 1.0
 """Extra signal read on each side of a trial so the resampler's edges fall outside it."""

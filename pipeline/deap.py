@@ -2,29 +2,23 @@
 
 What it does, in the order a user meets it:
 
-* :func:`find_layout` finds the sub-folders (``data_preprocessed_python``, ``metadata_csv``,
-  ``face_video``, ``data_original``) whether the user points at the DEAP root, at its parent, or at
+* :func:`find_layout` finds the sub-folders (``data_preprocessed_python``,
+  ``data_preprocessed_matlab``, ``metadata_csv``, ``face_video``, ``data_original``) whether the user points at the DEAP root, at its parent, or at
   one of the sub-folders.
-* :func:`load_dat` loads one ``sNN.dat`` (a Python 2 pickle, read with ``encoding="latin1"`` through
-  an unpickler that only accepts numpy arrays and plain containers) and validates it.
-* :func:`load_ratings` reads ``participant_ratings.csv`` and validates it per participant.
-* :func:`probe_video` reads fps, frame count and size from a video file instead of assuming them.
+* :func:`preprocessed_file` says which file holds a subject's arrays: its ``sNN.dat``, or, when
+  there is none (or when asked), its MATLAB copy ``sNN.mat``; :mod:`pipeline.preprocessed` reads
+  and validates either with the same checks.
+* :func:`pipeline.ratings.load_ratings` reads ``participant_ratings.csv`` and validates it per
+  participant.
 * :func:`scan_deap` puts it together: every subject, every trial paired with its video through
   ``Trial`` (presentation order) → ``Experiment_id`` (the ``.dat`` index), and every problem found.
   One bad subject never stops the others from being read.
 
-Alignment of a video with its trial (``shared/DEAP_FORMAT.md`` leaves it unconfirmed): a video whose
-duration covers the 3 s baseline plus the trial is taken to start at the baseline, one that covers
-only the trial to start at playback. :func:`video_alignment` implements that rule; an explicit
-override wins.
+Videos are probed, aligned and paired by :mod:`pipeline.video` (shared with the face stage).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-import pickle
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,18 +26,19 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from pipeline import deap_format as fmt
 from pipeline.errors import DeapInputError
+from pipeline.preprocessed import DatContents, flat_eeg_problem, load_preprocessed
+from pipeline.preprocessed import load_dat  # noqa: F401 - re-exported
+from pipeline.ratings import RatingsTable, TrialRating, load_ratings
+from pipeline.video import VideoInfo, VideoStart, find_trial_videos
 
-VideoStart = Literal["baseline", "playback"]
-
-VIDEO_DURATION_TOLERANCE_S = 0.5
-"""A video may be this much shorter than what it should cover (frame rounding, dropped frames)."""
-
-_CANONICAL_DIRS = {fmt.PREPROCESSED_DIR, fmt.METADATA_DIR, fmt.VIDEO_DIR, fmt.ORIGINAL_DIR}
+_CANONICAL_DIRS = {fmt.PREPROCESSED_DIR, fmt.PREPROCESSED_MATLAB_DIR, fmt.METADATA_DIR,
+                   fmt.VIDEO_DIR, fmt.ORIGINAL_DIR}
 _SUBJECT_FILE = re.compile(r"^s(\d{2})\.dat$")
+_MAT_FILE = re.compile(r"^s(\d{2})\.mat$")
 _BDF_FILE = re.compile(r"^s(\d{2})\.bdf$")
 
 
@@ -62,10 +57,16 @@ class DeapLayout(BaseModel):
     ratings_csv: Path | None
     video_dir: Path | None
     original_dir: Path | None
+    matlab_dir: Path | None = None
+    """``data_preprocessed_matlab``: the ``sNN.mat`` copies of the ``.dat`` files."""
 
 
-def _dat_files_in(folder: Path) -> bool:
-    return any(_SUBJECT_FILE.match(p.name) for p in folder.iterdir() if p.is_file())
+PreprocessedFormat = Literal["auto", "dat", "mat"]
+"""Which preprocessed file to read: ``auto`` = the ``.dat``, the ``.mat`` where no ``.dat`` is."""
+
+
+def _files_in(folder: Path, pattern: re.Pattern[str]) -> bool:
+    return any(pattern.match(p.name) for p in folder.iterdir() if p.is_file())
 
 
 def find_layout(path: Path | str) -> DeapLayout:
@@ -76,7 +77,7 @@ def find_layout(path: Path | str) -> DeapLayout:
     if path.is_file():
         if path.name == fmt.RATINGS_FILE:
             path = path.parent.parent
-        elif _SUBJECT_FILE.match(path.name):
+        elif _SUBJECT_FILE.match(path.name) or _MAT_FILE.match(path.name):
             path = path.parent
         else:
             raise DeapInputError(path, "is a file; give the DEAP folder (the one holding "
@@ -94,8 +95,11 @@ def find_layout(path: Path | str) -> DeapLayout:
         return None
 
     preprocessed = find_dir(fmt.PREPROCESSED_DIR, accept_self=True)
-    if preprocessed is None and _dat_files_in(path):
+    if preprocessed is None and _files_in(path, _SUBJECT_FILE):
         preprocessed = path  # a folder of sNN.dat files under another name
+    matlab = find_dir(fmt.PREPROCESSED_MATLAB_DIR, accept_self=True)
+    if matlab is None and preprocessed is None and _files_in(path, _MAT_FILE):
+        matlab = path  # a folder of sNN.mat files under another name
     metadata = find_dir(fmt.METADATA_DIR, accept_self=True)
     ratings: Path | None = None
     for folder in ([metadata] if metadata else []) + [path, path.parent]:
@@ -105,7 +109,7 @@ def find_layout(path: Path | str) -> DeapLayout:
     video = find_dir(fmt.VIDEO_DIR, accept_self=True)
     original = find_dir(fmt.ORIGINAL_DIR, accept_self=True)
     # The root is the folder holding the canonical sub-folders (the user may have pointed below it).
-    canonical = [p for p in (preprocessed, metadata, video, original)
+    canonical = [p for p in (preprocessed, matlab, metadata, video, original)
                  if p is not None and p.name in _CANONICAL_DIRS]
     root = canonical[0].parent if canonical else path
     return DeapLayout(
@@ -114,394 +118,31 @@ def find_layout(path: Path | str) -> DeapLayout:
         ratings_csv=ratings,
         video_dir=video,
         original_dir=original,
+        matlab_dir=matlab,
     )
 
 
 def subjects_in(layout: DeapLayout, *, source: Literal["preprocessed", "original"] = "preprocessed",
                 ) -> list[int]:
-    """Subject numbers that have a ``sNN.dat`` file (``sNN.bdf`` for source ``original``)."""
-    folder = layout.original_dir if source == "original" else layout.preprocessed_dir
-    if folder is None:
-        return []
-    pattern = _BDF_FILE if source == "original" else _SUBJECT_FILE
-    found = (pattern.match(p.name) for p in folder.iterdir())
-    return sorted(int(m.group(1)) for m in found if m)
+    """Subject numbers that have a ``sNN.dat`` or ``sNN.mat`` file (``sNN.bdf`` for source
+    ``original``)."""
+    if source == "original":
+        folders = [(layout.original_dir, _BDF_FILE)]
+    else:
+        folders = [(layout.preprocessed_dir, _SUBJECT_FILE), (layout.matlab_dir, _MAT_FILE)]
+    found = {int(m.group(1)) for folder, pattern in folders if folder is not None
+             for m in (pattern.match(p.name) for p in folder.iterdir()) if m}
+    return sorted(found)
 
 
-# --------------------------------------------------------------------------------------------
-# .dat files
-# --------------------------------------------------------------------------------------------
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Loads numpy arrays and plain containers, refuses everything else.
-
-    A ``.dat`` file is a pickle from a third party; a plain ``pickle.load`` would run any code
-    it names. DEAP's files only need numpy's array reconstruction.
-    """
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("copy_reg", "_reconstructor"),
-        ("copyreg", "_reconstructor"),
-        ("__builtin__", "object"),
-        # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, "latin1"), and
-        # empty bytes (the buffer of an empty array) as __builtin__.bytes().
-        ("_codecs", "encode"),
-        ("builtins", "object"),
-        ("__builtin__", "bytes"),
-        ("builtins", "bytes"),
-        # Protocol 5 (a .dat re-saved by Python 3.8+): arrays are rebuilt from their buffer.
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-    }
-
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays)")
-        if module.startswith("numpy.core"):
-            module = module.replace("numpy.core", "numpy._core", 1)  # numpy 2 moved it
-        return super().find_class(module, name)
-
-
-@dataclass(frozen=True)
-class DatContents:
-    """The arrays of one ``sNN.dat``: trials in ``Experiment_id`` order."""
-
-    path: Path
-    data: np.ndarray  # (n_trials, 40, n_samples) float
-    labels: np.ndarray  # (n_trials, 4) float: valence, arousal, dominance, liking
-
-    @property
-    def n_trials(self) -> int:
-        return int(self.data.shape[0])
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.data.shape[2])
-
-    @property
-    def trial_seconds(self) -> float:
-        """Length of a trial after the baseline, in seconds."""
-        return (self.n_samples - fmt.BASELINE_SAMPLES) / fmt.SFREQ
-
-
-MIN_TRIAL_SECONDS = 3
-"""A trial must hold at least one 3 s window after its baseline."""
-
-
-def load_dat(path: Path | str) -> DatContents:
-    """Load and validate one ``sNN.dat``. Raises :class:`DeapInputError` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DeapInputError(path, "file not found")
-    raw = path.read_bytes()
-    if not raw:
-        raise DeapInputError(path, "empty file (0 bytes)")
-    try:
-        obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    except (EOFError, ValueError, pickle.UnpicklingError, UnicodeDecodeError, TypeError,
-            AttributeError, ImportError, IndexError, KeyError) as err:
-        # A binary pickle opens with the PROTO opcode; running out of data after it means a cut file.
-        cut_short = isinstance(err, EOFError) or "truncated" in str(err)
-        if raw.startswith(b"\x80") and cut_short:
-            problem = (f"truncated pickle ({len(raw):,} bytes; {err or 'unexpected end'}): copy the "
-                       "file again from the DEAP archive")
-        else:
-            problem = (f"not a DEAP pickle ({type(err).__name__}: {err}); DEAP's .dat files are "
-                       "Python 2 pickles of {'data', 'labels'} (loaded with encoding='latin1')")
-        raise DeapInputError(path, problem) from err
-    return _validate_dat(path, obj)
-
-
-def _validate_dat(path: Path, obj: object) -> DatContents:
-    if not isinstance(obj, dict):
-        raise DeapInputError(
-            path, f"expected a dict with keys 'data' and 'labels', found {type(obj).__name__}")
-    missing = [k for k in ("data", "labels") if k not in obj]
-    if missing:
-        keys = ", ".join(repr(k) for k in obj) or "none"
-        raise DeapInputError(path, f"missing key(s) {', '.join(map(repr, missing))} (keys found: {keys})")
-    data, labels = obj["data"], obj["labels"]
-    for name, arr in (("data", data), ("labels", labels)):
-        if not isinstance(arr, np.ndarray):
-            raise DeapInputError(path, f"'{name}' is a {type(arr).__name__}, expected a numpy array")
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise DeapInputError(path, f"'{name}' has dtype {arr.dtype}, expected floating point")
-    if data.ndim != 3 or data.shape[1] != fmt.N_CHANNELS:
-        raise DeapInputError(
-            path, f"'data' has shape {data.shape}, expected (trials, {fmt.N_CHANNELS} channels, samples)")
-    min_samples = fmt.BASELINE_SAMPLES + MIN_TRIAL_SECONDS * fmt.SFREQ
-    if data.shape[2] < min_samples:
-        raise DeapInputError(
-            path, f"'data' has {data.shape[2]} samples per trial, fewer than the 3 s baseline plus "
-            f"{MIN_TRIAL_SECONDS} s ({min_samples} samples at {fmt.SFREQ} Hz)")
-    if data.shape[0] == 0:
-        raise DeapInputError(path, "'data' holds no trials")
-    if labels.shape != (data.shape[0], len(fmt.RATING_NAMES)):
-        raise DeapInputError(
-            path, f"'labels' has shape {labels.shape}, expected ({data.shape[0]}, 4) "
-            "(valence, arousal, dominance, liking per trial)")
-    _check_finite(path, "data", data)
-    _check_finite(path, "labels", labels)
-    _check_float32_range(path, data)
-    out_of_range = np.argwhere((labels < fmt.RATING_MIN) | (labels > fmt.RATING_MAX))
-    if out_of_range.size:
-        trial, col = (int(i) for i in out_of_range[0])
-        raise DeapInputError(
-            path, f"{len(out_of_range)} rating(s) outside [1, 9], first: Experiment_id {trial + 1} "
-            f"{fmt.RATING_NAMES[col]} = {labels[trial, col]:g}")
-    return DatContents(path=path, data=data, labels=labels)
-
-
-def _check_finite(path: Path, name: str, arr: np.ndarray) -> None:
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise DeapInputError(path, f"'{name}' has {int(bad.sum())} NaN/inf value(s), first at "
-                             f"{_place(name, bad)}")
-
-
-def _place(name: str, bad: np.ndarray) -> str:
-    """Where the first True of ``bad`` lies, in DEAP's terms."""
-    where = tuple(int(i) for i in np.argwhere(bad)[0])
-    if name == "data":
-        return f"trial {where[0] + 1}, channel {fmt.ALL_CHANNELS[where[1]]}, sample {where[2]}"
-    return f"Experiment_id {where[0] + 1}, {fmt.RATING_NAMES[where[1]]}"
-
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _check_float32_range(path: Path, data: np.ndarray) -> None:
-    """The store keeps the signals as float32: a finite float64 beyond its range would become inf."""
-    bad = np.abs(data) > _FLOAT32_MAX
-    if bad.any():
-        raise DeapInputError(
-            path, f"'data' has {int(bad.sum())} value(s) too large for float32 (|x| > "
-            f"{_FLOAT32_MAX:.2g}), first at {_place('data', bad)}: not EEG in microvolts")
-
-
-def flat_eeg_problem(data: np.ndarray) -> str | None:
-    """Why ``data`` (trials, channels, samples) cannot be preprocessed when every EEG channel is
-    one constant value (nothing for the band-pass and ICA to work on); ``None`` otherwise. A
-    format-valid file can hold it (e.g. zeros), so this is a check of the subject, not the file."""
-    eeg = data[:, : len(fmt.EEG_CHANNELS)]
-    if eeg.size and bool(np.all(eeg == eeg.reshape(-1)[0])):
-        return (f"all {len(fmt.EEG_CHANNELS)} EEG channels are constant ({float(eeg.flat[0]):g}) "
-                "in every trial: no signal to preprocess")
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# participant_ratings.csv
-# --------------------------------------------------------------------------------------------
-
-
-class TrialRating(BaseModel):
-    """One row of ``participant_ratings.csv``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    trial: int  # presentation order, 1-based
-    experiment_id: int  # video id, 1-based = .dat index + 1
-    start_time_us: int
-    valence: float
-    arousal: float
-    dominance: float
-    liking: float
-    familiarity: int | None  # blank for some participants
-
-
-class RatingsTable(BaseModel):
-    """The validated ratings of every participant, and the problems of those that failed."""
-
-    path: Path
-    by_subject: dict[int, list[TrialRating]]  # rows sorted by trial
-    subject_errors: dict[int, str]  # participant -> why its rows are unusable
-
-
-def load_ratings(path: Path | str) -> RatingsTable:
-    """Read ``participant_ratings.csv``.
-
-    A problem with the whole file (missing, no header, a missing column) raises
-    :class:`DeapInputError`; a problem with one participant's rows is recorded in
-    ``subject_errors`` so the others stay usable.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DeapInputError(path, "file not found")
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
-    if not text.strip():
-        raise DeapInputError(path, "empty file")
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [c for c in fmt.RATINGS_COLUMNS if c not in header]
-    if missing:
-        first_line = text.lstrip().splitlines()[0]
-        found = first_line if len(first_line) <= 100 else first_line[:100] + "..."
-        raise DeapInputError(
-            path, f"missing column(s) {', '.join(missing)}; expected header {fmt.RATINGS_HEADER_LINE} "
-            f"(comma-separated), found {found}")
-    rows: dict[int, list[TrialRating]] = {}
-    errors: dict[int, str] = {}
-    for line_no, raw in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-        if not any(row.values()):
-            continue
-        try:
-            subject = int(row["Participant_id"])
-        except ValueError:
-            raise DeapInputError(
-                path, f"line {line_no}: Participant_id {row['Participant_id']!r} is not an integer"
-            ) from None
-        if subject in errors:
-            continue
-        try:
-            rows.setdefault(subject, []).append(_parse_rating_row(row))
-        except ValueError as err:
-            errors[subject] = f"line {line_no}: {err}"
-    for subject, subject_rows in rows.items():
-        if subject not in errors:
-            problem = _check_trial_permutation(subject_rows)
-            if problem:
-                errors[subject] = problem
-        rows[subject] = sorted(subject_rows, key=lambda r: r.trial)
-    return RatingsTable(
-        path=path,
-        by_subject={s: r for s, r in rows.items() if s not in errors},
-        subject_errors=errors,
-    )
-
-
-def _parse_rating_row(row: dict[str, str]) -> TrialRating:
-    def number(column: str, kind: type) -> float | int:
-        text = row[column]
-        try:
-            parsed = float(text)
-        except ValueError:
-            raise ValueError(f"{column} {text!r} is not a number") from None
-        if kind is int and not parsed.is_integer():
-            raise ValueError(f"{column} {text!r} is not a whole number")
-        value = int(parsed) if kind is int else parsed
-        if kind is float and not math.isfinite(value):
-            raise ValueError(f"{column} {text!r} is not a finite number")
-        return value
-
-    ratings = {c: number(c, float) for c in ("Valence", "Arousal", "Dominance", "Liking")}
-    for column, value in ratings.items():
-        if not fmt.RATING_MIN <= value <= fmt.RATING_MAX:
-            raise ValueError(f"{column} {value:g} is outside [1, 9]")
-    return TrialRating(
-        trial=int(number("Trial", int)),
-        experiment_id=int(number("Experiment_id", int)),
-        start_time_us=int(number("Start_time", int)),
-        valence=ratings["Valence"],
-        arousal=ratings["Arousal"],
-        dominance=ratings["Dominance"],
-        liking=ratings["Liking"],
-        familiarity=int(number("Familiarity", int)) if row["Familiarity"] else None,
-    )
-
-
-def _check_trial_permutation(rows: list[TrialRating]) -> str | None:
-    n = len(rows)
-    expected = set(range(1, n + 1))
-    for column in ("trial", "experiment_id"):
-        values = [getattr(r, column) for r in rows]
-        label = "Trial" if column == "trial" else "Experiment_id"
-        duplicates = sorted({v for v in values if values.count(v) > 1})
-        if duplicates:
-            return f"duplicate {label} {', '.join(map(str, duplicates))}"
-        if set(values) != expected:
-            odd = sorted(set(values) - expected)
-            return f"{label} values {odd} are not a permutation of 1..{n}"
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# Videos
-# --------------------------------------------------------------------------------------------
-
-
-class VideoInfo(BaseModel):
-    """What a video file says about itself (never assumed: DEAP's fps is unconfirmed)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: Path
-    fps: float
-    frame_count: int
-    width: int
-    height: int
-
-    @property
-    def duration_s(self) -> float:
-        return self.frame_count / self.fps
-
-
-def probe_video(path: Path | str) -> VideoInfo:
-    """Open a video with OpenCV, read its header, and decode its first and last frames.
-
-    Decoding the last frame catches files cut short after their header was written.
-    """
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise DeapInputError(path, "video file not found")
-    if path.stat().st_size == 0:
-        raise DeapInputError(path, "empty video file (0 bytes)")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise DeapInputError(path, "cannot be opened as a video (unknown container or codec)")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if frames <= 0:
-            raise DeapInputError(path, "video has no frames")
-        if not math.isfinite(fps) or fps <= 0:
-            raise DeapInputError(path, f"video reports an invalid frame rate ({fps})")
-        ok, _ = cap.read()
-        if not ok:
-            raise DeapInputError(path, "the first frame cannot be decoded")
-        cap.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
-        ok, _ = cap.read()
-        if not ok:
-            raise DeapInputError(
-                path, f"header says {frames} frames but the last one cannot be decoded "
-                "(truncated file?)")
-    finally:
-        cap.release()
-    return VideoInfo(path=path, fps=fps, frame_count=frames, width=width, height=height)
-
-
-def video_alignment(
-    video: VideoInfo, *, trial_seconds: float, override: VideoStart | None = None
-) -> VideoStart:
-    """Whether ``video`` starts at the 3 s pre-trial baseline or at playback.
-
-    Decided from its duration: long enough for baseline + trial → ``baseline``; long enough for
-    the trial only → ``playback``; shorter → :class:`DeapInputError`. ``override`` skips the
-    guess but not the length check.
-    """
-    with_baseline = trial_seconds + fmt.BASELINE_SECONDS - VIDEO_DURATION_TOLERANCE_S
-    trial_only = trial_seconds - VIDEO_DURATION_TOLERANCE_S
-    needed = with_baseline if override == "baseline" else trial_only
-    if video.duration_s < needed:
-        raise DeapInputError(
-            video.path, f"video is {video.duration_s:.2f} s long ({video.frame_count} frames at "
-            f"{video.fps:g} fps), shorter than the {trial_seconds:g} s trial"
-            + (" plus its 3 s baseline" if override == "baseline" else ""))
-    if override is not None:
-        return override
-    return "baseline" if video.duration_s >= with_baseline else "playback"
+def preprocessed_file(layout: DeapLayout, subject: int, *,
+                      preprocessed_format: PreprocessedFormat = "auto") -> Path | None:
+    """The file holding ``subject``'s preprocessed arrays: ``sNN.dat``, else ``sNN.mat`` (``auto``),
+    or only the one asked for; ``None`` when it is not there."""
+    dat = layout.preprocessed_dir / fmt.dat_name(subject) if layout.preprocessed_dir else None
+    mat = layout.matlab_dir / fmt.mat_name(subject) if layout.matlab_dir else None
+    order = {"auto": [dat, mat], "dat": [dat], "mat": [mat]}[preprocessed_format]
+    return next((p for p in order if p is not None and p.is_file()), None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,7 +183,8 @@ class SubjectInfo(BaseModel):
     """Everything known about one subject without holding its arrays."""
 
     subject: int
-    dat_path: Path | None
+    preprocessed_path: Path | None
+    """The ``sNN.dat`` read, or the ``sNN.mat`` where there was no ``.dat`` (or it was asked for)."""
     n_trials: int | None = None
     n_channels: int | None = None
     n_samples: int | None = None
@@ -552,7 +194,14 @@ class SubjectInfo(BaseModel):
 
     @property
     def usable(self) -> bool:
-        return self.dat_path is not None and not any(p.severity == "error" for p in self.problems)
+        return self.preprocessed_path is not None and not any(p.severity == "error" for p in self.problems)
+
+    @computed_field  # type: ignore[prop-decorator] - pydantic's documented idiom
+    @property
+    def preprocessed_format(self) -> Literal["dat", "mat"] | None:
+        """Which of DEAP's preprocessed formats was read (``None``: neither was found)."""
+        path = self.preprocessed_path
+        return None if path is None else ("mat" if path.suffix.lower() == ".mat" else "dat")
 
     @property
     def videos_found(self) -> int:
@@ -596,6 +245,7 @@ def scan_deap(
     subjects: Iterable[int] | None = None,
     check_videos: bool = True,
     video_start: VideoStart | None = None,
+    preprocessed_format: PreprocessedFormat = "auto",
 ) -> DeapScan:
     """Read and validate a DEAP folder. Never raises for a bad subject: see ``problems``.
 
@@ -603,10 +253,11 @@ def scan_deap(
     """
     layout = find_layout(root)
     problems: list[Problem] = []
-    if layout.preprocessed_dir is None:
+    if layout.preprocessed_dir is None and layout.matlab_dir is None:
         problems.append(Problem(severity="error", subject=None, path=layout.root, message=(
-            f"no {fmt.PREPROCESSED_DIR}/ folder with sNN.dat files found here, in its parent or "
-            "in its sub-folders")))
+            f"no {fmt.PREPROCESSED_DIR}/ folder with sNN.dat files (nor "
+            f"{fmt.PREPROCESSED_MATLAB_DIR}/ with sNN.mat) found here, in its parent or in its "
+            "sub-folders")))
     ratings: RatingsTable | None = None
     if layout.ratings_csv is None:
         problems.append(Problem(severity="error", subject=None, path=layout.root, message=(
@@ -622,13 +273,15 @@ def scan_deap(
         if without_dat:
             problems.append(Problem(severity="warning", subject=None, path=layout.preprocessed_dir,
                                     message=f"participant(s) {', '.join(map(str, without_dat))} "
-                                    "have ratings but no .dat file"))
+                                    "have ratings but no .dat file"
+                                    + (" (nor .mat)" if layout.matlab_dir else "")))
     if layout.video_dir is None and check_videos and any(
             s <= fmt.LAST_SUBJECT_WITH_VIDEO for s in wanted):
         problems.append(Problem(severity="warning", subject=None, path=layout.root, message=(
             f"no {fmt.VIDEO_DIR}/ folder found: the face stages will have no input")))
     infos = [
-        _read_subject(layout, s, ratings, check_videos=check_videos, video_start=video_start)[0]
+        _read_subject(layout, s, ratings, check_videos=check_videos, video_start=video_start,
+                      preprocessed_format=preprocessed_format)[0]
         for s in wanted
     ]
     return DeapScan(layout=layout, subjects=infos, problems=problems)
@@ -640,6 +293,7 @@ def load_subject(
     *,
     check_videos: bool = True,
     video_start: VideoStart | None = None,
+    preprocessed_format: PreprocessedFormat = "auto",
 ) -> SubjectRecording:
     """Load one subject's arrays and trial pairing; raise :class:`DeapInputError` if unusable."""
     layout = root if isinstance(root, DeapLayout) else find_layout(root)
@@ -647,7 +301,7 @@ def load_subject(
         raise DeapInputError(layout.root, f"no {fmt.METADATA_DIR}/{fmt.RATINGS_FILE} found")
     ratings = load_ratings(layout.ratings_csv)
     info, dat = _read_subject(layout, subject, ratings, check_videos=check_videos,
-                              video_start=video_start)
+                              video_start=video_start, preprocessed_format=preprocessed_format)
     errors = [p for p in info.problems if p.severity == "error"]
     if errors or dat is None:
         first = errors[0]
@@ -662,6 +316,7 @@ def _read_subject(
     *,
     check_videos: bool,
     video_start: VideoStart | None,
+    preprocessed_format: PreprocessedFormat,
 ) -> tuple[SubjectInfo, DatContents | None]:
     problems: list[Problem] = []
 
@@ -671,20 +326,25 @@ def _read_subject(
     def warning(path: Path | None, message: str) -> None:
         problems.append(Problem(severity="warning", subject=subject, path=path, message=message))
 
-    dat_path = layout.preprocessed_dir / fmt.dat_name(subject) if layout.preprocessed_dir else None
+    path = preprocessed_file(layout, subject, preprocessed_format=preprocessed_format)
     dat: DatContents | None = None
-    if dat_path is None or not dat_path.is_file():
-        error(dat_path, f"no {fmt.dat_name(subject)} (unknown subject?)")
-        dat_path = None
+    if path is None:
+        if preprocessed_format == "mat":
+            folder, names = layout.matlab_dir, [fmt.mat_name(subject)]
+        else:
+            folder, names = layout.preprocessed_dir, [fmt.dat_name(subject)]
+            if preprocessed_format == "auto" and layout.matlab_dir is not None:
+                names.append(fmt.mat_name(subject))
+        error(folder / names[0] if folder else None, f"no {' nor '.join(names)} (unknown subject?)")
     else:
         try:
-            dat = load_dat(dat_path)
+            dat = load_preprocessed(path)
         except DeapInputError as err:
             error(err.path, err.problem)
         else:
             if (flat := flat_eeg_problem(dat.data)) is not None:
-                error(dat_path, flat)
-    info = SubjectInfo(subject=subject, dat_path=dat_path)
+                error(path, flat)
+    info = SubjectInfo(subject=subject, preprocessed_path=path)
     if dat is not None:
         info.n_trials, info.n_channels, info.n_samples = (int(n) for n in dat.data.shape)
 
@@ -698,7 +358,7 @@ def _read_subject(
             rows = ratings.by_subject[subject]
     if dat is not None and rows is not None and len(rows) != dat.n_trials:
         error(ratings.path if ratings else None,
-              f"participant {subject} has {len(rows)} rated trials but {fmt.dat_name(subject)} "
+              f"participant {subject} has {len(rows)} rated trials but {dat.path.name} "
               f"holds {dat.n_trials}")
         rows = None
     if dat is not None and rows is not None:
@@ -712,14 +372,14 @@ def _read_subject(
 
 
 def _compare_labels(dat: DatContents, rows: list[TrialRating], warning) -> None:  # noqa: ANN001
-    """The ``.dat`` labels are used for training; say so when the CSV disagrees."""
+    """The ``.dat`` (or ``.mat``) labels are used for training; say so when the CSV disagrees."""
     by_experiment = {r.experiment_id: r for r in rows}
     for index in range(dat.n_trials):
         row = by_experiment[index + 1]
         csv_values = np.array([row.valence, row.arousal, row.dominance, row.liking])
         if not np.allclose(dat.labels[index], csv_values, atol=0.006):
             warning(dat.path, f"labels of Experiment_id {index + 1} {dat.labels[index].round(2).tolist()} "
-                    f"differ from the ratings CSV {csv_values.tolist()}; the .dat labels are used")
+                    f"differ from the ratings CSV {csv_values.tolist()}; the {dat.path.suffix} labels are used")
             return
 
 
@@ -733,32 +393,33 @@ def _pair_videos(
     check_videos: bool,
     video_start: VideoStart | None,
 ) -> list[TrialInfo]:
+    rows = sorted(rows, key=lambda r: r.experiment_id)
+    videos = find_trial_videos(
+        video_dir=layout.video_dir, subject=subject,
+        trials=[(r.experiment_id - 1, r.trial) for r in rows] if check_videos else [],
+        trial_seconds=dat.trial_seconds if dat is not None else None, video_start=video_start)
+    by_trial = {v.trial_index: v for v in videos}
     filmed = subject <= fmt.LAST_SUBJECT_WITH_VIDEO
-    folder = layout.video_dir / fmt.subject_tag(subject) if layout.video_dir else None
     trials: list[TrialInfo] = []
     missing: list[str] = []
-    for row in sorted(rows, key=lambda r: r.experiment_id):
-        name = fmt.video_name(subject, row.trial)
-        video: VideoInfo | None = None
-        start: VideoStart | None = None
-        path = folder / name if folder else None
-        if check_videos and path is not None and path.exists():
-            try:
-                video = probe_video(path)
-                if dat is not None:
-                    start = video_alignment(video, trial_seconds=dat.trial_seconds,
-                                            override=video_start)
-            except DeapInputError as err:
-                problems.append(Problem(severity="warning", subject=subject, path=err.path,
-                                        message=f"{err.problem}; trial skipped for faces"))
-                video = None
-        elif check_videos and filmed and layout.video_dir is not None:
-            missing.append(name)
+    for row in rows:
+        found = by_trial.get(row.experiment_id - 1)
+        if found is not None and found.exists and found.problem is not None:
+            problems.append(Problem(severity="warning", subject=subject, path=found.path,
+                                    message=f"{found.problem}; trial skipped for faces"))
+        elif found is not None and not found.exists and filmed and layout.video_dir is not None:
+            missing.append(found.file)
+        elif found is not None and found.warning is not None:
+            problems.append(Problem(severity="warning", subject=subject, path=found.path,
+                                    message=found.warning))
+        usable = found is not None and found.problem is None
         trials.append(TrialInfo(
             experiment_id=row.experiment_id, trial=row.trial, start_time_us=row.start_time_us,
-            video_file=name, video=video, video_start=start))
+            video_file=fmt.video_name(subject, row.trial), video=found.video if usable else None,
+            video_start=found.video_start if usable else None))
     if missing:
         shown = ", ".join(sorted(missing))
+        folder = layout.video_dir / fmt.subject_tag(subject) if layout.video_dir else None
         problems.append(Problem(severity="warning", subject=subject, path=folder, message=(
             f"{len(missing)} of {len(rows)} videos missing: {shown}")))
     return trials

@@ -67,6 +67,8 @@ RATINGS_HEADER_LINE = ",".join(f'"{c}"' for c in RATINGS_COLUMNS)
 """Header of ``metadata_csv/participant_ratings.csv``, verbatim (names quoted)."""
 
 PREPROCESSED_DIR = "data_preprocessed_python"
+PREPROCESSED_MATLAB_DIR = "data_preprocessed_matlab"
+"""The same arrays as ``PREPROCESSED_DIR`` as MATLAB v5 files (``sNN.mat``: ``data``, ``labels``)."""
 ORIGINAL_DIR = "data_original"
 METADATA_DIR = "metadata_csv"
 RATINGS_FILE = "participant_ratings.csv"
@@ -82,6 +84,11 @@ def subject_tag(subject: int) -> str:
 
 def dat_name(subject: int) -> str:
     return f"{subject_tag(subject)}.dat"
+
+
+def mat_name(subject: int) -> str:
+    """MATLAB copy of ``sNN.dat`` in ``data_preprocessed_matlab``, e.g. ``s01.mat``."""
+    return f"{subject_tag(subject)}.mat"
 
 
 def bdf_name(subject: int) -> str:

@@ -31,3 +31,11 @@ class FaceModelError(MilmerError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class TokensError(MilmerError):
+    """Crops or settings the token stage cannot use; the message says what to do."""
+
+
+class WeightsError(TokensError):
+    """Weights that are missing, unreadable or not Swin-tiny. The message names the path."""

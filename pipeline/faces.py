@@ -14,22 +14,14 @@ Frame sampling (:func:`sample_frame_indices`)
 
     ``fps`` and ``frame_count`` are read from each file (never assumed); ``offset`` is 3 s when the
     video starts at the pre-trial baseline and 0 when it starts at playback, decided per file from
-    its duration (:func:`pipeline.deap.video_alignment`) unless ``FacesParams.video_start``
+    its duration (:func:`pipeline.video.video_alignment`) unless ``FacesParams.video_start``
     overrides it. Frame ``i`` is on screen during ``[i / fps, (i + 1) / fps)``, so every sampled
     frame overlaps its segment, and the 10 frames are strictly increasing whenever a sub-interval is
     at least one frame long (``window_s / 10 >= 1 / fps``: 3 s windows at fps >= 10/3). Clipping
     only matters for a video up to ``VIDEO_DURATION_TOLERANCE_S`` shorter than its trial.
 
-Decoding only the frames needed (:func:`read_frames`)
-    Intra-only codecs (DEAP's DV, MJPG: every packet a whole frame): PyAV seeks to each wanted
-    frame, maps packets to frame indices by their ``pts`` and the stream's time base, and reads and
-    decodes only the wanted packets (a file that cannot be seeked is demuxed packet by packet,
-    still decoding only the wanted ones). Other codecs (the synthetic mp4v, GOP 12): frames are
-    decoded in order up to the last wanted one, and only the wanted ones are converted to RGB.
-    Frames equal OpenCV's pixel for pixel on MJPG and mp4v (tested). PyAV, not OpenCV, because
-    OpenCV 5.0 returns near-black frames (with ``ok`` True) for interlaced PAL DV, which is what
-    DEAP's camera recorded ("Cannot convert interlaced to progressive frames" from swscale).
-    A damaged frame that FFmpeg conceals is decoded as concealed (and usually not detected).
+Decoding only the frames needed
+    :func:`pipeline.video.read_frames` (PyAV; only the wanted packets of intra-only codecs).
 
 Detection, box and crop
     MediaPipe Tasks ``FaceDetector`` with BlazeFace short-range (``pipeline.face_model``),
@@ -70,9 +62,10 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import deap_format as fmt
-from pipeline.deap import VideoInfo, VideoStart, probe_video, video_alignment
 from pipeline.errors import DeapInputError
+from pipeline.video import TrialVideo, VideoStart, find_trial_videos, read_frames
+from pipeline.video import expected_videos  # noqa: F401 - re-exported for flows.stages
+from store_schema.layout import CROP_SIZE, FRAMES_PER_SEGMENT
 
 FACES_CODE_VERSION = "1"
 """Bump when the face stage computes something different for the same parameters and inputs."""
@@ -91,11 +84,12 @@ class FacesParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    frames_per_segment: int = Field(10, ge=1, description="frames sampled per segment")
+    frames_per_segment: int = Field(FRAMES_PER_SEGMENT, ge=1,
+                                    description="frames sampled per segment")
     min_confidence: float = Field(0.7, gt=0.0, le=1.0, description="BlazeFace minimum score")
     box_margin: float = Field(0.10, ge=0.0, le=1.0,
                               description="box growth on each side, as a fraction of its size")
-    crop_size: int = Field(224, ge=8, description="side of the square, center-padded crop")
+    crop_size: int = Field(CROP_SIZE, ge=8, description="side of the square, center-padded crop")
     video_start: Literal["auto", "baseline", "playback"] = Field(
         "auto", description="video starts at the 3 s baseline or at playback; auto: from duration")
     model_path: Path | None = Field(
@@ -105,78 +99,6 @@ class FacesParams(BaseModel):
     @property
     def override(self) -> VideoStart | None:
         return None if self.video_start == "auto" else self.video_start
-
-
-# --------------------------------------------------------------------------------------------
-# Which videos, aligned how
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrialVideo:
-    """The video of one trial, probed, or why it cannot be used."""
-
-    trial_index: int
-    """0-based ``.dat`` trial index (= Experiment_id - 1), as in the segment table."""
-    file: str
-    """Expected file name, e.g. ``s01_trial03.avi`` (presentation order)."""
-    path: Path | None
-    video: VideoInfo | None = None
-    video_start: VideoStart | None = None
-    problem: str | None = None
-    """Why the trial has no usable video (``None``: usable)."""
-
-    @property
-    def usable(self) -> bool:
-        return self.problem is None and self.video is not None and self.video_start is not None
-
-    @property
-    def offset_s(self) -> float:
-        """Seconds of video before playback began."""
-        return float(fmt.BASELINE_SECONDS) if self.video_start == "baseline" else 0.0
-
-
-def video_path(video_dir: Path | None, subject: int, presentation_trial: int) -> Path | None:
-    """Where the face video of a trial (presentation order) should be."""
-    if video_dir is None:
-        return None
-    return video_dir / fmt.subject_tag(subject) / fmt.video_name(subject, presentation_trial)
-
-
-def find_trial_videos(
-    *,
-    video_dir: Path | None,
-    subject: int,
-    trials: Sequence[tuple[int, int]],
-    trial_seconds: float,
-    video_start: VideoStart | None = None,
-) -> list[TrialVideo]:
-    """Probe the video of every ``(trial_index, presentation_trial)``; never raises for a bad file.
-
-    Reads only the videos' headers and first/last frames (no EEG).
-    """
-    found = []
-    for trial_index, presentation in trials:
-        name = fmt.video_name(subject, presentation)
-        path = video_path(video_dir, subject, presentation)
-        if subject > fmt.LAST_SUBJECT_WITH_VIDEO and (path is None or not path.exists()):
-            problem = f"DEAP filmed participants 1-{fmt.LAST_SUBJECT_WITH_VIDEO} only"
-        elif path is None:
-            problem = f"no {fmt.VIDEO_DIR}/ folder found"
-        elif not path.exists():
-            problem = "video file not found"
-        else:
-            try:
-                info = probe_video(path)
-                start = video_alignment(info, trial_seconds=trial_seconds, override=video_start)
-            except DeapInputError as err:
-                problem = err.problem
-            else:
-                found.append(TrialVideo(trial_index=trial_index, file=name, path=path, video=info,
-                                        video_start=start))
-                continue
-        found.append(TrialVideo(trial_index=trial_index, file=name, path=path, problem=problem))
-    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,7 +113,7 @@ def sample_frame_indices(
     fps: float,
     offset_s: float,
     frame_count: int,
-    n: int = 10,
+    n: int = FRAMES_PER_SEGMENT,
 ) -> np.ndarray:
     """(n_segments, n) frame indices: the frame on screen at the centre of each of ``n`` equal
     sub-intervals of every segment (see the module docstring)."""
@@ -202,119 +124,6 @@ def sample_frame_indices(
     starts = np.asarray(start_s, dtype=np.float64).reshape(-1, 1)
     centres = offset_s + starts + (np.arange(n) + 0.5) * (window_s / n)
     return np.clip(np.floor(centres * fps + 1e-6).astype(np.int64), 0, frame_count - 1)
-
-
-# --------------------------------------------------------------------------------------------
-# Decoding
-# --------------------------------------------------------------------------------------------
-
-
-def read_frames(
-    path: Path, indices: Sequence[int], *, fps: float, stats: dict[str, Any] | None = None,
-    seek: bool = True,
-) -> dict[int, np.ndarray]:
-    """RGB uint8 (H, W, 3) frames ``indices`` of a video, decoding only what is needed.
-
-    Raises :class:`DeapInputError` naming the file when it cannot be opened or decoded, or when a
-    wanted frame is not in it (truncated file). ``stats``, when given, receives ``intra_only``
-    and ``decoded`` (frames the decoder produced). ``seek=False`` makes the intra-only path demux
-    every packet instead of seeking (the fallback; for tests and comparisons).
-    """
-    import av
-    from av.video.reformatter import VideoReformatter
-
-    wanted = {int(i) for i in indices}
-    out: dict[int, np.ndarray] = {}
-    if not wanted:
-        return out
-    last = max(wanted)
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DeapInputError(path, "no video stream in the file")
-            stream = container.streams.video[0]
-            context = stream.codec_context
-            context.thread_type = "NONE"  # one core per subject-stage; frames come out in order
-            context.thread_count = 1
-            base = stream.start_time or 0
-            time_base = stream.time_base
-
-            def index_of(pts: int | None, counter: int) -> int:
-                if pts is None or time_base is None:
-                    return counter
-                return int(math.floor(float((pts - base) * time_base) * fps + 0.5))
-
-            decoded = 0
-            # One reformatter for the whole file keeps swscale's context (~0.2 ms per 720x576
-            # frame instead of ~0.8 ms for a fresh one). Same size, so no interpolation happens;
-            # the pixels equal OpenCV's (tested).
-            to_rgb = VideoReformatter()
-
-            def keep(frame, counter: int) -> int:  # noqa: ANN001 - av.VideoFrame
-                nonlocal decoded
-                decoded += 1
-                i = index_of(frame.pts, counter)
-                if i in wanted and i not in out:
-                    out[i] = to_rgb.reformat(frame, format="rgb24",
-                                             interpolation="FAST_BILINEAR").to_ndarray()
-                return i
-
-            if context.codec.intra_only:
-                # Seek to each wanted frame (every packet is a keyframe, so seeking is exact and
-                # reads only the wanted packets: ~1/8 of a DV file at 25 fps); whatever a seek
-                # cannot reach (no index, odd timestamps) comes from one pass over every packet.
-                def decode_packet(packet, i: int) -> None:  # noqa: ANN001 - av.Packet
-                    if i in wanted and i not in out:
-                        for frame in context.decode(packet):
-                            keep(frame, i)
-
-                seeked = False
-                if seek and time_base is not None and stream.start_time is not None:
-                    for i in sorted(wanted):
-                        if i in out:
-                            continue
-                        target = base + int(round(i / fps / float(time_base)))
-                        try:
-                            container.seek(target, stream=stream, backward=True, any_frame=False)
-                        except av.FFmpegError:
-                            break
-                        seeked = True
-                        for packet in container.demux(stream):
-                            if packet.pts is None:
-                                break
-                            j = index_of(packet.pts, -1)
-                            decode_packet(packet, j)
-                            if j >= i:
-                                break
-                if len(out) < len(wanted):
-                    if seeked:
-                        container.seek(base, stream=stream, backward=True, any_frame=False)
-                    counter = 0
-                    for packet in container.demux(stream):
-                        if packet.size == 0 and packet.pts is None:
-                            continue  # the demuxer's end-of-stream packet
-                        i = index_of(packet.pts, counter)
-                        counter += 1
-                        decode_packet(packet, i)
-                        if i >= last and len(out) == len(wanted):
-                            break
-                for frame in context.decode(None):
-                    keep(frame, last)
-            else:
-                for counter, frame in enumerate(container.decode(stream)):
-                    if keep(frame, counter) >= last:
-                        break
-            if stats is not None:
-                stats.update(intra_only=bool(context.codec.intra_only), decoded=decoded)
-    except DeapInputError:
-        raise
-    except (av.FFmpegError, OSError, ValueError, EOFError) as err:
-        raise DeapInputError(path, f"cannot be decoded ({type(err).__name__}: {err})") from err
-    missing = sorted(wanted - set(out))
-    if missing:
-        raise DeapInputError(path, f"{len(missing)} of {len(wanted)} wanted frames could not be "
-                             f"decoded (first: frame {missing[0]}); truncated or corrupt file?")
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,6 +323,8 @@ def faces_for_subject(
                 continue
             if repeats:
                 warnings.append({**where, "reason": repeats})
+            if video.warning:
+                warnings.append({**where, "reason": video.warning})
             if info["detected"] == 0:
                 warnings.append({**where, "reason": (
                     f"no face found in any sampled frame (min_confidence {params.min_confidence:g}): "
@@ -596,14 +407,6 @@ def _one_trial(
         "borrowed": n_frames - n_detected if nearest is not None else 0,
         "center_fallback": n_frames if nearest is None else 0,
     }
-
-
-def expected_videos(
-    video_dir: Path | None, subject: int, presentation_trials: Sequence[int]
-) -> dict[str, Path | None]:
-    """File name → expected path of the video of every presentation-order trial (sorted)."""
-    trials = sorted({int(t) for t in presentation_trials})
-    return {fmt.video_name(subject, t): video_path(video_dir, subject, t) for t in trials}
 
 
 def subject_faces(

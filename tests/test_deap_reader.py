@@ -270,6 +270,38 @@ def test_video_alignment_is_decided_from_duration(tmp_path: Path) -> None:
     assert any("shorter than the 4 s trial plus its 3 s baseline" in m for m in problems)
 
 
+def write_video(path: Path, *, frames: int, fps: float) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (720, 576))
+    for _ in range(frames):
+        writer.write(np.zeros((576, 720, 3), np.uint8))
+    writer.release()
+
+
+def test_a_video_of_unexpected_duration_is_warned_with_its_duration(small_deap: Path) -> None:
+    # Trials are 4 s: a video should last about 7 s (from the baseline) or 4 s (from playback).
+    odd = video_path(small_deap, 1, 2)
+    write_video(odd, frames=55, fps=10.0)
+    scan = scan_deap(small_deap)
+    warnings = [p for p in scan.all_problems() if p.severity == "warning" and p.path == odd]
+    (warning,) = warnings
+    assert "5.50 s long" in warning.message and "neither about 7 s" in warning.message
+    assert "about 4 s" in warning.message and "taken to start at the playback" in warning.message
+    assert scan.subjects[0].usable  # a caveat, not an error
+    others = [p for p in scan.all_problems() if p.path != odd and "neither about" in p.message]
+    assert others == []  # the generator's own videos last exactly 3 + 4 s
+
+
+def test_the_scan_lists_each_videos_duration_fps_frames_and_start(small_deap_master: Path) -> None:
+    report = scan_deap(small_deap_master).model_dump(mode="json")
+    trials = [t for s in report["subjects"] for t in s["trials"]]
+    assert len(trials) == SMALL.subjects * SMALL.trials
+    for trial in trials:
+        video = trial["video"]
+        assert video["fps"] == SMALL.fps and video["frame_count"] == SMALL.video_frames
+        assert video["duration_s"] == pytest.approx(SMALL.video_seconds)
+        assert trial["video_start"] == "baseline"
+
+
 @pytest.mark.parametrize("pointer", ["root", "parent", "preprocessed", "metadata", "ratings_file"])
 def test_layout_is_found_from_the_root_its_parent_or_a_subfolder(
     small_deap_master: Path, pointer: str

@@ -1,7 +1,7 @@
 """The whole path a user takes: synthetic DEAP files -> every pipeline stage -> store -> training.
 
 A small version of issue 7's acceptance check: the planted face cue for valence (a tint of the
-face, see ``pipeline/synth.py``) survives face detection, cropping and random-weight Swin tokens,
+face, see ``pipeline/synth/``) survives face detection, cropping and random-weight Swin tokens,
 and the heads learn DEAP-2 valence from it under the trial protocol (whole trials held out). The EEG-only head is not asserted here: with the paper's
 tokenizer (LayerNorm + Linear on raw samples) it needs thousands of windows before it beats chance
 (see the README's "Training" section); ``tests/test_train.py`` checks it on a planted store.

@@ -18,21 +18,19 @@ from flows.config import PreprocessConfig
 from flows.preprocess import RunSummary, run_chain_inline
 from pipeline import deap_format as fmt
 from pipeline import face_model
-from pipeline.deap import load_ratings, probe_video
+from pipeline.deap import load_ratings
 from pipeline.errors import FaceModelError
 from pipeline.faces import (
     FacesParams,
-    TrialVideo,
     center_pad,
     crop_region,
     faces_for_subject,
     fallback_box,
     fill_from_nearest,
-    find_trial_videos,
-    read_frames,
     sample_frame_indices,
 )
 from pipeline.synth import SynthParams, face_truth, write_synthetic_deap
+from pipeline.video import TrialVideo, find_trial_videos, probe_video, read_frames
 from store_schema.store import FeatureStore
 from store_schema.verify import verify_store
 

@@ -14,21 +14,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from pipeline.tokens import (
+from pipeline.errors import TokensError, WeightsError
+from pipeline.swin_weights import (
     HOW_TO_GIVE_WEIGHTS,
     MODEL_NAME,
-    TokenExtractor,
-    TokensError,
-    TokensParams,
-    WeightsError,
     hf_swin_to_timm,
     load_backbone,
     resolve_weights,
-    segment_batches,
     timm_swin_filter,
-    tokens_for_subject,
     weights_fingerprint,
 )
+from pipeline.tokens import TokenExtractor, TokensParams, segment_batches, tokens_for_subject
 
 import transformers  # noqa: E402 - test-only dependency (the test extra)
 

@@ -1,0 +1,414 @@
+"""The planted EEG, EOG and peripheral signals of one subject (the rows of ``sNN.dat``).
+
+Notation: ``V``, ``A`` = the trial's valence and arousal ratings; ``S`` = ``params.seconds``; trial
+time ``tau`` = seconds since the start of the 3 s baseline (sample ``k`` is at ``tau = k / 128``).
+
+    ``5 + 3 + S + 15 + U(0, 5)`` seconds later (fixation, baseline, video, rating, jitter).
+
+Clean EEG, rows 0..31 (µV), a linear mixture of independent non-Gaussian sources
+    Every source is band-limited Gaussian noise times a log-normal amplitude envelope
+    ``exp(sigma * g)`` (``g``: unit-variance noise low-passed with a 0.25 Hz Gaussian), then scaled
+    to unit std over the whole trial: bursty, excess kurtosis ~2-5 (sigma 0.4) or ~3-8 (sigma
+    0.5). The spatial patterns, drawn once per subject, are smooth blobs over approximate 2-D
+    electrode positions (``_CHANNEL_XY``).
+
+    - Background: 20 pink (amplitude ~ f^-0.5) sources band-limited to 4-45 Hz, sigma 0.4,
+      patterns +-blob (width 0.35-0.7), scaled to 18 µV rms over channels.
+    - Posterior alpha: 2 sources (10 Hz +- 0.5 per source, Gaussian spectrum sd 0.8 Hz,
+      sigma 0.5), mirror-image blobs over left and right occipital cortex, 14 µV at the blob
+      centre with a floor of 0.3 * 14 µV on every channel.
+    - Frontal alpha: 2 sources, one on F3, AF3, F7, FC5 only and one on F4, AF4, F8, FC6 only,
+      9 µV each.
+    - Beta: 3 sources, 13-30 Hz, sigma 0.5, broad patterns 6 µV * (0.5 + 0.5 * blob).
+    - Sensor noise: white Gaussian, 1 µV per channel.
+
+    Channel std comes out at 13-27 µV. Rating-dependent amplitude gains, applied from ``tau = 3``
+    on (linear 0.25 s ramp; the baseline runs at the neutral gains of ``A = V = 5``):
+
+    - Arousal: every alpha source x ``1 - 0.075 * (A - 5)`` (1.3 at A=1, 0.7 at A=9); every beta
+      source x ``1 + 0.1 * (A - 5)`` (0.6 .. 1.4). Monotone, on all channels.
+    - Valence (frontal alpha asymmetry): the left frontal alpha source x ``1 - 0.125 * (V - 5)``,
+      the right one x ``1 + 0.125 * (V - 5)`` (on top of the arousal gain): for high valence, left
+      frontal alpha power is lower than right; reversed for low valence.
+
+    Measured with Welch band power of samples 384: over 40 trials (worst of 10 seeds for 12 s
+    trials; 3 seeds for 60 s): Spearman(mean beta power, arousal) >= 0.79 (12 s) / 0.97 (60 s);
+    Spearman(mean alpha power, arousal) <= -0.78 / -0.96; Spearman(log right/left frontal alpha,
+    valence) >= 0.78 / 0.96, its sign right on >= 85 % of the trials with ``|V - 5| >= 2`` (12 s)
+    and >= 94 % of those with ``|V - 5| > 1`` (60 s); O1/Oz/O2 alpha >= 1.47 x Fz/F3/F4 alpha.
+    With 4 s trials the relations are weak (0.35, -0.46, 0.32): test them on >= 12 s trials.
+
+    FastICA: sklearn's converges with up to 20 components (11-300 iterations on 4-8 trials of
+    12 s) and MNE's (1-50 Hz, 20 components) in 14-51 iterations; ``find_bads_eog`` then flags an
+    hEOG component (|r| 0.97) and a vEOG one (|r| 1.0). With 25-32 components sklearn's does not
+    converge: the smooth background patterns are nearly collinear (condition number ~1e4), so
+    the 1 µV sensor noise leaves a few directions Gaussian.
+
+EOG (µV) and its leak into the EEG
+    - vEOG: blinks, Hann-shaped, 250-350 ms wide, 100-200 µV, positive; inter-blink interval
+      0.8 s + exponential, mean 1/rate with rate U(0.2, 0.5) Hz per subject.
+    - hEOG: saccades: gaze level jumps to U(-80, 80) µV with a 40 ms linear ramp, then holds;
+      rate U(0.5, 1.0) Hz per subject.
+    - Mixing ``EOG_MIXING`` (32 x 2, columns hEOG, vEOG), zero except
+      Fp1 (-0.15, 0.55), Fp2 (+0.15, 0.60), AF3 (-0.10, 0.30), AF4 (+0.10, 0.28).
+      Observed EEG = ``clean_eeg + eog_mixing @ eog``, exactly that expression.
+    - Rows 32, 33 (hEOG, vEOG) = eog + white Gaussian noise of 2 µV.
+
+Peripheral rows 34..39 (plausible shapes; units are not claimed to match DEAP's)
+    zEMG, tEMG: 20-60 Hz noise, 2 µV at rest plus 0.5-2 s bursts of ~30 µV. GSR: skin
+    conductance 2-8 µS per subject with a slow drift. Respiration: belt, 0.2-0.3 Hz per
+    subject, ~1000 +- 300 a.u. Plethysmograph: pulse 1.0-1.4 Hz per subject (systolic peak plus a
+    dicrotic bump). Temperature: 32-34 °C with a ~0.1 °C drift.
+
+Face video (720x576, BGR)
+    The photograph ``skimage.data.astronaut()`` (a public-domain NASA portrait). In that 512x512
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline import deap_format as df
+from pipeline.synth.params import (
+    _STREAM_EEG,
+    _STREAM_EOG,
+    _STREAM_LAYOUT,
+    _STREAM_PERIPHERAL,
+    MAX_SUBJECTS,
+    SynthParams,
+    _rng,
+    _subject_design,
+)
+
+EOG_LEAK: dict[str, tuple[float, float]] = {
+    "Fp1": (-0.15, 0.55),
+    "Fp2": (0.15, 0.60),
+    "AF3": (-0.10, 0.30),
+    "AF4": (0.10, 0.28),
+}
+"""Rows of ``EOG_MIXING`` that are not zero: (hEOG, vEOG) gain of each channel."""
+
+LEFT_FRONTAL = ("F3", "AF3", "F7", "FC5")
+RIGHT_FRONTAL = ("F4", "AF4", "F8", "FC6")
+
+ALPHA_AROUSAL_SLOPE = -0.075
+BETA_AROUSAL_SLOPE = 0.1
+ASYMMETRY_VALENCE_SLOPE = 0.125
+RAMP_SECONDS = 0.25
+
+# Approximate 2-D scalp positions (x: left -1 .. right 1, y: back -1 .. front 1); only the
+# smoothness of the spatial patterns depends on them.
+_CHANNEL_XY: dict[str, tuple[float, float]] = {
+    "Fp1": (-0.31, 0.95), "Fp2": (0.31, 0.95), "AF3": (-0.33, 0.74), "AF4": (0.33, 0.74),
+    "F7": (-0.81, 0.59), "F3": (-0.41, 0.54), "Fz": (0.0, 0.5), "F4": (0.41, 0.54),
+    "F8": (0.81, 0.59), "FC5": (-0.68, 0.28), "FC1": (-0.24, 0.25), "FC2": (0.24, 0.25),
+    "FC6": (0.68, 0.28), "T7": (-1.0, 0.0), "C3": (-0.5, 0.0), "Cz": (0.0, 0.0),
+    "C4": (0.5, 0.0), "T8": (1.0, 0.0), "CP5": (-0.68, -0.28), "CP1": (-0.24, -0.25),
+    "CP2": (0.24, -0.25), "CP6": (0.68, -0.28), "P7": (-0.81, -0.59), "P3": (-0.41, -0.54),
+    "Pz": (0.0, -0.5), "P4": (0.41, -0.54), "P8": (0.81, -0.59), "PO3": (-0.33, -0.74),
+    "PO4": (0.33, -0.74), "O1": (-0.31, -0.95), "Oz": (0.0, -1.0), "O2": (0.31, -0.95),
+}  # fmt: skip
+
+
+def _eog_mixing() -> np.ndarray:
+    mixing = np.zeros((len(df.EEG_CHANNELS), 2))
+    for name, gains in EOG_LEAK.items():
+        mixing[df.EEG_CHANNELS.index(name)] = gains
+    mixing.flags.writeable = False
+    return mixing
+
+
+EOG_MIXING = _eog_mixing()
+"""(32, 2) EOG -> EEG leak, columns (hEOG, vEOG), rows in ``deap_format.EEG_CHANNELS`` order."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Signal building blocks
+
+
+def _highpass(f: np.ndarray, corner: float, order: int) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return 1.0 / np.sqrt(1.0 + (corner / f) ** (2 * order))
+
+
+def _lowpass(f: np.ndarray, corner: float, order: int) -> np.ndarray:
+    return 1.0 / np.sqrt(1.0 + (f / corner) ** (2 * order))
+
+
+def _shaped_noise(rng: np.random.Generator, amplitude: np.ndarray, k: int, n: int) -> np.ndarray:
+    """(k, n) Gaussian noise with amplitude spectrum ``amplitude`` (rfft bins, (k or 1, n//2+1))."""
+    spectrum = np.fft.rfft(rng.standard_normal((k, n)), axis=-1) * amplitude
+    return np.fft.irfft(spectrum, n=n, axis=-1)
+
+
+def _unit_std(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=-1, keepdims=True)
+    return x / x.std(axis=-1, keepdims=True)
+
+
+def _bursty(
+    rng: np.random.Generator, amplitude: np.ndarray, k: int, n: int, sigma: float, sfreq: float
+) -> np.ndarray:
+    """Band-limited noise times a log-normal slow envelope: independent, super-Gaussian sources."""
+    f = np.fft.rfftfreq(n, 1 / sfreq)
+    carrier = _shaped_noise(rng, amplitude, k, n)
+    slow = _unit_std(_shaped_noise(rng, np.exp(-(f**2) / (2 * 0.25**2)), k, n))
+    return _unit_std(carrier * np.exp(sigma * slow))
+
+
+def _sinusoid(
+    rng: np.random.Generator, tau: np.ndarray, period_range: tuple[float, float]
+) -> np.ndarray:
+    period = rng.uniform(*period_range)
+    return np.sin(2 * np.pi * tau / period + rng.uniform(0, 2 * np.pi))
+
+
+def _blob(centre: tuple[float, float], width: float) -> np.ndarray:
+    xy = np.array([_CHANNEL_XY[c] for c in df.EEG_CHANNELS])
+    return np.exp(-np.sum((xy - centre) ** 2, axis=1) / (2 * width**2))
+
+
+def _ramp(n: int, sfreq: float) -> np.ndarray:
+    """0 during the baseline, rising linearly to 1 over RAMP_SECONDS after it."""
+    tau = np.arange(n) / sfreq
+    return np.clip((tau - df.BASELINE_SECONDS) / RAMP_SECONDS, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# EEG
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Per-subject constants: spatial patterns, rhythm frequencies, physiological rates."""
+
+    background: np.ndarray  # (32, 23)
+    alpha: np.ndarray  # (32, 4): posterior L, posterior R, frontal L, frontal R
+    beta: np.ndarray  # (32, 3)
+    alpha_hz: np.ndarray  # (4,)
+    blink_hz: float
+    saccade_hz: float
+    gsr_us: float
+    breath_hz: float
+    pulse_hz: float
+    temperature_c: float
+
+
+_N_BACKGROUND, _N_BETA = 20, 3
+_BACKGROUND_RMS_UV = 18.0
+_POSTERIOR_ALPHA_UV, _POSTERIOR_FLOOR = 14.0, 0.3
+_FRONTAL_ALPHA_UV = 9.0
+_BETA_UV = 6.0
+_SENSOR_NOISE_UV = 1.0
+_EOG_NOISE_UV = 2.0
+
+
+def _layout(subject: int, params: SynthParams) -> _Layout:
+    rng = _rng(params.seed, subject, _STREAM_LAYOUT)
+    centres = rng.uniform(-1, 1, (_N_BACKGROUND, 2))
+    widths = rng.uniform(0.35, 0.7, _N_BACKGROUND)
+    signs = rng.choice([-1.0, 1.0], _N_BACKGROUND)
+    background = np.column_stack(
+        [s * _blob(tuple(c), w) for c, w, s in zip(centres, widths, signs, strict=True)]
+    )
+    background *= _BACKGROUND_RMS_UV / np.sqrt(np.mean(np.sum(background**2, axis=1)))
+
+    def posterior(x: float) -> np.ndarray:
+        blob = _blob((x, -0.85), 0.45)
+        return _POSTERIOR_ALPHA_UV * (_POSTERIOR_FLOOR + (1 - _POSTERIOR_FLOOR) * blob)
+
+    def only(names: tuple[str, ...]) -> np.ndarray:
+        return _FRONTAL_ALPHA_UV * np.isin(df.EEG_CHANNELS, names).astype(float)
+
+    alpha = np.column_stack(
+        [posterior(-0.3), posterior(0.3), only(LEFT_FRONTAL), only(RIGHT_FRONTAL)]
+    )
+    beta_centres = rng.uniform(-0.8, 0.8, (_N_BETA, 2))
+    beta_blobs = np.column_stack([0.5 + 0.5 * _blob(tuple(c), 0.6) for c in beta_centres])
+    beta = _BETA_UV * beta_blobs
+    return _Layout(
+        background=background,
+        alpha=alpha,
+        beta=beta,
+        alpha_hz=10.0 + rng.uniform(-0.5, 0.5, 4),
+        blink_hz=rng.uniform(0.2, 0.5),
+        saccade_hz=rng.uniform(0.5, 1.0),
+        gsr_us=rng.uniform(2.0, 8.0),
+        breath_hz=rng.uniform(0.2, 0.3),
+        pulse_hz=rng.uniform(1.0, 1.4),
+        temperature_c=rng.uniform(32.0, 34.0),
+    )
+
+
+def rhythm_gains(*, valence: float, arousal: float) -> dict[str, float]:
+    """Amplitude gains of the rhythm sources for one trial's ratings (see module docstring)."""
+    alpha = 1.0 + ALPHA_AROUSAL_SLOPE * (arousal - 5.0)
+    return {
+        "alpha": alpha,
+        "beta": 1.0 + BETA_AROUSAL_SLOPE * (arousal - 5.0),
+        "frontal_left": alpha * (1.0 - ASYMMETRY_VALENCE_SLOPE * (valence - 5.0)),
+        "frontal_right": alpha * (1.0 + ASYMMETRY_VALENCE_SLOPE * (valence - 5.0)),
+    }
+
+
+def _clean_eeg(
+    rng: np.random.Generator, layout: _Layout, valence: float, arousal: float, n: int
+) -> np.ndarray:
+    sfreq = float(df.SFREQ)
+    f = np.fft.rfftfreq(n, 1 / sfreq)
+    with np.errstate(divide="ignore"):
+        pink = np.where(f > 0, 1 / np.sqrt(f), 0.0) * _highpass(f, 4.0, 4) * _lowpass(f, 45.0, 8)
+    alpha_spectra = np.exp(-((f - layout.alpha_hz[:, None]) ** 2) / (2 * 0.8**2))
+    beta_spectrum = _highpass(f, 13.0, 6) * _lowpass(f, 30.0, 6)
+
+    background = _bursty(rng, pink, _N_BACKGROUND, n, 0.4, sfreq)
+    alpha = _bursty(rng, alpha_spectra, 4, n, 0.5, sfreq)
+    beta = _bursty(rng, beta_spectrum, _N_BETA, n, 0.5, sfreq)
+
+    gains = rhythm_gains(valence=valence, arousal=arousal)
+    ramp = _ramp(n, sfreq)
+    target_alpha = np.array(
+        [gains["alpha"], gains["alpha"], gains["frontal_left"], gains["frontal_right"]]
+    )
+    alpha *= 1.0 + (target_alpha[:, None] - 1.0) * ramp
+    beta *= 1.0 + (gains["beta"] - 1.0) * ramp
+    noise = _SENSOR_NOISE_UV * rng.standard_normal((len(df.EEG_CHANNELS), n))
+    return layout.background @ background + layout.alpha @ alpha + layout.beta @ beta + noise
+
+
+# ---------------------------------------------------------------------------------------------
+# EOG and peripheral channels
+
+
+def _event_times(
+    rng: np.random.Generator, rate_hz: float, refractory_s: float, duration_s: float
+) -> np.ndarray:
+    mean_gap = max(1.0 / rate_hz - refractory_s, 0.05)
+    gaps = refractory_s + rng.exponential(mean_gap, int(duration_s * rate_hz * 3) + 8)
+    times = rng.uniform(0, 1.0 / rate_hz) + np.concatenate([[0.0], np.cumsum(gaps)])
+    return times[times < duration_s]
+
+
+def _eog(rng: np.random.Generator, layout: _Layout, n: int) -> np.ndarray:
+    """(2, n): hEOG saccade steps, vEOG blinks."""
+    sfreq = float(df.SFREQ)
+    duration = n / sfreq
+    veog = np.zeros(n)
+    for onset in _event_times(rng, layout.blink_hz, 0.8, duration):
+        width = int(round(rng.uniform(0.25, 0.35) * sfreq))
+        start = int(round(onset * sfreq))
+        shape = rng.uniform(100.0, 200.0) * np.hanning(width + 2)[1:-1]
+        stop = min(start + width, n)
+        veog[start:stop] += shape[: stop - start]
+
+    saccades = _event_times(rng, layout.saccade_hz, 0.2, duration)
+    levels = rng.uniform(-80.0, 80.0, len(saccades) + 1)
+    knot_t = np.concatenate([[0.0], np.column_stack([saccades, saccades + 0.04]).ravel()])
+    knot_v = np.concatenate([[levels[0]], np.column_stack([levels[:-1], levels[1:]]).ravel()])
+    heog = np.interp(np.arange(n) / sfreq, knot_t, knot_v)
+    return np.stack([heog, veog])
+
+
+def _peripheral(rng: np.random.Generator, layout: _Layout, n: int) -> np.ndarray:
+    """(6, n): zEMG, tEMG, GSR, respiration, plethysmograph, temperature."""
+    sfreq = float(df.SFREQ)
+    tau = np.arange(n) / sfreq
+    f = np.fft.rfftfreq(n, 1 / sfreq)
+
+    def emg() -> np.ndarray:
+        band = _highpass(f, 20.0, 4) * _lowpass(f, 60.0, 4)
+        carrier = _unit_std(_shaped_noise(rng, band, 1, n))[0]
+        envelope = np.full(n, 2.0)
+        for onset in _event_times(rng, 0.15, 1.0, n / sfreq):
+            length = int(rng.uniform(0.5, 2.0) * sfreq)
+            start = int(onset * sfreq)
+            envelope[start : start + length] += 30.0 * np.hanning(length)[: n - start]
+        return carrier * envelope
+
+    def slow(period_range: tuple[float, float]) -> np.ndarray:
+        # Sum of 3 sinusoids: drifts on minute scales even in a 6 s trial, too short for FFT
+        # shaping at such low frequencies.
+        return sum(_sinusoid(rng, tau, period_range) for _ in range(3)) / np.sqrt(1.5)
+
+    breath_phase = 2 * np.pi * np.cumsum(layout.breath_hz * (1 + 0.1 * slow((15.0, 40.0)))) / sfreq
+    pulse_phase = np.mod(np.cumsum(layout.pulse_hz * (1 + 0.03 * slow((10.0, 30.0)))) / sfreq, 1.0)
+    pulse = np.exp(-((pulse_phase - 0.2) ** 2) / (2 * 0.05**2))
+    pulse += 0.4 * np.exp(-((pulse_phase - 0.45) ** 2) / (2 * 0.07**2))
+    return np.stack([
+        emg(),
+        emg(),
+        layout.gsr_us + 0.2 * slow((30.0, 120.0)) + 0.01 * tau,
+        1000.0 + 300.0 * np.sin(breath_phase),
+        500.0 + 1000.0 * pulse,
+        layout.temperature_c + 0.05 * slow((60.0, 300.0)),
+    ])  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Public ground truth of the signals
+
+
+@dataclass(frozen=True)
+class SubjectSignals:
+    """Everything planted in one subject's ``.dat``; arrays are in Experiment_id order."""
+
+    subject: int
+    ratings: np.ndarray
+    """(T, 4) valence, arousal, dominance, liking; equal to the ``.dat`` labels and the CSV."""
+    presentation_order: np.ndarray
+    """(T,) ``Trial`` (1-based presentation order) of Experiment_id 1..T."""
+    start_time_us: np.ndarray
+    """(T,) ``Start_time`` of Experiment_id 1..T."""
+    familiarity: np.ndarray | None
+    """(T,) integers 1..5, or None where the real file leaves the column blank."""
+    clean_eeg: np.ndarray
+    """(T, 32, n) µV, before the EOG leak."""
+    eog: np.ndarray
+    """(T, 2, n) µV, hEOG and vEOG without the channel noise."""
+    eog_mixing: np.ndarray
+    """(32, 2), ``EOG_MIXING``."""
+    data: np.ndarray
+    """(T, 40, n) float64: what ``sNN.dat`` holds."""
+
+    @property
+    def experiment_order(self) -> np.ndarray:
+        """(T,) Experiment_id shown at Trial 1..T."""
+        return np.argsort(self.presentation_order) + 1
+
+
+def subject_signals(*, subject: int, params: SynthParams) -> SubjectSignals:
+    """The deterministic ground truth of one subject (independent of ``params.subjects``)."""
+    if not 1 <= subject <= MAX_SUBJECTS:
+        raise ValueError(f"subject must be 1..{MAX_SUBJECTS}, got {subject}")
+    design = _subject_design(subject, params)
+    layout = _layout(subject, params)
+    n, t = params.n_samples, params.trials
+    clean = np.empty((t, len(df.EEG_CHANNELS), n))
+    eog = np.empty((t, 2, n))
+    eog_rows = np.empty((t, 2, n))
+    peripheral = np.empty((t, 6, n))
+    for e in range(t):
+        experiment = e + 1
+        valence, arousal = design.ratings[e, :2]
+        eeg_rng = _rng(params.seed, subject, _STREAM_EEG, experiment)
+        clean[e] = _clean_eeg(eeg_rng, layout, valence, arousal, n)
+        eog_rng = _rng(params.seed, subject, _STREAM_EOG, experiment)
+        eog[e] = _eog(eog_rng, layout, n)
+        eog_rows[e] = eog[e] + _EOG_NOISE_UV * eog_rng.standard_normal((2, n))
+        peripheral_rng = _rng(params.seed, subject, _STREAM_PERIPHERAL, experiment)
+        peripheral[e] = _peripheral(peripheral_rng, layout, n)
+    mixing = EOG_MIXING.copy()
+    data = np.concatenate([clean + mixing @ eog, eog_rows, peripheral], axis=1)
+    return SubjectSignals(
+        subject=subject,
+        ratings=design.ratings,
+        presentation_order=design.presentation_order,
+        start_time_us=design.start_time_us,
+        familiarity=design.familiarity,
+        clean_eeg=clean,
+        eog=eog,
+        eog_mixing=mixing,
+        data=data,
+    )
