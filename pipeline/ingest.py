@@ -1,7 +1,8 @@
 """The ingest stage: one subject's EEG, EOG, ratings and trial pairing, from either DEAP source.
 
 ``preprocessed`` reads ``data_preprocessed_python/sNN.dat`` (128 Hz, DEAP's own 4-45 Hz band-pass
-and EOG cleaning) through :mod:`pipeline.deap`; ``original`` reads ``data_original/sNN.bdf`` (512 Hz
+and EOG cleaning), or its MATLAB copy ``data_preprocessed_matlab/sNN.mat`` where there is no
+``.dat`` (or when asked), through :mod:`pipeline.deap`; ``original`` reads ``data_original/sNN.bdf`` (512 Hz
 raw) through :mod:`pipeline.bdf` into the same shapes (common average, 128 Hz, Geneva order). Both
 pair trials through the subject's rows of ``participant_ratings.csv``.
 
@@ -19,7 +20,16 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline import deap_format as fmt
 from pipeline.bdf import BdfRecording, load_bdf_subject
-from pipeline.deap import DeapLayout, SubjectRecording, find_layout, load_ratings, load_subject, subjects_in
+from pipeline.deap import (
+    DeapLayout,
+    PreprocessedFormat,
+    SubjectRecording,
+    find_layout,
+    load_ratings,
+    load_subject,
+    preprocessed_file,
+    subjects_in,
+)
 from pipeline.errors import DeapInputError
 from store_schema.fingerprint import digest, file_fingerprint
 
@@ -40,19 +50,30 @@ class IngestParams(BaseModel):
     """``preprocessed``: ``data_preprocessed_python/sNN.dat`` (128 Hz, DEAP's own 4-45 Hz band-pass
     and EOG cleaning). ``original``: ``data_original/sNN.bdf`` (512 Hz raw), read by
     :mod:`pipeline.bdf` into the same shapes (common average, 128 Hz, Geneva order)."""
+    preprocessed_format: PreprocessedFormat = "auto"
+    """Source ``preprocessed``: ``auto`` reads the ``.dat``, else the ``.mat``; ``dat``/``mat``
+    read only that one."""
 
     def libraries(self) -> tuple[str, ...]:
         return ("numpy", "mne") if self.source == "original" else ("numpy",)
 
 
-def source_file(layout: DeapLayout, subject: int, source: Source) -> Path:
-    """The subject's recording for ``source``; a missing folder or file names what was looked for."""
-    folder, name, label = ((layout.original_dir, fmt.bdf_name(subject), fmt.ORIGINAL_DIR)
-                           if source == "original" else
-                           (layout.preprocessed_dir, fmt.dat_name(subject), fmt.PREPROCESSED_DIR))
-    if folder is None:
-        raise DeapInputError(layout.root, f"no {label}/ folder found (source '{source}')")
-    path = folder / name
+def source_file(layout: DeapLayout, subject: int, params: IngestParams) -> Path:
+    """The subject's recording for ``params``; a missing folder or file names what was looked for."""
+    if params.source == "preprocessed":
+        if layout.preprocessed_dir is None and layout.matlab_dir is None:
+            raise DeapInputError(layout.root, f"no {fmt.PREPROCESSED_DIR}/ (nor "
+                                 f"{fmt.PREPROCESSED_MATLAB_DIR}/) folder found (source 'preprocessed')")
+        path = preprocessed_file(layout, subject, preprocessed_format=params.preprocessed_format)
+        if path is None:
+            folder = layout.preprocessed_dir or layout.matlab_dir
+            name = (fmt.mat_name(subject) if params.preprocessed_format == "mat"
+                    or layout.preprocessed_dir is None else fmt.dat_name(subject))
+            raise DeapInputError(folder / name, "file not found (unknown subject?)", subject=subject)
+        return path
+    if layout.original_dir is None:
+        raise DeapInputError(layout.root, f"no {fmt.ORIGINAL_DIR}/ folder found (source 'original')")
+    path = layout.original_dir / fmt.bdf_name(subject)
     if not path.is_file():
         raise DeapInputError(path, "file not found (unknown subject?)", subject=subject)
     return path
@@ -66,33 +87,34 @@ def ingest_inputs(*, deap: Path, subject: int, params: IngestParams,
     A subject whose rows are broken is named by its error, so fixing them recomputes it.
     """
     layout = find_layout(deap)
-    path = source_file(layout, subject, params.source)
+    path = source_file(layout, subject, params)
     ratings = load_ratings(_ratings_csv(layout))
     rows = ratings.by_subject.get(subject) or ratings.subject_errors.get(subject, "absent")
-    return {"bdf" if params.source == "original" else "dat":
-            file_fingerprint(path, content=content_hash),
+    kind = "bdf" if params.source == "original" else path.suffix.lower().lstrip(".")
+    return {kind: file_fingerprint(path, content=content_hash),
             "ratings": digest(rows if isinstance(rows, str) else [r.model_dump() for r in rows])}
 
 
 def load_recording(*, deap: Path, subject: int,
-                   source: Source = "preprocessed") -> SubjectRecording | BdfRecording:
-    """Load and check one subject from ``source``; raise :class:`DeapInputError` naming the file."""
+                   params: IngestParams) -> SubjectRecording | BdfRecording:
+    """Load and check one subject as ``params`` say; raise :class:`DeapInputError` naming the file."""
     layout = find_layout(deap)
-    if source == "preprocessed":
-        return load_subject(layout, subject, check_videos=False)
+    if params.source == "preprocessed":
+        return load_subject(layout, subject, check_videos=False,
+                            preprocessed_format=params.preprocessed_format)
     ratings = load_ratings(_ratings_csv(layout))
     if subject in ratings.subject_errors:
         raise DeapInputError(ratings.path, f"participant {subject}: "
                              f"{ratings.subject_errors[subject]}", subject=subject)
     if subject not in ratings.by_subject:
         raise DeapInputError(ratings.path, f"participant {subject} has no rows", subject=subject)
-    return load_bdf_subject(source_file(layout, subject, source), subject=subject,
+    return load_bdf_subject(source_file(layout, subject, params), subject=subject,
                             rows=ratings.by_subject[subject])
 
 
 def ingest(*, deap: Path, subject: int, params: IngestParams) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The ingest stage: the subject's arrays, trials in ``Experiment_id`` order."""
-    recording = load_recording(deap=deap, subject=subject, source=params.source)
+    recording = load_recording(deap=deap, subject=subject, params=params)
     if isinstance(recording, BdfRecording):
         return _bdf_arrays(recording)
     return _dat_arrays(recording)
@@ -119,6 +141,7 @@ def _dat_arrays(recording: SubjectRecording) -> tuple[dict[str, np.ndarray], dic
         "channels": list(fmt.EEG_CHANNELS),
         "eog_channels": list(fmt.EOG_CHANNELS),
         "dat_file": dat.path.name,
+        "preprocessed_format": recording.info.preprocessed_format,
         "trial_seconds": dat.trial_seconds,
         "source": "preprocessed",
     }
