@@ -77,6 +77,17 @@ def dask_cluster(
 ) -> Iterator[str]:
     """A `dask scheduler` and ``workers`` single-threaded `dask worker` processes on loopback;
     ``resources`` maps a worker's index to its `--resources` (e.g. ``{1: "GPU=1"}``)."""
+    with dask_cluster_processes(workdir, env, workers=workers, resources=resources) as (address, _):
+        yield address
+
+
+@contextmanager
+def dask_cluster_processes(
+    workdir: Path, env: dict[str, str], *, workers: int = 2, resources: dict[int, str] | None = None,
+    nanny: bool = True,
+) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """:func:`dask_cluster`, yielding the worker processes too (``worker-{i}.log`` is worker i's
+    output); ``nanny=False``: each worker is one process, not restarted when it dies."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     with background([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -84,28 +95,28 @@ def dask_cluster(
                     log=workdir / "scheduler.log") as scheduler:
         wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
                    timeout=60, what="dask scheduler", proc=scheduler)
-        with _workers(address, env, workdir, workers, resources or {}):
+        with _workers(address, env, workdir, workers, resources or {}, nanny) as procs:
             from distributed import Client
 
             with Client(address, timeout=30) as client:
                 client.wait_for_workers(workers, timeout=90)
-            yield address
+            yield address, procs
 
 
 @contextmanager
 def _workers(
-    address: str, env: dict[str, str], workdir: Path, n: int, resources: dict[int, str]
-) -> Iterator[None]:
+    address: str, env: dict[str, str], workdir: Path, n: int, resources: dict[int, str], nanny: bool,
+) -> Iterator[list[subprocess.Popen]]:
     from contextlib import ExitStack
 
     with ExitStack() as stack:
-        for i in range(n):
-            stack.enter_context(background(
-                [str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                 "--dashboard-address", "127.0.0.1:0", "--name", f"worker-{i}",
-                 *(["--resources", resources[i]] if i in resources else [])],
-                env=env, log=workdir / f"worker-{i}.log"))
-        yield
+        procs = [stack.enter_context(background(
+            [str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+             "--dashboard-address", "127.0.0.1:0", "--name", f"worker-{i}",
+             *(["--resources", resources[i]] if i in resources else []),
+             *([] if nanny else ["--no-nanny"])],
+            env=env, log=workdir / f"worker-{i}.log")) for i in range(n)]
+        yield procs
 
 
 # -- an S3-compatible endpoint ---------------------------------------------------------------

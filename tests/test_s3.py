@@ -24,7 +24,7 @@ from flows.summary import RunSummary
 from store_schema.errors import StoreError
 from store_schema.store import FeatureStore
 from store_schema.verify import verify_store
-from servers import S3Endpoint, s3_endpoint
+from tests.servers import S3Endpoint, s3_endpoint
 
 pytestmark = pytest.mark.slow
 
