@@ -9,13 +9,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from flows.config import PreprocessConfig
 
 # Prefect's temporary API migrates its database on first use; on a busy 2-core machine that can
 # take longer than Prefect's default 20 s. No telemetry from an offline research machine.
@@ -156,6 +159,47 @@ def _parse_ints(text: str | None, what: str) -> list[int] | None:
         raise _fail(f"--{what}: expected comma-separated numbers like 1,2,5, got {text!r}") from None
 
 
+def _parse_stages(text: str | None) -> list[str] | None:
+    """``ingest,eeg`` as a list; None (every stage) for 'all' or nothing."""
+    if text is None or text.strip().lower() in {"", "all"}:
+        return None
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+SECTION_OF_FLAG = {"source": "ingest", "l_freq": "eeg", "h_freq": "eeg", "ica_seed": "eeg",
+                   "window_s": "segment", "stride_s": "segment"}
+"""Flags that set a field of one stage's parameters (``--l-freq`` is ``eeg.l_freq``)."""
+
+
+def _config_from_flags(config_file: Path | None, **flags: object) -> PreprocessConfig:
+    """The fields of ``--config`` (a JSON file), overridden by every flag given (None: not given),
+    validated as one :class:`~flows.config.PreprocessConfig`; a bad file or field exits 2 naming it."""
+    from pydantic import ValidationError
+
+    from flows.config import PreprocessConfig
+
+    fields: dict = {}
+    if config_file is not None:
+        try:
+            fields = json.loads(config_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise _fail(f"--config {config_file}: not a readable JSON file ({err})") from None
+        if not isinstance(fields, dict):
+            raise _fail(f"--config {config_file}: expected a JSON object of PreprocessConfig fields, "
+                        f"got {type(fields).__name__}")
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name in SECTION_OF_FLAG:
+            fields.setdefault(SECTION_OF_FLAG[name], {})[name] = value
+        else:
+            fields[name] = value
+    try:
+        return PreprocessConfig.model_validate(fields)
+    except ValidationError as err:
+        raise _fail(_one_line(err)) from None
+
+
 @app.command()
 def preprocess(
     deap: Annotated[Path, typer.Option(help="DEAP folder (real or synthetic).")],
@@ -193,6 +237,10 @@ def preprocess(
                      "started with --resources GPU=1)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Only say what would be recomputed and why (starts nothing, "
+                           "writes nothing).")
+    ] = False,
     source: Annotated[
         Optional[str],
         typer.Option(help="EEG source: 'preprocessed' (sNN.dat, default) or 'original' (raw sNN.bdf)."),
@@ -201,38 +249,21 @@ def preprocess(
     """Build or update the feature store: only subject-stages whose inputs or settings changed run.
 
     Runs the `preprocess-deap` Prefect flow in this process (with Prefect's temporary local API
-    unless PREFECT_API_URL points at a server). Prints a subject x stage summary (computed / skipped / failed, seconds). Exit 0 only if every
-    requested subject-stage is complete.
+    unless PREFECT_API_URL points at a server). Prints a subject x stage summary (computed /
+    skipped / failed, seconds). Exit 0 only if every requested subject-stage is complete.
     """
-    from pydantic import ValidationError
-
-    from flows.config import PreprocessConfig
     from flows.preprocess import run_flow
     from store_schema.errors import MilmerError
 
-    base: dict = json.loads(config.read_text()) if config else {}
-    base.update(deap=str(deap), store=store, content_hash=content_hash or base.get("content_hash", False),
-                force=force or base.get("force", False))
-    subject_list = _parse_ints(subjects, "subjects")
-    if subject_list is not None:
-        base["subjects"] = subject_list
-    if stages.strip().lower() != "all":
-        base["stages"] = [s.strip() for s in stages.split(",") if s.strip()]
-    for key, value in (("runner", runner), ("workers", workers), ("dask_address", dask_address),
-                       ("dask_gpu_resource", dask_gpu_resource), ("weights", weights),
-                       ("device", device)):
-        if value is not None:
-            base[key] = value
-    for section, key, value in (("ingest", "source", source), ("eeg", "l_freq", l_freq),
-                                ("eeg", "h_freq", h_freq),
-                                ("eeg", "ica_seed", ica_seed), ("segment", "window_s", window_s),
-                                ("segment", "stride_s", stride_s)):
-        if value is not None:
-            base.setdefault(section, {})[key] = value
-    try:
-        cfg = PreprocessConfig.model_validate(base)
-    except ValidationError as err:
-        raise _fail(_one_line(err)) from None
+    cfg = _config_from_flags(
+        config, deap=str(deap), store=store, subjects=_parse_ints(subjects, "subjects"),
+        stages=_parse_stages(stages), content_hash=content_hash or None, force=force or None,
+        runner=runner, workers=workers, dask_address=dask_address,
+        dask_gpu_resource=dask_gpu_resource, weights=weights, device=device, source=source,
+        l_freq=l_freq, h_freq=h_freq, ica_seed=ica_seed, window_s=window_s, stride_s=stride_s)
+    if plan:
+        _print_plan(cfg, as_json=as_json)
+        raise typer.Exit(0)
     try:
         summary = run_flow(cfg)
     except MilmerError as err:
@@ -244,40 +275,58 @@ def preprocess(
     raise typer.Exit(0 if summary.ok else 1)
 
 
+STATUS_COLOURS = {"computed": "green", "skipped": "dim", "failed": "red"}
+NOTE_COLOURS = {"failed": "red", "warning": "yellow", "note": "cyan"}
+
+
+PLAN_COLOURS = {"up to date": "dim", "would compute": "green", "cannot run": "red"}
+
+
+def _print_plan(cfg, *, as_json: bool) -> None:  # noqa: ANN001 - PreprocessConfig
+    """What the run would recompute and why: a table (or JSON) of every subject-stage."""
+    from flows.plan import plan_run
+    from store_schema.errors import MilmerError
+
+    try:
+        found = plan_run(cfg)
+    except MilmerError as err:
+        raise _fail(str(err)) from None
+    if as_json:
+        print(found.model_dump_json(indent=2))
+        return
+    table = Table(title="preprocess plan")
+    for column in ("subject", "stage", "action", "why"):
+        table.add_column(column)
+    for e in found.entries:
+        table.add_row(f"s{e.subject:02d}", e.stage.value,
+                      f"[{PLAN_COLOURS[e.action]}]{e.action}[/]", escape(e.reason))
+    console.print(table)
+    console.print(", ".join(f"{n} {k}" for k, n in found.counts().items()))
+
+
 def _print_summary(summary, *, random_weights: bool = False) -> None:  # noqa: ANN001 - RunSummary
-    stages = list(dict.fromkeys(o.stage for o in summary.outcomes))
+    """The run's table on stdout, its notes (failures, warnings, lock waits) on stderr."""
+    from flows.summary import cell_text
+
+    if summary.note:
+        console.print(summary.note)
     table = Table(title="preprocess summary")
     table.add_column("subject")
-    for stage in stages:
+    for stage in summary.stages():
         table.add_column(stage.value)
-    by_subject: dict[int, dict] = {}
-    for o in summary.outcomes:
-        by_subject.setdefault(o.subject, {})[o.stage] = o
-    colours = {"computed": "green", "skipped": "dim", "failed": "red"}
-    for subject, row in by_subject.items():
-        cells = []
-        for stage in stages:
-            o = row.get(stage)
-            cells.append("" if o is None else f"[{colours[o.status]}]{o.status}[/] {o.seconds:.1f}s")
-        table.add_row(f"s{subject:02d}", *cells)
+    for row in summary.table():
+        table.add_row(row.label, *("" if o is None else
+                                   f"[{STATUS_COLOURS[o.status]}]{escape(cell_text(o))}[/]"
+                                   for o in row.cells))
     console.print(table)
-    for o in summary.failures():
-        err_console.print(f"[red]failed[/] s{o.subject:02d} {o.stage.value}: {escape(o.error or '')}",
+    for note in summary.notes():
+        err_console.print(f"[{NOTE_COLOURS[note.kind]}]{note.kind}[/] {note.where}: {escape(note.text)}",
                           highlight=False)
-    for o in summary.outcomes:
-        for warning in o.warnings:
-            err_console.print(f"[yellow]warning[/] s{o.subject:02d} {o.stage.value}: {escape(warning)}",
-                              highlight=False)
-    for o in summary.outcomes:  # another run (or task) held a lock this one needed
-        if o.wait_note():
-            err_console.print(f"[cyan]note[/] s{o.subject:02d} {o.stage.value}: "
-                              f"{escape(o.wait_note() or '')}, then {o.status}", highlight=False)
     if random_weights and any(o.stage.value == "tokens" and o.status == "computed"
                               for o in summary.outcomes):
         err_console.print("[yellow]notice[/] tokens were computed with RANDOM Swin weights (recorded "
                           "in the store); give --weights PATH for real features", highlight=False)
-    counts = {k: sum(o.status == k for o in summary.outcomes) for k in ("computed", "skipped", "failed")}
-    console.print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    console.print(summary.counts_line())
 
 
 @app.command()
@@ -299,22 +348,15 @@ def serve(
     Then `prefect deployment run preprocess-deap/default` runs it, with these defaults or with
     `--params '{"config": {"deap": "...", "store": "..."}}'`. Restart after upgrading the code.
     """
-    from pydantic import ValidationError
-
-    from flows.config import PreprocessConfig
     from flows.serve import serve as serve_deployment
 
     config = None
     if deap is not None or store is not None:
         if deap is None or store is None:
             raise _fail("give both --deap and --store as defaults, or neither")
-        fields = {"deap": str(deap), "store": store, "runner": runner, "dask_address": dask_address,
-                  "dask_gpu_resource": dask_gpu_resource, "weights": weights,
-                  "stages": [x.strip() for x in stages.split(",")] if stages else None}
-        try:
-            config = PreprocessConfig.model_validate({k: v for k, v in fields.items() if v is not None})
-        except ValidationError as err:
-            raise _fail(_one_line(err)) from None
+        config = _config_from_flags(
+            None, deap=str(deap), store=store, runner=runner, dask_address=dask_address,
+            dask_gpu_resource=dask_gpu_resource, weights=weights, stages=_parse_stages(stages))
     serve_deployment(config)
 
 
@@ -338,7 +380,7 @@ def store_info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Per subject and stage: committed or not, fingerprint, shapes, bytes on disk."""
-    from store_schema.inspect import store_report
+    from store_schema.info import store_report
 
     report = store_report(_open_store(store))
     if as_json:
@@ -418,37 +460,24 @@ def store_faces(
 ) -> None:
     """Contact sheet of a subject's face crops: a row per segment, ten frames each; frames without
     a detection are outlined in red."""
-    import numpy as np
-
     from pipeline.contact_sheet import contact_sheet, sheet_rows, write_png
     from store_schema.errors import StoreError
+    from store_schema.face_sheet import read_face_sheet
 
-    opened = _open_store(store)
     try:
-        record = opened.record(subject, "faces")
-        if record is None:
-            raise StoreError(f"{store}: subject {subject} has no committed faces stage; run "
-                             "`milmer preprocess --stages faces` first")
-        experiment = opened.read(subject, "segment", "experiment_id")
-        rows = sheet_rows(experiment, trial=trial, max_rows=max_rows)
-        if rows.size == 0:
-            raise StoreError(f"{store}: subject {subject} has no segment of Experiment_id {trial}")
-        segment_index = opened.read(subject, "segment", "segment_index")[rows]
-        presentation = opened.read(subject, "segment", "presentation_trial")[rows]
-        start_s = opened.read(subject, "segment", "start_s")[rows]
-        crops = np.stack([opened.array(subject, "faces", "crops")[int(r)] for r in rows])
-        detected = opened.read(subject, "faces", "detected")[rows]
-        has_video = opened.read(subject, "faces", "has_video")[rows]
+        sheet = read_face_sheet(_open_store(store), subject,
+                                select=lambda experiment: sheet_rows(experiment, trial=trial,
+                                                                     max_rows=max_rows))
     except StoreError as err:
         raise _fail(str(err)) from None
-    window = record.extra.get("window_s", 3)
-    labels = [f"E{experiment[r]:02d} seg {k}\ntrial{p:02d}.avi\nt={t:.0f}-{t + window:.0f} s"
-              for r, k, p, t in zip(rows, segment_index, presentation, start_s)]
-    title = (f"s{subject:02d}: {len(rows)} of {len(experiment)} segments; "
-             f"{record.extra.get('detected_fraction', 0):.1%} of frames detected; red = not detected")
-    image = contact_sheet(crops=crops, detected=detected, has_video=has_video, labels=labels, title=title)
+    if not sheet.rows:
+        raise _fail(f"{store}: subject {subject} has no segment of Experiment_id {trial}")
+    title = (f"s{subject:02d}: {sheet.rows} of {sheet.n_segments} segments; "
+             f"{sheet.detected_fraction:.1%} of frames detected; red = not detected")
+    image = contact_sheet(crops=sheet.crops, detected=sheet.detected, has_video=sheet.has_video,
+                          labels=sheet.labels, title=title)
     path = write_png(out or Path(f"faces_s{subject:02d}.png"), image)
-    console.print(f"wrote {path} ({image.shape[1]}x{image.shape[0]} px, {len(rows)} segments)")
+    console.print(f"wrote {path} ({image.shape[1]}x{image.shape[0]} px, {sheet.rows} segments)")
 
 
 def _one_line(err: Exception) -> str:
@@ -500,11 +529,7 @@ def train(
     source = config
     if resume and source is None and (out / "config.json").is_file():
         source = str(out / "config.json")
-    try:
-        subject_list = ([int(p.strip().lstrip("sS")) for p in subjects.split(",") if p.strip()]
-                        if subjects and subjects.strip().lower() != "all" else None)
-    except ValueError:
-        raise _fail(f"--subjects: expected comma-separated numbers like 1,2,5, got {subjects!r}") from None
+    subject_list = _parse_ints(subjects, "subjects")
     try:
         cfg = resolve_config(
             source, store=store, labels=labels, protocol=protocol, epochs=epochs, folds=folds,
@@ -519,8 +544,4 @@ def train(
 
 
 def main() -> None:  # pragma: no cover - console entry
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
     app()

@@ -24,53 +24,15 @@ from prefect.client.orchestration import get_client
 from prefect.futures import PrefectFuture, wait
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
-from pydantic import BaseModel
 
 from flows.config import PreprocessConfig
+from flows.summary import RunSummary
 from pipeline.ingest import requested_subjects
 from pipeline.stage_table import STAGE_TABLE
 from store_schema.layout import Stage, ancestors
 from store_schema.runner import StageOutcome, run_row
 from store_schema.store import FeatureStore
 from store_schema.table import StageContext
-
-
-class RunSummary(BaseModel):
-    outcomes: list[StageOutcome]
-    note: str | None = None
-    """Said once above the table (e.g. that nothing had to be recomputed)."""
-
-    @property
-    def ok(self) -> bool:
-        return all(o.status != "failed" for o in self.outcomes)
-
-    def failures(self) -> list[StageOutcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
-
-    def counts(self) -> dict[str, int]:
-        return {k: sum(o.status == k for o in self.outcomes) for k in ("computed", "skipped", "failed")}
-
-    def markdown(self) -> str:
-        """The subject x stage table (computed / skipped / failed, seconds) and every failure."""
-        stages = list(dict.fromkeys(o.stage for o in self.outcomes))
-        cells: dict[int, dict[Stage, StageOutcome]] = {}
-        for o in self.outcomes:
-            cells.setdefault(o.subject, {})[o.stage] = o
-        lines = ["| subject | " + " | ".join(s.value for s in stages) + " |",
-                 "|---|" + "---|" * len(stages)]
-        for subject, row in sorted(cells.items()):
-            lines.append(f"| s{subject:02d} | " + " | ".join(
-                f"{row[s].status} {row[s].seconds:.1f}s" if s in row else "" for s in stages) + " |")
-        lines.append("")
-        lines.append(", ".join(f"{n} {k}" for k, n in self.counts().items()))
-        for o in self.failures():
-            lines.append(f"- **s{o.subject:02d} {o.stage.value}**: {o.error}")
-        for o in self.outcomes:
-            lines += [f"- s{o.subject:02d} {o.stage.value} warning: {w}" for w in o.warnings]
-        for o in self.outcomes:
-            if o.wait_note():
-                lines.append(f"- s{o.subject:02d} {o.stage.value}: {o.wait_note()}, then {o.status}")
-        return "\n".join(lines)
 
 
 ONE_AT_A_TIME: frozenset[Stage] = frozenset({Stage.tokens})

@@ -1,15 +1,14 @@
 """Serve the ``preprocess-deap/default`` deployment to a Prefect server.
 
-    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.serve --deap DIR --store STORE
+    PREFECT_API_URL=http://127.0.0.1:4200/api milmer serve --deap DIR --store STORE
 
-then ``prefect deployment run preprocess-deap/default`` runs it with those defaults, or with
-``--params '{"config": {...}}'`` for another dataset or store.
+(or ``python -m flows serve ...``); then ``prefect deployment run preprocess-deap/default`` runs
+it with those defaults, or with ``--params '{"config": {...}}'`` for another dataset or store.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 from flows.config import PreprocessConfig
 from flows.preprocess import preprocess_deap
@@ -27,8 +26,3 @@ def serve(config: PreprocessConfig | None) -> None:
     preprocess_deap.serve(name=DEPLOYMENT_NAME, parameters=parameters,
                           description="DEAP → feature store, subject-stage by subject-stage")
 
-
-if __name__ == "__main__":
-    from flows.cli import app
-
-    sys.exit(app(["serve", *sys.argv[1:]]))

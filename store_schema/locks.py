@@ -33,6 +33,14 @@ takes), and a warning says once per store that two *processes* on it must not ru
 is emulated by Linux with POSIX locks, which do not exclude the threads of one process; the
 process-local layer covers that (NFS locking itself, lockd or NFSv4, was not tested here).
 
+**A holder that died.** Nothing here decides whether a holder is alive: the text "pid N on HOST"
+only names it for a waiting run. A dead process's ``flock`` is dropped by its kernel (a Dask
+worker killed mid-stage leaves no lock for the rerun: ``tests/test_dask_worker_kill.py``). On NFS
+the server holds the POSIX locks: a dead process on a live host is released at once by that host;
+a dead host's locks last until the server drops them (NFSv4: its lease expires, ~90 s by
+default; NFSv3/NLM: the host reboots and its statd notifies the server), and a retry on another
+host waits until then, naming the holder.
+
 Waiting is never silent: the ``on_wait`` callback hears about each wait as it starts, and
 :class:`LockWait` reports the total seconds and who held the lock.
 """

@@ -10,7 +10,9 @@ Write order of a subject-stage, so that a crash at any point leaves nothing that
 1. drop the old commit record (an atomic rewrite of the group's ``zarr.json``);
 2. delete the old group, create it anew, write every array (chunks written even when empty, so a
    missing chunk file is always an error that ``verify`` can see);
-3. write the commit record into the group's attributes, last.
+3. on a local store, fsync every file and folder of the subject-stage (:mod:`store_schema.durable`);
+4. write the commit record into the group's attributes, last (on a local store: a temporary file,
+   fsynced, renamed over ``zarr.json``, its folder fsynced).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from __future__ import annotations
 import datetime as dt
 import errno
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import zarr
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from store_schema.durable import durable_by_default, fsync_parents, fsync_tree, replace_json_durably
 from store_schema.errors import StoreError, StoreWriteError
 from store_schema.failpoints import failpoint
 from store_schema.fingerprint import digest, stage_fingerprint
@@ -83,9 +87,12 @@ StageState = Literal["committed", "uncommitted", "absent"]
 class FeatureStore:
     """A Zarr v3 feature store at a local path or any fsspec URL."""
 
-    def __init__(self, root: zarr.Group, url: str) -> None:
+    def __init__(self, root: zarr.Group, url: str, *, durable: bool = True) -> None:
         self._root = root
         self.url = url
+        self.durable = durable
+        """Flush each subject-stage to disk before its commit (local stores only; see
+        :mod:`store_schema.durable`)."""
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -96,8 +103,12 @@ class FeatureStore:
         *,
         mode: Literal["r", "a"] = "a",
         storage_options: Mapping[str, Any] | None = None,
+        durable: bool | None = None,
     ) -> FeatureStore:
         """Open a store; with ``mode="a"`` create it when it does not exist.
+
+        ``durable`` (default: on unless ``MILMER_FSYNC=0``): fsync each subject-stage's files
+        before its commit record, and the record after it, on a local or NFS store.
 
         Raises :class:`StoreError` for a folder that is not a feature store or one written by a
         newer schema version.
@@ -128,7 +139,7 @@ class FeatureStore:
             raise StoreError(
                 f"{url}: made by an older schema version ({attrs['schema_version']}); rebuild it "
                 "with `milmer preprocess` into a new store")
-        return cls(root, url)
+        return cls(root, url, durable=durable_by_default() if durable is None else durable)
 
     @property
     def schema_version(self) -> int:
@@ -219,10 +230,23 @@ class FeatureStore:
     def uncommit(self, subject: int, stage: Stage | str) -> None:
         """Drop a subject-stage's commit record; its arrays become invisible to readers."""
         group = self._group(subject, stage)
-        if group is not None and COMMIT_ATTR in group.attrs:
-            attrs = group.attrs.asdict()
-            attrs.pop(COMMIT_ATTR)
-            group.attrs.put(attrs)  # one atomic rewrite of zarr.json
+        if group is None or COMMIT_ATTR not in group.attrs:
+            return
+        folder = self._durable_folder(stage_path(subject, stage))
+        if folder is not None:
+            replace_json_durably(folder / "zarr.json",
+                                 lambda document: document.get("attributes", {}).pop(COMMIT_ATTR, None))
+            return
+        attrs = group.attrs.asdict()
+        attrs.pop(COMMIT_ATTR)
+        group.attrs.put(attrs)  # one atomic rewrite of zarr.json
+
+    def _durable_folder(self, path: str) -> Path | None:
+        """The folder of ``path`` when this store is durable and on a local file system."""
+        store = self._root.store
+        if not self.durable or not isinstance(store, zarr.storage.LocalStore):
+            return None
+        return Path(store.root) / path
 
     def write_stage(
         self,
@@ -265,9 +289,12 @@ class FeatureStore:
     ) -> StageRecord:
         path = stage_path(subject, stage)
         failpoint(path, "write-error")
+        folder = self._durable_folder(path)
         self.uncommit(subject, stage)
         if self._group(subject, stage) is not None:
             del self._root[path]
+            if folder is not None:
+                fsync_parents(folder, up_to=folder.parent)  # the old group's removal is on disk
         group = self._root.require_group(path)
         group.attrs.update({"stage": stage.value, "writing_since": _now()})
         compressor = zarr.codecs.BloscCodec(
@@ -281,6 +308,8 @@ class FeatureStore:
                 dimension_names=array_spec.dims)
             _write_in_slabs(target, data, where=path)
         failpoint(path, "after-arrays")
+        if folder is not None:
+            fsync_tree(folder, up_to=Path(self._root.store.root))
         record = StageRecord(
             stage=stage, subject=subject, schema_version=SCHEMA_VERSION, code_version=code_version,
             params=dict(params), inputs=dict(inputs),
@@ -291,7 +320,13 @@ class FeatureStore:
                     for name, shape in shapes.items()},
             extra=dict(extra or {}),
         )
-        group.attrs.update({COMMIT_ATTR: record.model_dump(mode="json")})
+        committed = record.model_dump(mode="json")
+        if folder is not None:
+            replace_json_durably(folder / "zarr.json",
+                                 lambda document: document.setdefault("attributes", {}).update(
+                                     {COMMIT_ATTR: committed}))
+        else:
+            group.attrs.update({COMMIT_ATTR: committed})
         return record
 
     def _drop_partial(self, subject: int, stage: Stage) -> None:

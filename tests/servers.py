@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -75,6 +77,17 @@ def dask_cluster(
 ) -> Iterator[str]:
     """A `dask scheduler` and ``workers`` single-threaded `dask worker` processes on loopback;
     ``resources`` maps a worker's index to its `--resources` (e.g. ``{1: "GPU=1"}``)."""
+    with dask_cluster_processes(workdir, env, workers=workers, resources=resources) as (address, _):
+        yield address
+
+
+@contextmanager
+def dask_cluster_processes(
+    workdir: Path, env: dict[str, str], *, workers: int = 2, resources: dict[int, str] | None = None,
+    nanny: bool = True,
+) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """:func:`dask_cluster`, yielding the worker processes too (``worker-{i}.log`` is worker i's
+    output); ``nanny=False``: each worker is one process, not restarted when it dies."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     with background([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -82,25 +95,122 @@ def dask_cluster(
                     log=workdir / "scheduler.log") as scheduler:
         wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
                    timeout=60, what="dask scheduler", proc=scheduler)
-        with _workers(address, env, workdir, workers, resources or {}):
+        with _workers(address, env, workdir, workers, resources or {}, nanny) as procs:
             from distributed import Client
 
             with Client(address, timeout=30) as client:
                 client.wait_for_workers(workers, timeout=90)
-            yield address
+            yield address, procs
 
 
 @contextmanager
 def _workers(
-    address: str, env: dict[str, str], workdir: Path, n: int, resources: dict[int, str]
-) -> Iterator[None]:
+    address: str, env: dict[str, str], workdir: Path, n: int, resources: dict[int, str], nanny: bool,
+) -> Iterator[list[subprocess.Popen]]:
     from contextlib import ExitStack
 
     with ExitStack() as stack:
-        for i in range(n):
-            stack.enter_context(background(
-                [str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                 "--dashboard-address", "127.0.0.1:0", "--name", f"worker-{i}",
-                 *(["--resources", resources[i]] if i in resources else [])],
-                env=env, log=workdir / f"worker-{i}.log"))
-        yield
+        procs = [stack.enter_context(background(
+            [str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+             "--dashboard-address", "127.0.0.1:0", "--name", f"worker-{i}",
+             *(["--resources", resources[i]] if i in resources else []),
+             *([] if nanny else ["--no-nanny"])],
+            env=env, log=workdir / f"worker-{i}.log")) for i in range(n)]
+        yield procs
+
+
+# -- an S3-compatible endpoint ---------------------------------------------------------------
+
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                  "AWS_DEFAULT_REGION": "us-east-1"}
+
+_INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+                   b"<Message>injected by the test: chunk write refused</Message></Error>")
+
+
+class S3Endpoint:
+    """moto's S3 server on 127.0.0.1 whose requests a test can count and refuse.
+
+    :meth:`refuse` makes the next PUTs whose path matches a pattern answer ``500 InternalError``
+    (the object is not stored), as an overloaded or failing endpoint does.
+    """
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.url = ""
+        self.puts: list[str] = []
+        self.refused: list[str] = []
+        self._refusing: list[tuple[re.Pattern[str], int]] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._moto.start()
+        self._moto._server.app = self._faulty(self._moto._server.app)  # noqa: SLF001 - the WSGI app
+        host, port = self._moto.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._moto.stop()
+
+    def refuse(self, pattern: str, *, times: int = 1) -> None:
+        with self._lock:
+            self._refusing.append((re.compile(pattern), times))
+
+    def storage_options(self) -> dict:
+        """fsspec options naming this endpoint; one attempt per request (no client retries), so
+        a refused request reaches the caller."""
+        return {"key": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                "secret": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                "client_kwargs": {"endpoint_url": self.url},
+                "config_kwargs": {"retries": {"total_max_attempts": 1, "mode": "standard"}}}
+
+    def env(self) -> dict[str, str]:
+        """Environment for clients given only an ``s3://`` URL (``milmer store info``, ``train``)."""
+        return {**S3_CREDENTIALS, "AWS_ENDPOINT_URL_S3": self.url}
+
+    def _should_refuse(self, path: str) -> bool:
+        with self._lock:
+            for i, (pattern, left) in enumerate(self._refusing):
+                if left and pattern.search(path):
+                    self._refusing[i] = (pattern, left - 1)
+                    self.refused.append(path)
+                    return True
+        return False
+
+    def _faulty(self, app):  # noqa: ANN001, ANN202 - a WSGI app
+        def faulty(environ, start_response):  # noqa: ANN001, ANN202
+            if environ["REQUEST_METHOD"] == "PUT":
+                path = environ.get("PATH_INFO", "")
+                with self._lock:
+                    self.puts.append(path)
+                if self._should_refuse(path):
+                    length = int(environ.get("CONTENT_LENGTH") or 0)
+                    environ["wsgi.input"].read(length)  # keep the connection's framing intact
+                    start_response("500 Internal Server Error",
+                                   [("Content-Type", "application/xml"),
+                                    ("Content-Length", str(len(_INTERNAL_ERROR)))])
+                    return [_INTERNAL_ERROR]
+            return app(environ, start_response)
+        return faulty
+
+
+@contextmanager
+def s3_endpoint(*buckets: str) -> Iterator[S3Endpoint]:
+    """An :class:`S3Endpoint` with ``buckets`` created, stopped on exit."""
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+    endpoint = S3Endpoint()
+    endpoint.start()
+    try:
+        import s3fs
+
+        fs = s3fs.S3FileSystem(**endpoint.storage_options(), skip_instance_cache=True)
+        for bucket in buckets:
+            fs.mkdir(bucket)
+        yield endpoint
+    finally:
+        endpoint.stop()

@@ -73,3 +73,77 @@ def test_preprocess_refuses_a_folder_without_dat_files_in_one_line(small_deap: P
     assert result.output.strip().splitlines() == [
         f"error: {small_deap}: no sNN.dat files found: nothing to preprocess"]
     assert not (tmp_path / "store.zarr").exists()
+
+
+def test_a_config_file_that_is_not_json_is_refused_naming_the_file(small_deap: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "settings.json"
+    bad.write_text("{not json")
+    result = runner.invoke(app, ["preprocess", "--deap", str(small_deap), "--store",
+                                 str(tmp_path / "store.zarr"), "--config", str(bad)])
+    assert result.exit_code == 2
+    assert f"--config {bad}: not a readable JSON file" in result.output
+    bad.write_text("[1, 2]")
+    listed = runner.invoke(app, ["preprocess", "--deap", str(small_deap), "--store",
+                                 str(tmp_path / "store.zarr"), "--config", str(bad)])
+    assert listed.exit_code == 2 and "expected a JSON object" in listed.output
+    assert not (tmp_path / "store.zarr").exists()
+
+
+def test_flags_and_the_config_file_meet_in_one_validated_config(small_deap: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import flows.preprocess
+    from flows.summary import RunSummary
+
+    seen = []
+    monkeypatch.setattr(flows.preprocess, "run_flow", lambda cfg: seen.append(cfg) or RunSummary(outcomes=[]))
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"eeg": {"h_freq": 40.0, "ica_seed": 3}, "workers": 3}))
+    result = runner.invoke(app, ["preprocess", "--deap", str(small_deap), "--store", str(tmp_path / "s.zarr"),
+                                 "--config", str(settings), "--l-freq", "2", "--ica-seed", "5",
+                                 "--stages", "ingest,eeg", "--subjects", "s02", "--force"])
+    assert result.exit_code == 0, result.output
+    (cfg,) = seen
+    assert (cfg.eeg.l_freq, cfg.eeg.h_freq, cfg.eeg.ica_seed) == (2.0, 40.0, 5)  # flags win
+    assert (cfg.workers, cfg.subjects, cfg.force) == (3, [2], True)
+    assert [s.value for s in cfg.stages] == ["ingest", "eeg"]
+
+
+def test_the_terminal_summary_and_the_markdown_render_one_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    import flows.cli
+    from flows.summary import RunSummary
+    from store_schema.runner import StageOutcome
+
+    summary = RunSummary(outcomes=[
+        StageOutcome(subject=2, stage="ingest", status="computed", seconds=1.25),
+        StageOutcome(subject=2, stage="faces", status="computed", seconds=3.0,
+                     warnings=["s02_trial01.avi: truncated"]),
+        StageOutcome(subject=1, stage="ingest", status="failed", seconds=0.5, error="s01.dat: empty file"),
+        StageOutcome(subject=1, stage="faces", status="skipped", seconds=0.0, waited_seconds=2.0,
+                     waited_for=["subjects/s01/faces held by another run"]),
+    ])
+    out, err = Console(record=True, width=200), Console(record=True, width=200)
+    monkeypatch.setattr(flows.cli, "console", out)
+    monkeypatch.setattr(flows.cli, "err_console", err)
+    flows.cli._print_summary(summary)
+    terminal, notes = out.export_text(), err.export_text().splitlines()
+    markdown = summary.markdown()
+    assert markdown.splitlines()[2:4] == ["| s01 | failed 0.5s | skipped 0.0s |",
+                                          "| s02 | computed 1.2s | computed 3.0s |"]
+    assert terminal.index("s01") < terminal.index("s02") and "failed 0.5s" in terminal
+    assert "1 failed" in markdown and terminal.strip().endswith("2 computed, 1 skipped, 1 failed")
+    assert notes == ["failed s01 ingest: s01.dat: empty file",
+                     "warning s02 faces: s02_trial01.avi: truncated",
+                     "note s01 faces: waited 2.0 s for subjects/s01/faces held by another run, then skipped"]
+    for note in summary.notes():  # one list of notes, rendered twice
+        assert f"{note.kind} {note.where}: {note.text}" in notes
+        assert f"- **{note.where}** {note.kind}: {note.text}" in markdown
+
+def test_python_m_flows_is_the_cli_and_serving_does_not_import_it() -> None:
+    result = subprocess.run([sys.executable, "-m", "flows", "store", "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "Usage: milmer store" in result.stdout, result.stderr
+    probe = subprocess.run([sys.executable, "-c", "import sys, flows.serve; print('flows.cli' in sys.modules)"],
+                           capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "False", probe.stderr

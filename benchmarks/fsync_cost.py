@@ -1,0 +1,83 @@
+"""What durable commits cost: the EEG stages of one full-size subject (40 trials x 63 s), with
+fsync (the default) and without (``MILMER_FSYNC=0``).
+
+Prints, per stage, its seconds and the seconds spent in fsync (timed around every sync call of
+:mod:`store_schema.durable`), and the same stages' seconds without fsync.
+
+    .venv/bin/python benchmarks/fsync_cost.py [--trials 40] [--seconds 60] [--store-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from flows.config import PreprocessConfig
+from flows.preprocess import run_chain_inline
+from pipeline.synth import SynthParams, write_synthetic_deap
+from store_schema import durable, store
+
+STAGES = ["ingest", "eeg", "segment"]
+
+
+def timed_syncs(spent: dict[str, float], current: list[str]) -> None:
+    """Wrap the sync calls the store makes, adding their seconds to the running stage."""
+    for name in ("fsync_tree", "fsync_parents", "replace_json_durably"):
+        real = getattr(durable, name)
+
+        def wrapper(*args, _real=real, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            started = time.perf_counter()
+            try:
+                return _real(*args, **kwargs)
+            finally:
+                spent[current[0]] += time.perf_counter() - started
+
+        setattr(store, name, wrapper)  # store.py imported them by name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--store-dir", type=Path, default=None,
+                        help="Folder for the stores (default: a temporary folder), e.g. on NFS")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(dir=args.store_dir) as tmp:
+        deap = Path(tmp) / "DEAP"
+        write_synthetic_deap(out=deap, params=SynthParams(subjects=1, trials=args.trials,
+                                                          seconds=args.seconds, videos=False))
+        spent: dict[str, float] = defaultdict(float)
+        current = [""]
+        timed_syncs(spent, current)
+        results = {}
+        for label, env in (("fsync", "1"), ("no fsync", "0")):
+            os.environ[durable.ENV] = env
+            seconds = {}
+            for stage in STAGES:
+                current[0] = stage
+                config = PreprocessConfig(deap=deap, store=str(Path(tmp) / f"{env}.zarr"),
+                                          subjects=[1], stages=[stage])
+                summary = run_chain_inline(config)
+                assert summary.ok, summary.markdown()
+                (outcome,) = summary.outcomes
+                seconds[stage] = outcome.seconds
+            results[label] = seconds
+        print(f"one subject, {args.trials} trials x {args.seconds + 3} s; store in {tmp}")
+        print(f"{'stage':<8} {'with fsync s':>12} {'in fsync s':>10} {'%':>6} {'without s':>10}")
+        for stage in STAGES:
+            with_s, sync_s = results["fsync"][stage], spent[stage]
+            print(f"{stage:<8} {with_s:12.2f} {sync_s:10.3f} {100 * sync_s / with_s:6.1f} "
+                  f"{results['no fsync'][stage]:10.2f}")
+        total_with = sum(results["fsync"].values())
+        total_sync = sum(spent[s] for s in STAGES)
+        print(f"{'all':<8} {total_with:12.2f} {total_sync:10.3f} {100 * total_sync / total_with:6.1f} "
+              f"{sum(results['no fsync'].values()):10.2f}")
+
+
+if __name__ == "__main__":
+    main()
