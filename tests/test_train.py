@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 from store_schema.errors import StoreError
 from store_schema.labels import LabelScheme
 from train.ablations import ABLATIONS
-from train.config import TrainConfig, TrainError, resolve_config
+from train.config import ModelConfig, TrainConfig, TrainError, resolve_config
 from train.data import StoreData
-from train.models import Milmer, build_model, cosine_factor, count_parameters
+from train.models import Milmer, build_model, count_parameters
 from train.synthetic import write_planted_store
-from train.trainer import run_training
+from train.trainer import cosine_factor, run_training
 
 SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
          "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
@@ -87,6 +87,16 @@ def test_default_config_is_the_papers() -> None:
     enc = model.encoder.layers[0]
     assert enc.self_attn.num_heads == 12 and enc.linear1.out_features == 2048 and enc.self_attn.batch_first
     assert model.pos_face.shape == (1, 64, 768) and model.pos_eeg.shape == (1, 32, 768)
+
+
+def test_model_signature_is_model_config_with_the_same_defaults() -> None:
+    import inspect
+
+    parameters = inspect.signature(Milmer.__init__).parameters
+    signature = {name: p.default for name, p in parameters.items() if name not in ("self", "num_classes")}
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in parameters.items() if n != "self")
+    defaults = {name: field.default for name, field in ModelConfig.model_fields.items()}
+    assert signature == defaults
 
 
 def test_cosine_schedule_decays_from_lr_to_a_tenth() -> None:
@@ -184,7 +194,7 @@ def test_streamed_batches_equal_in_memory_batches(store_url: str) -> None:
 def test_mixed_token_weights_are_refused_naming_subjects_and_fingerprints(tmp_path: Path) -> None:
     fp = "sha256:" + "ab" * 32
     url = str(tmp_path / "mixed.zarr")
-    write_planted_store(url, subjects=3, trials=4, segments_per_trial=1, faces=False,
+    write_planted_store(url, subjects=3, trials=4, segments_per_trial=1,
                         weights_fingerprint={1: "random:0", 2: fp, 3: "random:0"})
     with pytest.raises(StoreError) as err:
         StoreData.open(url)

@@ -28,7 +28,6 @@ and did not beat the thread on a 2-core machine). EEG, labels and masks (1/15 of
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -37,11 +36,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from zarr.core.sync import sync as zarr_sync
 
 from store_schema.errors import StoreError
 from store_schema.labels import Deap3Boundaries, LabelScheme, class_names, make_labels
 from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM, Stage
+from store_schema.staleness import stale_reason
 from store_schema.store import FeatureStore
 
 TOKEN_BYTES = FRAMES_PER_SEGMENT * N_TOKENS * TOKEN_DIM * 2
@@ -146,7 +145,7 @@ class StoreData:
             n = info.n_segments
             detected, has_video = np.ones((n, FRAMES_PER_SEGMENT), bool), np.ones(n, bool)
             try:
-                if store.record(s, Stage.faces) is not None:
+                if stale_reason(store, s, Stage.faces) is None:
                     faces_detected = store.read(s, Stage.faces, "detected")
                     if faces_detected.shape == detected.shape:
                         detected = faces_detected
@@ -245,14 +244,15 @@ class StoreData:
             out = torch.empty((len(self), FRAMES_PER_SEGMENT, N_TOKENS, TOKEN_DIM), dtype=torch.float16)
             start = 0
             for info in self.subjects:
-                arr = self.store.array(info.subject, Stage.tokens, "tokens")
-                out[start:start + info.n_segments] = torch.from_numpy(np.asarray(arr[...]))
+                out[start:start + info.n_segments] = torch.from_numpy(
+                    self.store.read(info.subject, Stage.tokens, "tokens"))
                 start += info.n_segments
             self._tokens = out
 
     def read_tokens(self, positions: np.ndarray) -> np.ndarray:
         """Rows' tokens (n, 10, 49, 768) float16, their chunks read concurrently from the store."""
-        return _TokenReader(self.store, self.subject, self.local).read(positions)
+        return self.store.read_rows(Stage.tokens, "tokens", self.subject[positions],
+                                    self.local[positions])
 
     def batches(
         self,
@@ -307,7 +307,6 @@ class StoreData:
             for chunk, tokens in zip(chunks, loader):
                 yield make(chunk, tokens)
             return
-        reader_here = _TokenReader(self.store, self.subject, self.local)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="milmer-read") as pool:
             pending: deque = deque()
             upcoming = iter(chunks)
@@ -315,7 +314,7 @@ class StoreData:
             def submit() -> None:
                 chunk = next(upcoming, None)
                 if chunk is not None:
-                    pending.append((chunk, pool.submit(reader_here.read, chunk)))
+                    pending.append((chunk, pool.submit(self.read_tokens, chunk)))
 
             for _ in range(max(1, prefetch)):
                 submit()
@@ -326,48 +325,31 @@ class StoreData:
                 yield make(chunk, tokens.pin_memory() if pin_memory else tokens)
 
 
-class _TokenReader:
-    """Reads rows' token chunks, all chunks of a call at once on Zarr's async loop (~2x the rate
-    of one blocking read per thread)."""
-
-    def __init__(self, store: FeatureStore, subject: np.ndarray, local: np.ndarray) -> None:
-        self.store, self.subject, self.local = store, subject, local
-        self._arrays: dict[int, object] = {}
-
-    def _array(self, subject: int):  # noqa: ANN202 - zarr.AsyncArray
-        if subject not in self._arrays:
-            self._arrays[subject] = self.store.array(subject, Stage.tokens, "tokens").async_array
-        return self._arrays[subject]
-
-    def read(self, positions: np.ndarray) -> np.ndarray:
-        arrays = [self._array(int(self.subject[p])) for p in positions]
-
-        async def gather() -> list:
-            return await asyncio.gather(*(a.getitem(int(self.local[p])) for a, p in zip(arrays, positions)))
-
-        return np.stack([np.asarray(t) for t in zarr_sync(gather())])
-
-
 class _TokenBatches(torch.utils.data.Dataset):
     """Batch ``i`` of ``chunks`` as a tensor, read in a DataLoader worker (store opened there)."""
 
     def __init__(self, url: str, subject: np.ndarray, local: np.ndarray, chunks: list[np.ndarray]) -> None:
         self.url, self.subject, self.local, self.chunks = url, subject, local, chunks
-        self._reader: _TokenReader | None = None
+        self._store: FeatureStore | None = None
 
     def __len__(self) -> int:
         return len(self.chunks)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        if self._reader is None:
-            self._reader = _TokenReader(FeatureStore.open(self.url, mode="r"), self.subject, self.local)
-        return torch.from_numpy(self._reader.read(self.chunks[i]))
+        if self._store is None:
+            self._store = FeatureStore.open(self.url, mode="r")
+        rows = self.chunks[i]
+        return torch.from_numpy(self._store.read_rows(Stage.tokens, "tokens", self.subject[rows],
+                                                      self.local[rows]))
 
 
 def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tuple[SubjectInfo | None, str]:
     segment = store.record(subject, Stage.segment)
     if segment is None:
         return None, "its segment stage was uncommitted meanwhile (a preprocess run is rewriting it)"
+    stale = stale_reason(store, subject, Stage.segment)
+    if stale:
+        return None, f"segment stage: {stale}; re-run `milmer preprocess`"
     n = segment.arrays["eeg"].shape[0] if "eeg" in segment.arrays else 0
     if n == 0:
         return None, "its segment stage holds no segment"
@@ -376,20 +358,16 @@ def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tupl
         if needs_tokens:
             return None, "no committed tokens stage (run `milmer preprocess --stages tokens`)"
         return SubjectInfo(subject, n, segment.fingerprint, None, None, None), ""
-    n_tok = tokens.arrays["tokens"].shape[0] if "tokens" in tokens.arrays else -1
-    if needs_tokens and n_tok != n:
-        return None, (f"tokens hold {n_tok} segments but the segment stage {n}: stale tokens; "
-                      "re-run `milmer preprocess --stages faces,tokens`")
-    faces = store.record(subject, Stage.faces)
-    stale = None
-    if faces is not None and "faces" in tokens.inputs and tokens.inputs["faces"] != faces.fingerprint:
-        stale = "tokens were made from an older faces stage"
-    elif faces is not None and "segment" in faces.inputs and faces.inputs["segment"] != segment.fingerprint:
-        stale = "faces (and so tokens) were made from an older segment stage"
-    elif faces is None and "segment" in tokens.inputs and tokens.inputs["segment"] != segment.fingerprint:
-        stale = "tokens were made from an older segment stage"
-    if stale and needs_tokens:
-        return None, f"{stale}; re-run `milmer preprocess --stages faces,tokens`"
+    if needs_tokens:
+        for stage in (Stage.faces, Stage.tokens):
+            stale = stale_reason(store, subject, stage)
+            if stale:
+                return None, (f"{stage.value} stage: {stale}; re-run `milmer preprocess --stages "
+                              "faces,tokens`")
+        n_tok = tokens.arrays["tokens"].shape[0] if "tokens" in tokens.arrays else -1
+        if n_tok != n:
+            return None, (f"tokens hold {n_tok} segments but the segment stage {n}; re-run "
+                          "`milmer preprocess --stages faces,tokens`")
     weights = tokens.params.get("weights_fingerprint") or tokens.extra.get("weights_fingerprint")
     random_weights = tokens.extra.get("random_weights")
     if random_weights is None and isinstance(weights, str):

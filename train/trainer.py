@@ -23,6 +23,7 @@ RNG where they were, so an interrupted run resumed gives the same result as one 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -39,7 +40,7 @@ from torch import nn
 from train.checkpoint import checkpoint_epoch, load_checkpoint, save_checkpoint
 from train.config import TrainConfig, TrainError
 from train.data import Batch, Split, StoreData
-from train.models import build_model, cosine_factor, count_parameters
+from train.models import build_model, count_parameters
 from train.report import classification_metrics, majority_rate, plot_confusion, plot_curves
 
 RESUMABLE_CHANGES = {"epochs", "device", "amp", "in_memory", "memory_fraction", "prefetch_batches",
@@ -57,6 +58,12 @@ class FoldOutcome:
     y_pred: np.ndarray
     history: list[dict[str, Any]]
     seconds: float
+
+
+def cosine_factor(epoch: int, epochs: int, final_factor: float) -> float:
+    """LR multiplier of epoch ``epoch`` (0-based): cosine from 1 down towards ``final_factor``,
+    the paper's ``((1 + cos(e π / E)) / 2) (1 - lrf) + lrf``."""
+    return ((1 + math.cos(epoch * math.pi / max(1, epochs))) / 2) * (1 - final_factor) + final_factor
 
 
 def resolve_device(name: str) -> torch.device:

@@ -27,9 +27,6 @@ replaces the transformer by the concatenation of the two mean-pooled token sets 
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -129,9 +126,19 @@ class Milmer(nn.Module):
     """The Milmer heads and their baselines; constructor arguments are
     :class:`train.config.ModelConfig` fields plus ``num_classes``."""
 
-    def __init__(self, *, num_classes: int = 4, **settings: Any) -> None:
-        """``settings``: any :class:`train.config.ModelConfig` fields (validated there; the rest
-        take its defaults, the paper's)."""
+    def __init__(
+        self, *, num_classes: int = 4, kind: str = "fusion", d_model: int = 768,
+        token_dim: int = 768, n_frames: int = 10, n_face_tokens: int = 49, eeg_channels: int = 32,
+        eeg_samples: int = 384, mil: str = "topk", top_k: int = 3, mil_hidden: int = 128,
+        mask_undetected: bool = False, balance: str = "cross_attention", n_queries: int = 64,
+        balance_heads: int = 12, mlp_hidden: int = 3072, fusion_layers: int = 2,
+        fusion_heads: int = 12, fusion_ff: int = 2048, dropout: float = 0.2,
+        cls_dropout: float = 0.1, position_embeddings: bool = True, modality_embeddings: bool = True,
+        concat_hidden: int = 768,
+    ) -> None:
+        """Arguments: the fields of :class:`train.config.ModelConfig` (same defaults, the paper's;
+        a test holds them equal), validated there, plus ``num_classes``."""
+        settings = {k: v for k, v in locals().items() if k not in ("self", "num_classes", "__class__")}
         super().__init__()
         c = ModelConfig(**settings)
         self.kind = c.kind
@@ -234,11 +241,4 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def cosine_factor(epoch: int, epochs: int, final_factor: float) -> float:
-    """LR multiplier of epoch ``epoch`` (0-based): cosine from 1 down towards ``final_factor``,
-    the paper's ``((1 + cos(e π / E)) / 2) (1 - lrf) + lrf``."""
-    return ((1 + math.cos(epoch * math.pi / max(1, epochs))) / 2) * (1 - final_factor) + final_factor
-
-
-__all__ = ["Balancer", "EegTokenizer", "FrameScorer", "MilPooling", "Milmer", "count_parameters",
-           "cosine_factor"]
+__all__ = ["Balancer", "EegTokenizer", "FrameScorer", "MilPooling", "Milmer", "count_parameters"]
