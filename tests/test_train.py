@@ -25,7 +25,7 @@ from train.config import ModelConfig, TrainConfig, TrainError, resolve_config
 from train.data import StoreData
 from train.models import Milmer, build_model, count_parameters
 from train.synthetic import write_planted_store
-from train.trainer import cosine_factor, run_training
+from train.trainer import cosine_factor, run_training, select_epoch
 
 SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
          "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
@@ -43,7 +43,7 @@ def _one_torch_thread():  # noqa: ANN202 - small models: one thread is as fast a
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = str(tmp_path_factory.mktemp("train") / "store.zarr")
-    write_planted_store(url, subjects=2, trials=8, segments_per_trial=4, seed=0)
+    write_planted_store(url, subjects=2, trials=16, segments_per_trial=2, seed=0)
     return url
 
 
@@ -60,7 +60,7 @@ def trained(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     runs = {}
     for kind in ("fusion", "eeg", "face"):
         out = tmp_path_factory.mktemp(f"run-{kind}")
-        # 2 folds: each gets one trial of every class per subject, so training and test share
+        # 2 folds: each gets two trials of every class per subject, so training and test share
         # their class balance (with uneven folds a model that learns only half the quadrant is
         # pushed *below* chance on the other half by the training priors).
         cfg = small_config(store_url, folds=2, model={"kind": kind})
@@ -264,6 +264,72 @@ def _index_only(trials: list[int], segments: int, seed: int) -> StoreData:
         subject=np.array(subject), local=np.zeros(n, np.int64), trial=np.array(trial),
         segment_index=np.zeros(n, np.int64), labels=np.array(labels),
         detected=np.ones((n, 10), bool), has_video=np.ones(n, bool), needs_tokens=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(trials=st.lists(st.integers(2, 12), min_size=1, max_size=4),
+       segments=st.integers(1, 4), fraction=st.floats(0.05, 0.5), seed=st.integers(0, 1000))
+def test_validation_is_whole_training_trials_per_class_and_deterministic(
+    trials: list[int], segments: int, fraction: float, seed: int,
+) -> None:
+    data = _index_only(trials, segments, seed)
+    for split in data.splits("trial", folds=2, seed=seed):
+        fit, val = data.hold_out_validation(split.train, fraction=fraction, seed=seed, fold=split.fold)
+        assert sorted(np.concatenate([fit, val])) == sorted(split.train)  # a partition of training
+        units = lambda rows: set(zip(data.subject[rows], data.trial[rows]))  # noqa: E731
+        assert not units(fit) & units(val) and not units(val) & units(split.test)  # whole trials
+        for label in np.unique(data.labels[split.train]):  # per class: its share, never all
+            n = len(units(split.train[data.labels[split.train] == label]))
+            k = len(units(val[data.labels[val] == label]))
+            assert k == (min(n - 1, max(1, round(fraction * n))) if n >= 2 else 0)
+        again = data.hold_out_validation(split.train, fraction=fraction, seed=seed, fold=split.fold)
+        assert np.array_equal(again[1], val)
+
+
+def test_epoch_is_chosen_on_validation_and_never_sees_test_labels(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = small_config(store_url, epochs=6, folds=2, run_folds=[0], model={"kind": "eeg"})
+    honest = run_training(cfg, tmp_path / "honest", progress=False)
+
+    splits = StoreData.splits
+
+    def scrambled_test_labels(self: StoreData, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        found = splits(self, *args, **kwargs)
+        test = found[0].test
+        self.labels[test] = (self.labels[test] + 1 + np.arange(len(test)) % 3) % 4  # all wrong
+        return found
+
+    monkeypatch.setattr(StoreData, "splits", scrambled_test_labels)
+    tampered = run_training(cfg, tmp_path / "tampered", progress=False)
+    fold = lambda run: json.loads((tmp_path / run / "folds" / "fold0.json").read_text())  # noqa: E731
+    honest_fold, tampered_fold = fold("honest"), fold("tampered")
+    # the same epoch, weights and predictions: only the test score (computed once) differs
+    assert tampered["selected_epochs"] == honest["selected_epochs"]
+    assert tampered_fold["y_pred"] == honest_fold["y_pred"]
+    assert tampered_fold["history"] == [{**r, "seconds": t["seconds"]} for r, t in
+                                        zip(honest_fold["history"], tampered_fold["history"])]
+    assert tampered["accuracy"] != honest["accuracy"]
+    # ... and it is the epoch with the best validation accuracy (ties: lower validation loss)
+    history = honest_fold["history"]
+    assert all(set(row) >= {"val_accuracy", "val_loss"} and not any(k.startswith("test") for k in row)
+               for row in history)
+    best = max(history, key=lambda r: (r["val_accuracy"], -r["val_loss"], -r["epoch"]))
+    assert honest_fold["selected_epoch"] == best["epoch"] == honest["folds"][0]["selected_epoch"]
+    assert honest["folds"][0]["validation"]["accuracy"] == best["val_accuracy"]
+    assert honest["validation"]["fraction"] == 0.2 and "whole trials" in honest["validation"]["drawn"]
+    n_val = honest["folds"][0]["validation"]["n_segments"]
+    assert n_val > 0 and honest["folds"][0]["n_fit"] + n_val == honest["folds"][0]["n_train"]
+
+
+def test_select_epoch_reads_validation_only() -> None:
+    rows = [{"epoch": 1, "val_accuracy": 0.5, "val_loss": 1.0, "test_accuracy": 0.9},
+            {"epoch": 2, "val_accuracy": 0.7, "val_loss": 0.9, "test_accuracy": 0.1},
+            {"epoch": 3, "val_accuracy": 0.7, "val_loss": 0.8, "test_accuracy": 0.2},
+            {"epoch": 4, "val_accuracy": None, "val_loss": None, "test_accuracy": 1.0}]
+    assert select_epoch(rows, "val_accuracy") == 3  # tie on accuracy: the lower loss
+    assert select_epoch(rows, "val_loss") == 3
+    assert select_epoch([{"epoch": 1, "val_accuracy": None, "val_loss": None}], "val_loss") is None
 
 
 # -- learning -------------------------------------------------------------------------------

@@ -114,7 +114,15 @@ class TrainConfig(BaseModel):
     read_workers: int = Field(0, ge=0, description=(
         "processes reading token batches when streaming; 0 (default): one background thread of "
         "the training process, the faster choice on the 2-core machines measured"))
-    eval_every: int = Field(1, ge=1, description="evaluate the test fold every N epochs (curves only)")
+    validation_fraction: float = Field(0.2, ge=0, lt=1, description=(
+        "share of each training fold's trials held out for validation (whole trials, per class, "
+        "drawn by seed; at least one trial of a class that has two or more); the epoch is chosen "
+        "on it. 0: no validation, the last epoch is kept"))
+    selection: Literal["val_accuracy", "val_loss"] = Field("val_accuracy", description=(
+        "how the epoch is chosen on validation: highest accuracy (ties: lower loss, then the "
+        "earlier epoch) or lowest loss"))
+    eval_every: int = Field(1, ge=1, description=(
+        "evaluate on validation every N epochs (and after the last): the candidate epochs"))
     checkpoint_every: int = Field(1, ge=1)
     model: ModelConfig = ModelConfig()
 

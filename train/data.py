@@ -223,6 +223,30 @@ class StoreData:
                       test=np.flatnonzero(fold_of == f), leaky=protocol == "segment")
                 for f in range(folds)]
 
+    def hold_out_validation(self, positions: np.ndarray, *, fraction: float, seed: int,
+                            fold: int) -> tuple[np.ndarray, np.ndarray]:
+        """Split a fold's training ``positions`` into (fit, validation), by whole trials.
+
+        Per class, ``round(fraction x n)`` of the n (subject, trial) units of that class in
+        ``positions`` (at least one when n ≥ 2, never all), drawn by ``(seed, fold)``: class
+        balance follows the training fold's. For the ``segment`` protocol a unit is the training
+        segments of one trial.
+        """
+        positions = np.asarray(positions, np.int64)
+        if fraction <= 0 or not len(positions):
+            return positions, positions[:0]
+        unit = self.subject[positions] * 1_000_003 + self.trial[positions]
+        units, first, inverse = np.unique(unit, return_index=True, return_inverse=True)
+        unit_labels = self.labels[positions][first]
+        rng = np.random.default_rng([seed, fold, 0x5A11D])
+        held = np.zeros(len(units), bool)
+        for label in np.unique(unit_labels):
+            members = rng.permutation(np.flatnonzero(unit_labels == label))
+            n = len(members)
+            k = min(n - 1, max(1, round(fraction * n))) if n >= 2 else 0
+            held[members[:k]] = True
+        return positions[~held[inverse]], positions[held[inverse]]
+
     # -- loading ---------------------------------------------------------------------------
 
     def fits_in_memory(self, fraction: float = 0.5) -> bool:
@@ -248,6 +272,11 @@ class StoreData:
                     self.store.read(info.subject, Stage.tokens, "tokens"))
                 start += info.n_segments
             self._tokens = out
+
+    def eeg_rows(self, positions: np.ndarray) -> torch.Tensor:
+        """EEG windows (n, 32, 384) float32 of ``positions``."""
+        self.load_eeg()
+        return self._eeg[torch.from_numpy(np.asarray(positions, np.int64))]  # type: ignore[index]
 
     def read_tokens(self, positions: np.ndarray) -> np.ndarray:
         """Rows' tokens (n, 10, 49, 768) float16, their chunks read concurrently from the store."""
