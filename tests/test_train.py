@@ -213,6 +213,46 @@ def test_subject_without_tokens_is_skipped_and_reported_unless_eeg_only(tmp_path
     assert StoreData.open(url, needs_tokens=False).subject_numbers == [1, 2]
 
 
+def test_a_faceless_segment_never_reaches_a_face_models_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = str(tmp_path / "faceless.zarr")
+    # s01 lost the videos of trials 0 and 3; s03 has no video at all
+    write_planted_store(url, subjects=3, trials=8, segments_per_trial=2,
+                        faceless_trials={1: {0, 3}, 3: set(range(8))})
+    from train.trainer import Trainer
+
+    seen: dict[str, set] = {}
+    forward = Trainer.forward
+
+    def spy(self: Trainer, model, batch):  # noqa: ANN001, ANN202
+        rows = {(int(self.data.subject[p]), int(self.data.trial[p])) for p in batch.positions}
+        seen.setdefault(self.config.model.kind, set()).update(rows)
+        if self.use_face and not self.config.keep_faceless:
+            assert self.data.has_video[batch.positions].all()
+        return forward(self, model, batch)
+
+    monkeypatch.setattr(Trainer, "forward", spy)
+    faceless = {(1, 0), (1, 3)} | {(3, t) for t in range(8)}
+    face = run_training(small_config(url, epochs=1, folds=2, model={"kind": "face"}),
+                        tmp_path / "face", progress=False)
+    assert seen["face"] and not seen["face"] & faceless
+    assert face["n_segments"] == 2 * 16 - 4 and face["subjects"] == [1, 2]
+    assert face["faceless"]["dropped"] is True and face["faceless"]["n_segments"] == 4 + 16
+    assert face["faceless"]["subjects_without_video"] == ["s03"]
+    assert face["faceless"]["by_subject"]["s01"] == {"segments": 4, "trials": [0, 3]}
+    assert any(line.startswith("s03: no face video") for line in face["skipped_subjects"])
+
+    eeg = run_training(small_config(url, epochs=1, folds=2, model={"kind": "eeg"}),
+                       tmp_path / "eeg", progress=False)
+    assert faceless <= seen["eeg"] and eeg["n_segments"] == 3 * 16  # EEG-only keeps everything
+    assert eeg["faceless"]["dropped"] is False and eeg["test_segments_without_video"] == 20
+
+    kept = run_training(small_config(url, epochs=1, folds=2, keep_faceless=True,
+                                     model={"kind": "fusion"}), tmp_path / "kept", progress=False)
+    assert faceless <= seen["fusion"] and "contaminated" in kept["faceless"]["note"]
+
+
 @settings(max_examples=40, deadline=None)
 @given(trials=st.lists(st.integers(1, 12), min_size=1, max_size=4),
        segments=st.integers(1, 5), folds=st.integers(2, 6), seed=st.integers(0, 1000))

@@ -98,6 +98,11 @@ class TrainConfig(BaseModel):
         "(leaks neighbouring windows of a trial); loso: leave one subject out"))
     folds: int = Field(5, ge=2, description="k of the trial and segment protocols")
     run_folds: list[int] | None = Field(None, description="run only these folds (0-based)")
+    keep_faceless: bool = Field(False, description=(
+        "models that read faces keep segments whose face video is missing (their black crops "
+        "become tokens: this contaminates training and test with faces that are not there). By "
+        "default they are dropped, and so are subjects without any video; metrics.json lists "
+        "them. EEG-only models always keep every segment"))
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(14, ge=1)
     lr: float = Field(1e-4, gt=0)

@@ -5,7 +5,10 @@ committed and, for a model that looks at faces, its ``tokens`` stage too, with a
 made from this segment stage (when the records name their inputs). Subjects that are not usable
 are skipped and listed in :attr:`StoreData.skipped`, with the reason. Token sets made from
 different Swin weights are never mixed: :meth:`StoreData.open` refuses the store (name a subset
-with ``subjects``).
+with ``subjects``). For a face model, segments whose face video was missing (``has_video`` False:
+black crops) are dropped, and subjects without any video skipped; they are listed in
+:attr:`StoreData.faceless` (``keep_faceless`` keeps them, contaminating the face figures). A
+model without faces keeps every segment.
 
 Protocols (:meth:`StoreData.splits`), all deterministic by seed:
 
@@ -96,6 +99,9 @@ class StoreData:
     has_video: np.ndarray  # (N,) bool
     needs_tokens: bool
     skipped: list[str] = field(default_factory=list)
+    faceless: list[dict] = field(default_factory=list)
+    """Segments dropped for want of a face video: per subject, how many, of which 0-based trials,
+    and whether the whole subject went."""
     weights_fingerprint: str | None = None
     random_weights: bool | None = None
     _eeg: torch.Tensor | None = None
@@ -112,7 +118,13 @@ class StoreData:
         boundaries: Deap3Boundaries = Deap3Boundaries(),
         subjects: Sequence[int] | None = None,
         needs_tokens: bool = True,
+        keep_faceless: bool = False,
     ) -> StoreData:
+        """``keep_faceless``: a face model keeps segments whose video is missing (black crops
+        become tokens: contaminates training and test); by default they are dropped and listed
+        in :attr:`faceless`. EEG-only (``needs_tokens=False``) always keeps every segment."""
+        drop_faceless = needs_tokens and not keep_faceless
+        faceless: list[dict] = []
         store = url if isinstance(url, FeatureStore) else FeatureStore.open(str(url), mode="r")
         scheme = LabelScheme(labels)
         wanted = set(subjects) if subjects is not None else None
@@ -149,23 +161,36 @@ class StoreData:
                     faces_detected = store.read(s, Stage.faces, "detected")
                     if faces_detected.shape == detected.shape:
                         detected = faces_detected
-                        has_video = store.read(s, Stage.faces, "has_video")
-            except StoreError:
-                pass  # faces being rewritten: the masks default to "every frame detected"
+                        has_video = store.read(s, Stage.faces, "has_video").astype(bool)
+            except StoreError as err:
+                if needs_tokens:  # a face model must know which segments have a face video
+                    skipped.append(f"s{s:02d}: {err}")
+                    continue
+                # EEG only: the masks default to "every frame detected"
             try:
                 y = make_labels(scheme, valence=table["valence"], arousal=table["arousal"],
                                 boundaries=boundaries)
             except ValueError as err:
                 skipped.append(f"s{s:02d}: ratings unusable for labels ({err})")
                 continue
+            keep = np.ones(n, bool)
+            if drop_faceless and not has_video.all():
+                trials = sorted(int(t) for t in np.unique(table["trial_index"][~has_video]))
+                faceless.append({"subject": s, "segments": int((~has_video).sum()),
+                                 "trials": trials, "whole_subject": bool(not has_video.any())})
+                if not has_video.any():
+                    skipped.append(f"s{s:02d}: no face video for any of its {n} segments (face "
+                                   "models drop faceless segments; EEG-only models use them)")
+                    continue
+                keep = has_video
             infos.append(info)
-            columns["subject"].append(np.full(n, s, np.int64))
-            columns["local"].append(np.arange(n, dtype=np.int64))
-            columns["trial"].append(table["trial_index"].astype(np.int64))
-            columns["segment_index"].append(table["segment_index"].astype(np.int64))
-            columns["labels"].append(y.astype(np.int64))
-            columns["detected"].append(detected.astype(bool))
-            columns["has_video"].append(has_video.astype(bool))
+            columns["subject"].append(np.full(int(keep.sum()), s, np.int64))
+            columns["local"].append(np.flatnonzero(keep).astype(np.int64))
+            columns["trial"].append(table["trial_index"][keep].astype(np.int64))
+            columns["segment_index"].append(table["segment_index"][keep].astype(np.int64))
+            columns["labels"].append(y[keep].astype(np.int64))
+            columns["detected"].append(detected[keep].astype(bool))
+            columns["has_video"].append(has_video[keep])
 
         if not infos:
             detail = "; ".join(skipped) if skipped else "no subject has a committed segment stage"
@@ -177,7 +202,7 @@ class StoreData:
         return cls(
             store=store, scheme=scheme, subjects=infos, needs_tokens=needs_tokens,
             skipped=skipped, weights_fingerprint=weights, random_weights=random_weights,
-            **{k: np.concatenate(v) for k, v in columns.items()},
+            faceless=faceless, **{k: np.concatenate(v) for k, v in columns.items()},
         )
 
     # -- facts -----------------------------------------------------------------------------
@@ -256,10 +281,18 @@ class StoreData:
     def loaded(self) -> bool:
         return self._eeg is not None and (self._tokens is not None or not self.needs_tokens)
 
+    def _rows_of(self, info: SubjectInfo) -> np.ndarray:
+        return self.local[self.subject == info.subject]
+
     def load_eeg(self) -> None:
         if self._eeg is None:
-            parts = [self.store.read(info.subject, Stage.segment, "eeg") for info in self.subjects]
+            parts = [self._select(self.store.read(info.subject, Stage.segment, "eeg"), info)
+                     for info in self.subjects]
             self._eeg = torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
+
+    def _select(self, whole: np.ndarray, info: SubjectInfo) -> np.ndarray:
+        rows = self._rows_of(info)
+        return whole if len(rows) == len(whole) else whole[rows]
 
     def load(self) -> None:
         """Read every row's EEG and tokens into memory (whole arrays, contiguous reads)."""
@@ -268,9 +301,9 @@ class StoreData:
             out = torch.empty((len(self), FRAMES_PER_SEGMENT, N_TOKENS, TOKEN_DIM), dtype=torch.float16)
             start = 0
             for info in self.subjects:
-                out[start:start + info.n_segments] = torch.from_numpy(
-                    self.store.read(info.subject, Stage.tokens, "tokens"))
-                start += info.n_segments
+                part = self._select(self.store.read(info.subject, Stage.tokens, "tokens"), info)
+                out[start:start + len(part)] = torch.from_numpy(part)
+                start += len(part)
             self._tokens = out
 
     def eeg_rows(self, positions: np.ndarray) -> torch.Tensor:

@@ -201,9 +201,14 @@ def run_training(
                          "another --out")
     needs_tokens = "face" in config.model.modalities
     data = StoreData.open(config.store, labels=config.labels, boundaries=config.deap3,
-                          subjects=config.subjects, needs_tokens=needs_tokens)
+                          subjects=config.subjects, needs_tokens=needs_tokens,
+                          keep_faceless=config.keep_faceless)
     for line in data.skipped:
         console.print(f"[yellow]skipped[/] {line}", highlight=False)
+    for f in data.faceless:
+        if not f["whole_subject"]:
+            console.print(f"[yellow]dropped[/] s{f['subject']:02d}: {f['segments']} segments without "
+                          f"a face video (trials {f['trials']}, 0-based)", highlight=False)
     if needs_tokens and data.random_weights:
         console.print(f"[yellow]note[/]: tokens come from random Swin weights "
                       f"({data.weights_fingerprint}); face results say nothing about real faces",
@@ -415,6 +420,16 @@ def _write_outputs(out: Path, config: TrainConfig, data: StoreData, outcomes: li
         "skipped_subjects": data.skipped,
         "n_segments": len(data),
         "test_segments_without_video": int((~data.has_video[test]).sum()),
+        "faceless": {
+            "dropped": bool(data.needs_tokens and not config.keep_faceless),
+            "n_segments": int(sum(f["segments"] for f in data.faceless)),
+            "subjects_without_video": [f"s{f['subject']:02d}" for f in data.faceless if f["whole_subject"]],
+            "by_subject": {f"s{f['subject']:02d}": {"segments": f["segments"], "trials": f["trials"]}
+                           for f in data.faceless},
+            "note": ("face model: segments without a face video (and subjects without any) are "
+                     "left out of training and test" if data.needs_tokens and not config.keep_faceless
+                     else "kept: black crops of missing videos are trained and tested on "
+                     "(contaminated)" if data.needs_tokens else "EEG-only: every segment is used")},
         "weights_fingerprint": data.weights_fingerprint,
         "random_weights": data.random_weights,
         "data": "streamed" if stream else "in memory",
