@@ -1,7 +1,7 @@
 """Training heads on cached tokens: data contract, honest protocols, learning, outputs, resume.
 
 Stores come from :func:`train.synthetic.write_planted_store`: EEG carries arousal (always) and
-valence (in half the segments), face tokens carry valence (always, in 3 of 10 frames) and arousal
+valence (in half the segments) as random-phase band power, face tokens carry valence (always, in 3 of 10 frames) and arousal
 (in half the segments). Models here are narrow (d_model 64) for speed; the default config, the
 paper's, is checked field by field and by parameter count.
 """
@@ -25,6 +25,7 @@ from train.config import ModelConfig, TrainConfig, TrainError, resolve_config
 from train.data import StoreData
 from train.models import Milmer, build_model, count_parameters
 from train.synthetic import write_planted_store
+from train.probe import band_power_probe
 from train.trainer import cosine_factor, run_training, select_epoch
 
 SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
@@ -55,7 +56,8 @@ def small_config(store: str, **overrides) -> TrainConfig:  # noqa: ANN003
 
 @pytest.fixture(scope="module")
 def trained(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
-    """Fusion, EEG-only and face-only runs on the planted store, trial protocol."""
+    """Fusion, EEG-only and face-only runs on the planted store, trial protocol, EEG through the
+    log-power tokenizer (the planted EEG is random-phase band power)."""
     torch.set_num_threads(1)
     runs = {}
     for kind in ("fusion", "eeg", "face"):
@@ -63,7 +65,7 @@ def trained(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         # 2 folds: each gets two trials of every class per subject, so training and test share
         # their class balance (with uneven folds a model that learns only half the quadrant is
         # pushed *below* chance on the other half by the training priors).
-        cfg = small_config(store_url, folds=2, model={"kind": kind})
+        cfg = small_config(store_url, folds=2, model={"kind": kind, "eeg_tokenizer": "log_power"})
         runs[kind] = (out, run_training(cfg, out, progress=False))
     return runs
 
@@ -383,6 +385,41 @@ def test_fusion_and_each_modality_beat_chance_under_the_trial_protocol(trained) 
     assert acc["eeg"] >= chance + 0.15, acc  # arousal always, valence in half the segments
     assert acc["face"] >= chance + 0.15, acc
     assert acc["fusion"] > max(acc["eeg"], acc["face"]), acc
+
+
+def test_spectral_tokenizer_learns_band_power_near_the_probe_and_raw_does_not(
+    trained, store_url: str, tmp_path: Path,  # noqa: ANN001
+) -> None:
+    spectral = trained["eeg"][1]
+    cfg = small_config(store_url, folds=2, model={"kind": "eeg", "eeg_tokenizer": "raw"})
+    raw = run_training(cfg, tmp_path / "raw", progress=False)
+    data = StoreData.open(store_url, needs_tokens=False)
+    probe = band_power_probe(data, data.splits("trial", folds=2, seed=0))
+    print({"log_power": spectral["accuracy"], "raw": raw["accuracy"], "probe": probe["accuracy"]})
+    assert probe["accuracy"] >= 0.6  # the windows carry it
+    assert spectral["accuracy"] >= 0.8 * probe["accuracy"], (spectral["accuracy"], probe)
+    assert raw["accuracy"] < spectral["accuracy"] - 0.15  # the paper's tokenizer barely sees it
+
+
+def test_spectral_standardisation_uses_the_fitted_rows_only(trained, store_url: str) -> None:  # noqa: ANN001
+    from safetensors.torch import load_file
+
+    from train.models.eeg_tokenizers import DE_BANDS, SpectralTokenizer
+
+    out, metrics = trained["eeg"]
+    data = StoreData.open(store_url, needs_tokens=False)
+    split = data.splits("trial", folds=2, seed=0)[0]
+    fit, val = data.hold_out_validation(split.train, fraction=0.2, seed=0, fold=0)
+    tokenizer = Milmer(num_classes=4, kind="eeg", eeg_tokenizer="log_power", **SMALL).eeg_tokenizer
+    features = tokenizer.features(data.eeg_rows(fit))
+    saved = load_file(str(out / "selected" / "fold0.safetensors"))
+    torch.testing.assert_close(saved["eeg_tokenizer.mean"], features.mean(dim=0), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(saved["eeg_tokenizer.std"], features.std(dim=0, unbiased=False),
+                               rtol=1e-3, atol=1e-3)
+    everything = tokenizer.features(data.eeg_rows(np.arange(len(data)))).mean(dim=0)
+    assert not torch.allclose(saved["eeg_tokenizer.mean"], everything, atol=1e-3)
+    de = SpectralTokenizer(bands=DE_BANDS)
+    assert de(torch.randn(2, 32, 384)).shape == (2, 32, 768)
 
 
 def test_run_writes_metrics_plots_config_and_checkpoints(trained) -> None:  # noqa: ANN001

@@ -20,6 +20,7 @@ from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TO
 
 ModelKind = Literal["fusion", "concat", "eeg", "face"]
 MilMode = Literal["topk", "none", "mean", "amil"]
+EegTokenizerKind = Literal["raw", "log_power", "de"]
 BalanceMode = Literal["cross_attention", "none", "mlp"]
 Protocol = Literal["trial", "segment", "loso"]
 
@@ -46,6 +47,11 @@ class ModelConfig(BaseModel):
     n_face_tokens: int = Field(N_TOKENS, ge=1, description="Swin tokens per frame (7x7)")
     eeg_channels: int = Field(N_EEG_CHANNELS, ge=1, description="EEG tokens (one per channel)")
     eeg_samples: int = Field(EEG_WINDOW, ge=1, description="samples per channel token")
+    eeg_sfreq: float = Field(128.0, gt=0, description="sampling rate of the stored EEG windows (Hz)")
+    eeg_tokenizer: EegTokenizerKind = Field("raw", description=(
+        "raw: the paper's LayerNorm(384) -> Linear -> ReLU on samples; log_power: log power in "
+        "2 Hz bins 1-45 Hz; de: differential entropy (log band power) in δ θ α β γ; spectral "
+        "ones are Hann-windowed, standardised with training-fold statistics, then Linear"))
     mil: MilMode = Field("topk", description=(
         "topk: attention top-K frames weighted by their scores; none: first frame; mean: mean of "
         "all frames; amil: attention-weighted sum of all frames (Ilse et al. 2018)"))

@@ -13,16 +13,13 @@ Per subject:
   through the four DEAP-4 quadrants (then shuffled); high ratings are uniform in [5.5, 8.5], low
   ones in [1.5, 4.5]. EEG is white noise (std 10 µV) plus, on channels 0-7, an arousal signal, and
   on channels 8-15 a valence signal in a random ``cross_fraction`` of the segments only: **EEG
-  carries arousal always and valence sometimes**. ``eeg_cue`` chooses the signal:
-
-  - ``"band_power"`` (what EEG carries): band-limited noise with a random phase in every window,
-    of std ``10 x eeg_signal``: arousal in alpha (8-13 Hz) when high, beta (18-25 Hz) when low;
-    valence in theta (4-7 Hz) when high, gamma (32-40 Hz) when low. Only the power spectrum
-    carries the class (the band changes, the total power does not: a per-channel LayerNorm does
-    not remove it), and a linear layer on raw samples cannot decode it without learning band
-    filters and rectification.
-  - ``"waveform"``: ``±10 x eeg_signal`` times a fixed, phase-locked smooth waveform (+ for high,
-    - for low): a linear layer decodes it at once. Easier than any real EEG.
+  carries arousal always and valence sometimes**.
+  The signal is band power with a random phase (what EEG carries): in every window,
+  band-limited noise of std ``10 x eeg_signal``, arousal in alpha (8-13 Hz) when high and beta
+  (18-25 Hz) when low, valence in theta (4-7 Hz) when high and gamma (32-40 Hz) when low. Only the
+  power spectrum carries the class (the band moves, the total power does not, so a per-channel
+  LayerNorm keeps it), and a linear layer on raw samples cannot decode it without learning band
+  filters and rectification: the spectral tokenizers see it, the paper's raw one barely does.
 * ``faces`` (crops are zeros): ``detected`` all True but frame 0 of every 4th segment;
   ``has_video`` True except in the trials listed in ``faceless_trials`` (their segments get
   ``has_video`` False, ``detected`` False and pure-noise tokens, as the pipeline's black crops).
@@ -39,8 +36,6 @@ the other dimension is a coin flip where it is missing), and a model that uses b
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM, Stage
@@ -50,9 +45,8 @@ _LIBS = {"numpy": np.__version__}
 SFREQ = 128.0
 WINDOW = 384
 CODE_VERSION = "synthetic-2"
-EegCue = Literal["band_power", "waveform"]
 BANDS_HZ = {"arousal": ((8.0, 13.0), (18.0, 25.0)), "valence": ((4.0, 7.0), (32.0, 40.0))}
-"""(band when high, band when low) of each planted dimension under ``eeg_cue="band_power"``."""
+"""(band when high, band when low) of each planted dimension, Hz."""
 
 
 def planted_ratings(trials: int, rng: np.random.Generator) -> np.ndarray:
@@ -73,20 +67,10 @@ def band_noise(rng: np.random.Generator, shape: tuple[int, ...], band: tuple[flo
     return (wave / wave.std(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _planted_eeg(rng: np.random.Generator, cue: EegCue, signal: float, high_a: np.ndarray,
-                 high_v: np.ndarray, cross: np.ndarray) -> np.ndarray:
+def _planted_eeg(rng: np.random.Generator, signal: float, high_a: np.ndarray, high_v: np.ndarray,
+                 cross: np.ndarray) -> np.ndarray:
     n = len(high_a)
     eeg = rng.normal(0, 10, size=(n, N_EEG_CHANNELS, WINDOW)).astype(np.float32)
-    if cue == "waveform":
-        t = np.arange(WINDOW) / SFREQ
-        wave_a = np.sin(2 * np.pi * 3 * t) + 0.6 * np.sin(2 * np.pi * 7 * t + 1.0)
-        wave_v = np.sin(2 * np.pi * 5 * t + 0.5) - 0.5 * np.sin(2 * np.pi * 11 * t)
-        wave_a, wave_v = ((w / w.std()).astype(np.float32) for w in (wave_a, wave_v))
-        eeg[:, :8] += (10 * signal) * np.where(high_a, 1.0, -1.0)[:, None, None] * wave_a
-        eeg[:, 8:16] += (10 * signal) * (cross * np.where(high_v, 1.0, -1.0))[:, None, None] * wave_v
-        return eeg
-    if cue != "band_power":
-        raise ValueError(f"eeg_cue {cue!r}: band_power or waveform")
     for channels, high, where, (band_high, band_low) in (
             (slice(0, 8), high_a, np.ones(n, bool), BANDS_HZ["arousal"]),
             (slice(8, 16), high_v, cross.astype(bool), BANDS_HZ["valence"])):
@@ -104,7 +88,6 @@ def write_planted_store(
     trials: int = 8,
     segments_per_trial: int = 4,
     seed: int = 0,
-    eeg_cue: EegCue = "waveform",
     eeg_signal: float = 0.5,
     token_signal: float = 0.3,
     informative_frames: int = 3,
@@ -135,7 +118,7 @@ def write_planted_store(
         valence, arousal = ratings[trial_index, 0], ratings[trial_index, 1]
         high_a, high_v = arousal >= 5, valence >= 5
         cross_eeg = (rng.random(n) < cross_fraction).astype(np.float32)
-        windows = _planted_eeg(rng, eeg_cue, eeg_signal, high_a, high_v, cross_eeg)
+        windows = _planted_eeg(rng, eeg_signal, high_a, high_v, cross_eeg)
         cross_face = rng.random(n) < cross_fraction
         experiment_id = np.arange(1, trials + 1, dtype=np.int32)
         presentation = (rng.permutation(trials) + 1).astype(np.int32)
@@ -154,9 +137,9 @@ def write_planted_store(
                     "ratings": np.concatenate([ratings, other_ratings], axis=1),
                     "experiment_id": experiment_id, "presentation_trial": presentation},
             params={"source": "preprocessed"},
-            inputs={"dat": f"synthetic:{seed}:{subject}:{eeg_cue}:{eeg_signal}", "ratings": "synthetic"},
+            inputs={"dat": f"synthetic:{seed}:{subject}:{eeg_signal}", "ratings": "synthetic"},
             extra={"sfreq": SFREQ, "trial_seconds": segments_per_trial * WINDOW / SFREQ,
-                   "synthetic": f"planted {eeg_cue}"}, **common)
+                   "synthetic": "planted band power"}, **common)
         eeg = store.write_stage(
             subject=subject, stage=Stage.eeg,
             arrays={"eeg": continuous, "ica_excluded": np.zeros(0, np.int32),
