@@ -9,8 +9,11 @@ These rules live beside the store schema because both the pipeline (reporting cl
   in the order HAHV, HALV, LAHV, LALV. A rating of exactly 5 is *high* on both dimensions (the
   paper's released code puts v = 5, a > 5 in HALV; we follow the equation).
 * DEAP-3 (per dimension): ``low`` when rating < ``low_below``, ``high`` when rating ≥ ``high_from``,
-  ``medium`` between. Defaults 4.0 and 6.0 (so low = [1, 4), medium = [4, 6), high = [6, 9]);
-  both are configurable. "≥ is the higher class" at every edge, as in eq. 5.
+  ``medium`` between. Defaults are the paper's (§4.1: ratings 1-3 low, 4-6 medium, 7-9 high),
+  4.0 and 7.0. DEAP's ratings are continuous (a slider), so the integer classes become half-open
+  intervals, each edge belonging to the higher class as in eq. 5: low = [1, 4),
+  medium = [4, 7), high = [7, 9] (3.99 is low, 4.0 medium, 6.99 medium, 7.0 high). Both edges
+  are configurable.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class Deap3Boundaries(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     low_below: float = 4.0
-    high_from: float = 6.0
+    high_from: float = 7.0
 
     @model_validator(mode="after")
     def _ordered(self) -> Deap3Boundaries:

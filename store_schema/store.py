@@ -203,6 +203,24 @@ class FeatureStore:
     def read(self, subject: int, stage: Stage | str, name: str) -> np.ndarray:
         return np.asarray(self.array(subject, stage, name)[...])
 
+    def read_rows(self, stage: Stage | str, name: str, subjects: np.ndarray,
+                  rows: np.ndarray) -> np.ndarray:
+        """Row ``rows[i]`` (first axis) of subject ``subjects[i]``'s committed array, stacked in
+        that order: a random training batch. Every row is fetched at once on Zarr's async loop
+        (per-row reads of one-row chunks gathered concurrently: ~10x ``oindex`` on this layout)."""
+        import asyncio
+
+        from zarr.core.sync import sync
+
+        if len(subjects) != len(rows) or not len(rows):
+            raise ValueError(f"read_rows: {len(subjects)} subjects for {len(rows)} rows")
+        arrays = {s: self.array(s, stage, name).async_array for s in dict.fromkeys(map(int, subjects))}
+
+        async def gather() -> list[Any]:
+            return await asyncio.gather(*(arrays[int(s)].getitem(int(r)) for s, r in zip(subjects, rows)))
+
+        return np.stack([np.asarray(row) for row in sync(gather())])
+
     def segment_table_fingerprint(self, subject: int) -> str:
         """Fingerprint of what the face stage reads from the segment stage: which window of which
         video (not the EEG), so switching the EEG source or filter does not redo the faces."""

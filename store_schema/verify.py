@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict
 from store_schema.layout import (
     FIXED_DIMS,
     SCHEMA_VERSION,
-    SEGMENT_TABLE_INPUT,
     Stage,
     stage_path,
     stage_spec,
 )
 from store_schema.locks import subject_stage_lock
+from store_schema.staleness import stale_inputs
 from store_schema.store import FeatureStore, StageRecord
 
 
@@ -139,15 +139,12 @@ def _check_stage(
     if record.expected_fingerprint() != record.fingerprint:
         problem("commit marker's fingerprint does not match its recorded stage, parameters and "
                 "inputs (edited or corrupt record)")
-    for upstream in spec.upstream:
-        upstream_record = store.record(subject, upstream)
-        if upstream_record is None or (subject, upstream) in damaged:
-            continue  # not committed: pending (see pending_stages), not damage
-        if spec.reads_segment_table:
-            if record.inputs.get(SEGMENT_TABLE_INPUT) != store.segment_table_fingerprint(subject):
-                problem("stale: the segment table changed after it was computed")
-        elif record.inputs.get(upstream.value) != upstream_record.fingerprint:
-            problem(f"stale: upstream stage '{upstream.value}' was recomputed after it")
+    # An uncommitted upstream is pending (see pending_stages), not damage; a damaged one is
+    # reported on its own.
+    if not any(store.record(subject, up) is None or (subject, up) in damaged for up in spec.upstream):
+        reason = stale_inputs(store, subject, stage, record.inputs, require_all=True)
+        if reason:
+            problem(f"stale: {reason}")
 
     group = store.stage_group(subject, stage)
     assert group is not None

@@ -9,6 +9,7 @@ tokenizer (LayerNorm + Linear on raw samples) it needs thousands of windows befo
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,11 @@ import pytest
 from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
 from pipeline.synth import SynthParams, write_synthetic_deap
-from train.config import TrainConfig
+from store_schema.errors import StoreError
+from store_schema.staleness import stale_reason
+from store_schema.store import FeatureStore
+from store_schema.verify import verify_store
+from train.config import ModelConfig, TrainConfig
 from train.trainer import run_training
 
 DATA = SynthParams(subjects=2, trials=8, seconds=12, seed=0, fps=10.0)
@@ -52,3 +57,39 @@ def test_heads_learn_the_quadrant_from_a_store_the_pipeline_built(metrics: dict[
     assert face["accuracy"] >= fusion["chance"] + 0.2, (face["accuracy"], fusion["accuracy"])
     assert fusion["accuracy"] >= fusion["chance"] + 0.2, (face["accuracy"], fusion["accuracy"])
     assert sum(map(sum, fusion["confusion"])) == 2 * DATA.trials * 4  # every window tested once
+
+
+def test_train_refuses_faces_and_tokens_made_from_an_older_segment_stage(
+    store: str, tmp_path: Path,
+) -> None:
+    """The staleness contract on the path users hit: new windows make the faces (and so tokens)
+    stale; a face model refuses them with the reason, an EEG model trains on the new windows."""
+    copy = tmp_path / "store.zarr"
+    shutil.copytree(store, copy)
+    deap = Path(store).parent / "DEAP"
+    # same number of windows (4 per 12 s trial), other start times: only the fingerprint tells
+    new_windows = PreprocessConfig(deap=deap, store=str(copy), stages=["segment"],
+                                   segment={"stride_s": 2.5, "max_segments": 4})
+    summary = run_chain_inline(new_windows)
+    assert {o.status for o in summary.outcomes} == {"computed"}, summary.outcomes
+    opened = FeatureStore.open(str(copy), mode="r")
+    for subject in (1, 2):
+        assert stale_reason(opened, subject, "segment") is None
+        assert stale_reason(opened, subject, "faces") == "the segment table changed after it was computed"
+        assert stale_reason(opened, subject, "tokens") is None  # made from the faces it names
+    assert sorted(str(p) for p in verify_store(opened, read_chunks=False)) == [
+        f"subjects/s0{s}/faces: stale: the segment table changed after it was computed" for s in (1, 2)]
+
+    face = TrainConfig(store=str(copy), labels="deap2-valence", folds=2, epochs=1, device="cpu",
+                       model={"kind": "face"})
+    with pytest.raises(StoreError) as refused:
+        run_training(face, tmp_path / "face", progress=False)
+    for subject in (1, 2):
+        assert (f"s0{subject}: faces stage: the segment table changed after it was computed; re-run "
+                "`milmer preprocess --stages faces,tokens`") in str(refused.value)
+    assert not (tmp_path / "face" / "metrics.json").exists()
+
+    eeg = run_training(face.model_copy(update={"model": ModelConfig(kind="eeg", d_model=64,
+                                                                    fusion_heads=4, balance_heads=4, fusion_ff=64)}),
+                       tmp_path / "eeg", progress=False)
+    assert eeg["n_test"] == 2 * DATA.trials * 4 and eeg["skipped_subjects"] == []

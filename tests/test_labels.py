@@ -47,9 +47,11 @@ def test_deap4_follows_equation_5_at_the_boundary(valence: float, arousal: float
 
 @pytest.mark.parametrize(
     ("rating", "expected"),
-    [(3.99, 0), (4.0, 1), (4.01, 1), (5.99, 1), (6.0, 2), (6.01, 2), (1.0, 0), (9.0, 2)],
+    [(3.99, 0), (4.0, 1), (4.01, 1), (5.99, 1), (6.0, 1), (6.99, 1), (7.0, 2), (7.01, 2),
+     (1.0, 0), (3.0, 0), (9.0, 2)],
 )
-def test_deap3_default_edges(rating: float, expected: int) -> None:
+def test_deap3_default_edges_are_the_papers(rating: float, expected: int) -> None:
+    """Paper §4.1: 1-3 low, 4-6 medium, 7-9 high; continuous ratings below 4 low, from 7 high."""
     assert deap3(rating) == expected
 
 

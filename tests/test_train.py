@@ -1,7 +1,7 @@
 """Training heads on cached tokens: data contract, honest protocols, learning, outputs, resume.
 
 Stores come from :func:`train.synthetic.write_planted_store`: EEG carries arousal (always) and
-valence (in half the segments), face tokens carry valence (always, in 3 of 10 frames) and arousal
+valence (in half the segments) as random-phase band power, face tokens carry valence (always, in 3 of 10 frames) and arousal
 (in half the segments). Models here are narrow (d_model 64) for speed; the default config, the
 paper's, is checked field by field and by parameter count.
 """
@@ -21,11 +21,12 @@ from typer.testing import CliRunner
 from store_schema.errors import StoreError
 from store_schema.labels import LabelScheme
 from train.ablations import ABLATIONS
-from train.config import TrainConfig, TrainError, resolve_config
+from train.config import ModelConfig, TrainConfig, TrainError, resolve_config
 from train.data import StoreData
-from train.models import Milmer, build_model, cosine_factor, count_parameters
+from train.models import Milmer, build_model, count_parameters
 from train.synthetic import write_planted_store
-from train.trainer import run_training
+from train.probe import band_power_probe
+from train.trainer import cosine_factor, run_training, select_epoch
 
 SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
          "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
@@ -43,7 +44,7 @@ def _one_torch_thread():  # noqa: ANN202 - small models: one thread is as fast a
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = str(tmp_path_factory.mktemp("train") / "store.zarr")
-    write_planted_store(url, subjects=2, trials=8, segments_per_trial=4, seed=0)
+    write_planted_store(url, subjects=2, trials=16, segments_per_trial=2, seed=0)
     return url
 
 
@@ -55,15 +56,16 @@ def small_config(store: str, **overrides) -> TrainConfig:  # noqa: ANN003
 
 @pytest.fixture(scope="module")
 def trained(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
-    """Fusion, EEG-only and face-only runs on the planted store, trial protocol."""
+    """Fusion, EEG-only and face-only runs on the planted store, trial protocol, EEG through the
+    log-power tokenizer (the planted EEG is random-phase band power)."""
     torch.set_num_threads(1)
     runs = {}
     for kind in ("fusion", "eeg", "face"):
         out = tmp_path_factory.mktemp(f"run-{kind}")
-        # 2 folds: each gets one trial of every class per subject, so training and test share
+        # 2 folds: each gets two trials of every class per subject, so training and test share
         # their class balance (with uneven folds a model that learns only half the quadrant is
         # pushed *below* chance on the other half by the training priors).
-        cfg = small_config(store_url, folds=2, model={"kind": kind})
+        cfg = small_config(store_url, folds=2, model={"kind": kind, "eeg_tokenizer": "log_power"})
         runs[kind] = (out, run_training(cfg, out, progress=False))
     return runs
 
@@ -87,6 +89,16 @@ def test_default_config_is_the_papers() -> None:
     enc = model.encoder.layers[0]
     assert enc.self_attn.num_heads == 12 and enc.linear1.out_features == 2048 and enc.self_attn.batch_first
     assert model.pos_face.shape == (1, 64, 768) and model.pos_eeg.shape == (1, 32, 768)
+
+
+def test_model_signature_is_model_config_with_the_same_defaults() -> None:
+    import inspect
+
+    parameters = inspect.signature(Milmer.__init__).parameters
+    signature = {name: p.default for name, p in parameters.items() if name not in ("self", "num_classes")}
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in parameters.items() if n != "self")
+    defaults = {name: field.default for name, field in ModelConfig.model_fields.items()}
+    assert signature == defaults
 
 
 def test_cosine_schedule_decays_from_lr_to_a_tenth() -> None:
@@ -184,7 +196,7 @@ def test_streamed_batches_equal_in_memory_batches(store_url: str) -> None:
 def test_mixed_token_weights_are_refused_naming_subjects_and_fingerprints(tmp_path: Path) -> None:
     fp = "sha256:" + "ab" * 32
     url = str(tmp_path / "mixed.zarr")
-    write_planted_store(url, subjects=3, trials=4, segments_per_trial=1, faces=False,
+    write_planted_store(url, subjects=3, trials=4, segments_per_trial=1,
                         weights_fingerprint={1: "random:0", 2: fp, 3: "random:0"})
     with pytest.raises(StoreError) as err:
         StoreData.open(url)
@@ -201,6 +213,46 @@ def test_subject_without_tokens_is_skipped_and_reported_unless_eeg_only(tmp_path
     assert data.subject_numbers == [1]
     assert len(data.skipped) == 1 and data.skipped[0].startswith("s02: no committed tokens stage")
     assert StoreData.open(url, needs_tokens=False).subject_numbers == [1, 2]
+
+
+def test_a_faceless_segment_never_reaches_a_face_models_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = str(tmp_path / "faceless.zarr")
+    # s01 lost the videos of trials 0 and 3; s03 has no video at all
+    write_planted_store(url, subjects=3, trials=8, segments_per_trial=2,
+                        faceless_trials={1: {0, 3}, 3: set(range(8))})
+    from train.trainer import Trainer
+
+    seen: dict[str, set] = {}
+    forward = Trainer.forward
+
+    def spy(self: Trainer, model, batch):  # noqa: ANN001, ANN202
+        rows = {(int(self.data.subject[p]), int(self.data.trial[p])) for p in batch.positions}
+        seen.setdefault(self.config.model.kind, set()).update(rows)
+        if self.use_face and not self.config.keep_faceless:
+            assert self.data.has_video[batch.positions].all()
+        return forward(self, model, batch)
+
+    monkeypatch.setattr(Trainer, "forward", spy)
+    faceless = {(1, 0), (1, 3)} | {(3, t) for t in range(8)}
+    face = run_training(small_config(url, epochs=1, folds=2, model={"kind": "face"}),
+                        tmp_path / "face", progress=False)
+    assert seen["face"] and not seen["face"] & faceless
+    assert face["n_segments"] == 2 * 16 - 4 and face["subjects"] == [1, 2]
+    assert face["faceless"]["dropped"] is True and face["faceless"]["n_segments"] == 4 + 16
+    assert face["faceless"]["subjects_without_video"] == ["s03"]
+    assert face["faceless"]["by_subject"]["s01"] == {"segments": 4, "trials": [0, 3]}
+    assert any(line.startswith("s03: no face video") for line in face["skipped_subjects"])
+
+    eeg = run_training(small_config(url, epochs=1, folds=2, model={"kind": "eeg"}),
+                       tmp_path / "eeg", progress=False)
+    assert faceless <= seen["eeg"] and eeg["n_segments"] == 3 * 16  # EEG-only keeps everything
+    assert eeg["faceless"]["dropped"] is False and eeg["test_segments_without_video"] == 20
+
+    kept = run_training(small_config(url, epochs=1, folds=2, keep_faceless=True,
+                                     model={"kind": "fusion"}), tmp_path / "kept", progress=False)
+    assert faceless <= seen["fusion"] and "contaminated" in kept["faceless"]["note"]
 
 
 @settings(max_examples=40, deadline=None)
@@ -256,6 +308,72 @@ def _index_only(trials: list[int], segments: int, seed: int) -> StoreData:
         detected=np.ones((n, 10), bool), has_video=np.ones(n, bool), needs_tokens=False)
 
 
+@settings(max_examples=40, deadline=None)
+@given(trials=st.lists(st.integers(2, 12), min_size=1, max_size=4),
+       segments=st.integers(1, 4), fraction=st.floats(0.05, 0.5), seed=st.integers(0, 1000))
+def test_validation_is_whole_training_trials_per_class_and_deterministic(
+    trials: list[int], segments: int, fraction: float, seed: int,
+) -> None:
+    data = _index_only(trials, segments, seed)
+    for split in data.splits("trial", folds=2, seed=seed):
+        fit, val = data.hold_out_validation(split.train, fraction=fraction, seed=seed, fold=split.fold)
+        assert sorted(np.concatenate([fit, val])) == sorted(split.train)  # a partition of training
+        units = lambda rows: set(zip(data.subject[rows], data.trial[rows]))  # noqa: E731
+        assert not units(fit) & units(val) and not units(val) & units(split.test)  # whole trials
+        for label in np.unique(data.labels[split.train]):  # per class: its share, never all
+            n = len(units(split.train[data.labels[split.train] == label]))
+            k = len(units(val[data.labels[val] == label]))
+            assert k == (min(n - 1, max(1, round(fraction * n))) if n >= 2 else 0)
+        again = data.hold_out_validation(split.train, fraction=fraction, seed=seed, fold=split.fold)
+        assert np.array_equal(again[1], val)
+
+
+def test_epoch_is_chosen_on_validation_and_never_sees_test_labels(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = small_config(store_url, epochs=6, folds=2, run_folds=[0], model={"kind": "eeg"})
+    honest = run_training(cfg, tmp_path / "honest", progress=False)
+
+    splits = StoreData.splits
+
+    def scrambled_test_labels(self: StoreData, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        found = splits(self, *args, **kwargs)
+        test = found[0].test
+        self.labels[test] = (self.labels[test] + 1 + np.arange(len(test)) % 3) % 4  # all wrong
+        return found
+
+    monkeypatch.setattr(StoreData, "splits", scrambled_test_labels)
+    tampered = run_training(cfg, tmp_path / "tampered", progress=False)
+    fold = lambda run: json.loads((tmp_path / run / "folds" / "fold0.json").read_text())  # noqa: E731
+    honest_fold, tampered_fold = fold("honest"), fold("tampered")
+    # the same epoch, weights and predictions: only the test score (computed once) differs
+    assert tampered["selected_epochs"] == honest["selected_epochs"]
+    assert tampered_fold["y_pred"] == honest_fold["y_pred"]
+    assert tampered_fold["history"] == [{**r, "seconds": t["seconds"]} for r, t in
+                                        zip(honest_fold["history"], tampered_fold["history"])]
+    assert tampered["accuracy"] != honest["accuracy"]
+    # ... and it is the epoch with the best validation accuracy (ties: lower validation loss)
+    history = honest_fold["history"]
+    assert all(set(row) >= {"val_accuracy", "val_loss"} and not any(k.startswith("test") for k in row)
+               for row in history)
+    best = max(history, key=lambda r: (r["val_accuracy"], -r["val_loss"], -r["epoch"]))
+    assert honest_fold["selected_epoch"] == best["epoch"] == honest["folds"][0]["selected_epoch"]
+    assert honest["folds"][0]["validation"]["accuracy"] == best["val_accuracy"]
+    assert honest["validation"]["fraction"] == 0.2 and "whole trials" in honest["validation"]["drawn"]
+    n_val = honest["folds"][0]["validation"]["n_segments"]
+    assert n_val > 0 and honest["folds"][0]["n_fit"] + n_val == honest["folds"][0]["n_train"]
+
+
+def test_select_epoch_reads_validation_only() -> None:
+    rows = [{"epoch": 1, "val_accuracy": 0.5, "val_loss": 1.0, "test_accuracy": 0.9},
+            {"epoch": 2, "val_accuracy": 0.7, "val_loss": 0.9, "test_accuracy": 0.1},
+            {"epoch": 3, "val_accuracy": 0.7, "val_loss": 0.8, "test_accuracy": 0.2},
+            {"epoch": 4, "val_accuracy": None, "val_loss": None, "test_accuracy": 1.0}]
+    assert select_epoch(rows, "val_accuracy") == 3  # tie on accuracy: the lower loss
+    assert select_epoch(rows, "val_loss") == 3
+    assert select_epoch([{"epoch": 1, "val_accuracy": None, "val_loss": None}], "val_loss") is None
+
+
 # -- learning -------------------------------------------------------------------------------
 
 
@@ -267,6 +385,41 @@ def test_fusion_and_each_modality_beat_chance_under_the_trial_protocol(trained) 
     assert acc["eeg"] >= chance + 0.15, acc  # arousal always, valence in half the segments
     assert acc["face"] >= chance + 0.15, acc
     assert acc["fusion"] > max(acc["eeg"], acc["face"]), acc
+
+
+def test_spectral_tokenizer_learns_band_power_near_the_probe_and_raw_does_not(
+    trained, store_url: str, tmp_path: Path,  # noqa: ANN001
+) -> None:
+    spectral = trained["eeg"][1]
+    cfg = small_config(store_url, folds=2, model={"kind": "eeg", "eeg_tokenizer": "raw"})
+    raw = run_training(cfg, tmp_path / "raw", progress=False)
+    data = StoreData.open(store_url, needs_tokens=False)
+    probe = band_power_probe(data, data.splits("trial", folds=2, seed=0))
+    print({"log_power": spectral["accuracy"], "raw": raw["accuracy"], "probe": probe["accuracy"]})
+    assert probe["accuracy"] >= 0.6  # the windows carry it
+    assert spectral["accuracy"] >= 0.8 * probe["accuracy"], (spectral["accuracy"], probe)
+    assert raw["accuracy"] < spectral["accuracy"] - 0.15  # the paper's tokenizer barely sees it
+
+
+def test_spectral_standardisation_uses_the_fitted_rows_only(trained, store_url: str) -> None:  # noqa: ANN001
+    from safetensors.torch import load_file
+
+    from train.models.eeg_tokenizers import DE_BANDS, SpectralTokenizer
+
+    out, metrics = trained["eeg"]
+    data = StoreData.open(store_url, needs_tokens=False)
+    split = data.splits("trial", folds=2, seed=0)[0]
+    fit, val = data.hold_out_validation(split.train, fraction=0.2, seed=0, fold=0)
+    tokenizer = Milmer(num_classes=4, kind="eeg", eeg_tokenizer="log_power", **SMALL).eeg_tokenizer
+    features = tokenizer.features(data.eeg_rows(fit))
+    saved = load_file(str(out / "selected" / "fold0.safetensors"))
+    torch.testing.assert_close(saved["eeg_tokenizer.mean"], features.mean(dim=0), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(saved["eeg_tokenizer.std"], features.std(dim=0, unbiased=False),
+                               rtol=1e-3, atol=1e-3)
+    everything = tokenizer.features(data.eeg_rows(np.arange(len(data)))).mean(dim=0)
+    assert not torch.allclose(saved["eeg_tokenizer.mean"], everything, atol=1e-3)
+    de = SpectralTokenizer(bands=DE_BANDS)
+    assert de(torch.randn(2, 32, 384)).shape == (2, 32, 768)
 
 
 def test_run_writes_metrics_plots_config_and_checkpoints(trained) -> None:  # noqa: ANN001

@@ -1,8 +1,9 @@
 """Checkpoints as safetensors: model weights, AdamW state and the torch RNG, written atomically.
 
-Layout of one file: ``model.<name>`` (the state dict), ``optim.<param index>.<name>`` (AdamW's
+Layout of one checkpoint file: ``model.<name>`` (the state dict), ``optim.<param index>.<name>`` (AdamW's
 ``step``, ``exp_avg``, ``exp_avg_sq``), ``rng.torch`` (and ``rng.cuda``); the metadata holds
 ``epoch`` (epochs completed), ``fold``, ``param_groups`` (JSON) and whatever the caller adds.
+The selected epoch's weights are kept apart (:func:`save_weights`), for the one test evaluation.
 """
 
 from __future__ import annotations
@@ -78,3 +79,25 @@ def load_checkpoint(path: Path, *, model: nn.Module, optimizer: torch.optim.Opti
     if "rng.cuda" in tensors and device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     return metadata
+
+
+def save_weights(path: Path, *, model: nn.Module, epoch: int) -> None:
+    """The model's weights alone (the selected epoch's), written atomically."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"epoch": str(epoch)})
+    os.replace(tmp, path)
+
+
+def load_weights(path: Path, *, model: nn.Module) -> int:
+    """Load weights written by :func:`save_weights` into ``model``; return their epoch."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            epoch = int(f.metadata()["epoch"])
+            weights = {k: f.get_tensor(k) for k in f.keys()}
+        model.load_state_dict(weights, strict=True)
+    except Exception as err:  # noqa: BLE001 - unreadable or not this model: the same advice
+        raise TrainError(f"{path}: unusable selected-epoch weights ({str(err).splitlines()[0]}); "
+                         "delete the fold's checkpoints to restart it") from None
+    return epoch

@@ -20,6 +20,7 @@ from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TO
 
 ModelKind = Literal["fusion", "concat", "eeg", "face"]
 MilMode = Literal["topk", "none", "mean", "amil"]
+EegTokenizerKind = Literal["raw", "log_power", "de"]
 BalanceMode = Literal["cross_attention", "none", "mlp"]
 Protocol = Literal["trial", "segment", "loso"]
 
@@ -46,6 +47,11 @@ class ModelConfig(BaseModel):
     n_face_tokens: int = Field(N_TOKENS, ge=1, description="Swin tokens per frame (7x7)")
     eeg_channels: int = Field(N_EEG_CHANNELS, ge=1, description="EEG tokens (one per channel)")
     eeg_samples: int = Field(EEG_WINDOW, ge=1, description="samples per channel token")
+    eeg_sfreq: float = Field(128.0, gt=0, description="sampling rate of the stored EEG windows (Hz)")
+    eeg_tokenizer: EegTokenizerKind = Field("raw", description=(
+        "raw: the paper's LayerNorm(384) -> Linear -> ReLU on samples; log_power: log power in "
+        "2 Hz bins 1-45 Hz; de: differential entropy (log band power) in δ θ α β γ; spectral "
+        "ones are Hann-windowed, standardised with training-fold statistics, then Linear"))
     mil: MilMode = Field("topk", description=(
         "topk: attention top-K frames weighted by their scores; none: first frame; mean: mean of "
         "all frames; amil: attention-weighted sum of all frames (Ilse et al. 2018)"))
@@ -98,6 +104,11 @@ class TrainConfig(BaseModel):
         "(leaks neighbouring windows of a trial); loso: leave one subject out"))
     folds: int = Field(5, ge=2, description="k of the trial and segment protocols")
     run_folds: list[int] | None = Field(None, description="run only these folds (0-based)")
+    keep_faceless: bool = Field(False, description=(
+        "models that read faces keep segments whose face video is missing (their black crops "
+        "become tokens: this contaminates training and test with faces that are not there). By "
+        "default they are dropped, and so are subjects without any video; metrics.json lists "
+        "them. EEG-only models always keep every segment"))
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(14, ge=1)
     lr: float = Field(1e-4, gt=0)
@@ -114,7 +125,15 @@ class TrainConfig(BaseModel):
     read_workers: int = Field(0, ge=0, description=(
         "processes reading token batches when streaming; 0 (default): one background thread of "
         "the training process, the faster choice on the 2-core machines measured"))
-    eval_every: int = Field(1, ge=1, description="evaluate the test fold every N epochs (curves only)")
+    validation_fraction: float = Field(0.2, ge=0, lt=1, description=(
+        "share of each training fold's trials held out for validation (whole trials, per class, "
+        "drawn by seed; at least one trial of a class that has two or more); the epoch is chosen "
+        "on it. 0: no validation, the last epoch is kept"))
+    selection: Literal["val_accuracy", "val_loss"] = Field("val_accuracy", description=(
+        "how the epoch is chosen on validation: highest accuracy (ties: lower loss, then the "
+        "earlier epoch) or lowest loss"))
+    eval_every: int = Field(1, ge=1, description=(
+        "evaluate on validation every N epochs (and after the last): the candidate epochs"))
     checkpoint_every: int = Field(1, ge=1)
     model: ModelConfig = ModelConfig()
 

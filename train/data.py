@@ -5,7 +5,10 @@ committed and, for a model that looks at faces, its ``tokens`` stage too, with a
 made from this segment stage (when the records name their inputs). Subjects that are not usable
 are skipped and listed in :attr:`StoreData.skipped`, with the reason. Token sets made from
 different Swin weights are never mixed: :meth:`StoreData.open` refuses the store (name a subset
-with ``subjects``).
+with ``subjects``). For a face model, segments whose face video was missing (``has_video`` False:
+black crops) are dropped, and subjects without any video skipped; they are listed in
+:attr:`StoreData.faceless` (``keep_faceless`` keeps them, contaminating the face figures). A
+model without faces keeps every segment.
 
 Protocols (:meth:`StoreData.splits`), all deterministic by seed:
 
@@ -28,7 +31,6 @@ and did not beat the thread on a 2-core machine). EEG, labels and masks (1/15 of
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -37,11 +39,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from zarr.core.sync import sync as zarr_sync
 
 from store_schema.errors import StoreError
 from store_schema.labels import Deap3Boundaries, LabelScheme, class_names, make_labels
 from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM, Stage
+from store_schema.staleness import stale_reason
 from store_schema.store import FeatureStore
 
 TOKEN_BYTES = FRAMES_PER_SEGMENT * N_TOKENS * TOKEN_DIM * 2
@@ -97,6 +99,9 @@ class StoreData:
     has_video: np.ndarray  # (N,) bool
     needs_tokens: bool
     skipped: list[str] = field(default_factory=list)
+    faceless: list[dict] = field(default_factory=list)
+    """Segments dropped for want of a face video: per subject, how many, of which 0-based trials,
+    and whether the whole subject went."""
     weights_fingerprint: str | None = None
     random_weights: bool | None = None
     _eeg: torch.Tensor | None = None
@@ -113,7 +118,13 @@ class StoreData:
         boundaries: Deap3Boundaries = Deap3Boundaries(),
         subjects: Sequence[int] | None = None,
         needs_tokens: bool = True,
+        keep_faceless: bool = False,
     ) -> StoreData:
+        """``keep_faceless``: a face model keeps segments whose video is missing (black crops
+        become tokens: contaminates training and test); by default they are dropped and listed
+        in :attr:`faceless`. EEG-only (``needs_tokens=False``) always keeps every segment."""
+        drop_faceless = needs_tokens and not keep_faceless
+        faceless: list[dict] = []
         store = url if isinstance(url, FeatureStore) else FeatureStore.open(str(url), mode="r")
         scheme = LabelScheme(labels)
         wanted = set(subjects) if subjects is not None else None
@@ -146,27 +157,40 @@ class StoreData:
             n = info.n_segments
             detected, has_video = np.ones((n, FRAMES_PER_SEGMENT), bool), np.ones(n, bool)
             try:
-                if store.record(s, Stage.faces) is not None:
+                if stale_reason(store, s, Stage.faces) is None:
                     faces_detected = store.read(s, Stage.faces, "detected")
                     if faces_detected.shape == detected.shape:
                         detected = faces_detected
-                        has_video = store.read(s, Stage.faces, "has_video")
-            except StoreError:
-                pass  # faces being rewritten: the masks default to "every frame detected"
+                        has_video = store.read(s, Stage.faces, "has_video").astype(bool)
+            except StoreError as err:
+                if needs_tokens:  # a face model must know which segments have a face video
+                    skipped.append(f"s{s:02d}: {err}")
+                    continue
+                # EEG only: the masks default to "every frame detected"
             try:
                 y = make_labels(scheme, valence=table["valence"], arousal=table["arousal"],
                                 boundaries=boundaries)
             except ValueError as err:
                 skipped.append(f"s{s:02d}: ratings unusable for labels ({err})")
                 continue
+            keep = np.ones(n, bool)
+            if drop_faceless and not has_video.all():
+                trials = sorted(int(t) for t in np.unique(table["trial_index"][~has_video]))
+                faceless.append({"subject": s, "segments": int((~has_video).sum()),
+                                 "trials": trials, "whole_subject": bool(not has_video.any())})
+                if not has_video.any():
+                    skipped.append(f"s{s:02d}: no face video for any of its {n} segments (face "
+                                   "models drop faceless segments; EEG-only models use them)")
+                    continue
+                keep = has_video
             infos.append(info)
-            columns["subject"].append(np.full(n, s, np.int64))
-            columns["local"].append(np.arange(n, dtype=np.int64))
-            columns["trial"].append(table["trial_index"].astype(np.int64))
-            columns["segment_index"].append(table["segment_index"].astype(np.int64))
-            columns["labels"].append(y.astype(np.int64))
-            columns["detected"].append(detected.astype(bool))
-            columns["has_video"].append(has_video.astype(bool))
+            columns["subject"].append(np.full(int(keep.sum()), s, np.int64))
+            columns["local"].append(np.flatnonzero(keep).astype(np.int64))
+            columns["trial"].append(table["trial_index"][keep].astype(np.int64))
+            columns["segment_index"].append(table["segment_index"][keep].astype(np.int64))
+            columns["labels"].append(y[keep].astype(np.int64))
+            columns["detected"].append(detected[keep].astype(bool))
+            columns["has_video"].append(has_video[keep])
 
         if not infos:
             detail = "; ".join(skipped) if skipped else "no subject has a committed segment stage"
@@ -178,7 +202,7 @@ class StoreData:
         return cls(
             store=store, scheme=scheme, subjects=infos, needs_tokens=needs_tokens,
             skipped=skipped, weights_fingerprint=weights, random_weights=random_weights,
-            **{k: np.concatenate(v) for k, v in columns.items()},
+            faceless=faceless, **{k: np.concatenate(v) for k, v in columns.items()},
         )
 
     # -- facts -----------------------------------------------------------------------------
@@ -224,6 +248,30 @@ class StoreData:
                       test=np.flatnonzero(fold_of == f), leaky=protocol == "segment")
                 for f in range(folds)]
 
+    def hold_out_validation(self, positions: np.ndarray, *, fraction: float, seed: int,
+                            fold: int) -> tuple[np.ndarray, np.ndarray]:
+        """Split a fold's training ``positions`` into (fit, validation), by whole trials.
+
+        Per class, ``round(fraction x n)`` of the n (subject, trial) units of that class in
+        ``positions`` (at least one when n ≥ 2, never all), drawn by ``(seed, fold)``: class
+        balance follows the training fold's. For the ``segment`` protocol a unit is the training
+        segments of one trial.
+        """
+        positions = np.asarray(positions, np.int64)
+        if fraction <= 0 or not len(positions):
+            return positions, positions[:0]
+        unit = self.subject[positions] * 1_000_003 + self.trial[positions]
+        units, first, inverse = np.unique(unit, return_index=True, return_inverse=True)
+        unit_labels = self.labels[positions][first]
+        rng = np.random.default_rng([seed, fold, 0x5A11D])
+        held = np.zeros(len(units), bool)
+        for label in np.unique(unit_labels):
+            members = rng.permutation(np.flatnonzero(unit_labels == label))
+            n = len(members)
+            k = min(n - 1, max(1, round(fraction * n))) if n >= 2 else 0
+            held[members[:k]] = True
+        return positions[~held[inverse]], positions[held[inverse]]
+
     # -- loading ---------------------------------------------------------------------------
 
     def fits_in_memory(self, fraction: float = 0.5) -> bool:
@@ -233,10 +281,18 @@ class StoreData:
     def loaded(self) -> bool:
         return self._eeg is not None and (self._tokens is not None or not self.needs_tokens)
 
+    def _rows_of(self, info: SubjectInfo) -> np.ndarray:
+        return self.local[self.subject == info.subject]
+
     def load_eeg(self) -> None:
         if self._eeg is None:
-            parts = [self.store.read(info.subject, Stage.segment, "eeg") for info in self.subjects]
+            parts = [self._select(self.store.read(info.subject, Stage.segment, "eeg"), info)
+                     for info in self.subjects]
             self._eeg = torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
+
+    def _select(self, whole: np.ndarray, info: SubjectInfo) -> np.ndarray:
+        rows = self._rows_of(info)
+        return whole if len(rows) == len(whole) else whole[rows]
 
     def load(self) -> None:
         """Read every row's EEG and tokens into memory (whole arrays, contiguous reads)."""
@@ -245,14 +301,20 @@ class StoreData:
             out = torch.empty((len(self), FRAMES_PER_SEGMENT, N_TOKENS, TOKEN_DIM), dtype=torch.float16)
             start = 0
             for info in self.subjects:
-                arr = self.store.array(info.subject, Stage.tokens, "tokens")
-                out[start:start + info.n_segments] = torch.from_numpy(np.asarray(arr[...]))
-                start += info.n_segments
+                part = self._select(self.store.read(info.subject, Stage.tokens, "tokens"), info)
+                out[start:start + len(part)] = torch.from_numpy(part)
+                start += len(part)
             self._tokens = out
+
+    def eeg_rows(self, positions: np.ndarray) -> torch.Tensor:
+        """EEG windows (n, 32, 384) float32 of ``positions``."""
+        self.load_eeg()
+        return self._eeg[torch.from_numpy(np.asarray(positions, np.int64))]  # type: ignore[index]
 
     def read_tokens(self, positions: np.ndarray) -> np.ndarray:
         """Rows' tokens (n, 10, 49, 768) float16, their chunks read concurrently from the store."""
-        return _TokenReader(self.store, self.subject, self.local).read(positions)
+        return self.store.read_rows(Stage.tokens, "tokens", self.subject[positions],
+                                    self.local[positions])
 
     def batches(
         self,
@@ -307,7 +369,6 @@ class StoreData:
             for chunk, tokens in zip(chunks, loader):
                 yield make(chunk, tokens)
             return
-        reader_here = _TokenReader(self.store, self.subject, self.local)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="milmer-read") as pool:
             pending: deque = deque()
             upcoming = iter(chunks)
@@ -315,7 +376,7 @@ class StoreData:
             def submit() -> None:
                 chunk = next(upcoming, None)
                 if chunk is not None:
-                    pending.append((chunk, pool.submit(reader_here.read, chunk)))
+                    pending.append((chunk, pool.submit(self.read_tokens, chunk)))
 
             for _ in range(max(1, prefetch)):
                 submit()
@@ -326,48 +387,31 @@ class StoreData:
                 yield make(chunk, tokens.pin_memory() if pin_memory else tokens)
 
 
-class _TokenReader:
-    """Reads rows' token chunks, all chunks of a call at once on Zarr's async loop (~2x the rate
-    of one blocking read per thread)."""
-
-    def __init__(self, store: FeatureStore, subject: np.ndarray, local: np.ndarray) -> None:
-        self.store, self.subject, self.local = store, subject, local
-        self._arrays: dict[int, object] = {}
-
-    def _array(self, subject: int):  # noqa: ANN202 - zarr.AsyncArray
-        if subject not in self._arrays:
-            self._arrays[subject] = self.store.array(subject, Stage.tokens, "tokens").async_array
-        return self._arrays[subject]
-
-    def read(self, positions: np.ndarray) -> np.ndarray:
-        arrays = [self._array(int(self.subject[p])) for p in positions]
-
-        async def gather() -> list:
-            return await asyncio.gather(*(a.getitem(int(self.local[p])) for a, p in zip(arrays, positions)))
-
-        return np.stack([np.asarray(t) for t in zarr_sync(gather())])
-
-
 class _TokenBatches(torch.utils.data.Dataset):
     """Batch ``i`` of ``chunks`` as a tensor, read in a DataLoader worker (store opened there)."""
 
     def __init__(self, url: str, subject: np.ndarray, local: np.ndarray, chunks: list[np.ndarray]) -> None:
         self.url, self.subject, self.local, self.chunks = url, subject, local, chunks
-        self._reader: _TokenReader | None = None
+        self._store: FeatureStore | None = None
 
     def __len__(self) -> int:
         return len(self.chunks)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        if self._reader is None:
-            self._reader = _TokenReader(FeatureStore.open(self.url, mode="r"), self.subject, self.local)
-        return torch.from_numpy(self._reader.read(self.chunks[i]))
+        if self._store is None:
+            self._store = FeatureStore.open(self.url, mode="r")
+        rows = self.chunks[i]
+        return torch.from_numpy(self._store.read_rows(Stage.tokens, "tokens", self.subject[rows],
+                                                      self.local[rows]))
 
 
 def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tuple[SubjectInfo | None, str]:
     segment = store.record(subject, Stage.segment)
     if segment is None:
         return None, "its segment stage was uncommitted meanwhile (a preprocess run is rewriting it)"
+    stale = stale_reason(store, subject, Stage.segment)
+    if stale:
+        return None, f"segment stage: {stale}; re-run `milmer preprocess`"
     n = segment.arrays["eeg"].shape[0] if "eeg" in segment.arrays else 0
     if n == 0:
         return None, "its segment stage holds no segment"
@@ -376,20 +420,16 @@ def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tupl
         if needs_tokens:
             return None, "no committed tokens stage (run `milmer preprocess --stages tokens`)"
         return SubjectInfo(subject, n, segment.fingerprint, None, None, None), ""
-    n_tok = tokens.arrays["tokens"].shape[0] if "tokens" in tokens.arrays else -1
-    if needs_tokens and n_tok != n:
-        return None, (f"tokens hold {n_tok} segments but the segment stage {n}: stale tokens; "
-                      "re-run `milmer preprocess --stages faces,tokens`")
-    faces = store.record(subject, Stage.faces)
-    stale = None
-    if faces is not None and "faces" in tokens.inputs and tokens.inputs["faces"] != faces.fingerprint:
-        stale = "tokens were made from an older faces stage"
-    elif faces is not None and "segment" in faces.inputs and faces.inputs["segment"] != segment.fingerprint:
-        stale = "faces (and so tokens) were made from an older segment stage"
-    elif faces is None and "segment" in tokens.inputs and tokens.inputs["segment"] != segment.fingerprint:
-        stale = "tokens were made from an older segment stage"
-    if stale and needs_tokens:
-        return None, f"{stale}; re-run `milmer preprocess --stages faces,tokens`"
+    if needs_tokens:
+        for stage in (Stage.faces, Stage.tokens):
+            stale = stale_reason(store, subject, stage)
+            if stale:
+                return None, (f"{stage.value} stage: {stale}; re-run `milmer preprocess --stages "
+                              "faces,tokens`")
+        n_tok = tokens.arrays["tokens"].shape[0] if "tokens" in tokens.arrays else -1
+        if n_tok != n:
+            return None, (f"tokens hold {n_tok} segments but the segment stage {n}; re-run "
+                          "`milmer preprocess --stages faces,tokens`")
     weights = tokens.params.get("weights_fingerprint") or tokens.extra.get("weights_fingerprint")
     random_weights = tokens.extra.get("random_weights")
     if random_weights is None and isinstance(weights, str):

@@ -69,12 +69,13 @@ def plot_confusion(path: Path, *, confusion: list[list[int]], class_names: Seque
 
 
 def plot_curves(path: Path, *, histories: dict[str, list[dict[str, Any]]], chance: float,
-                title: str) -> None:
-    """Loss and accuracy per epoch: one thin line per fold, the mean over folds in bold."""
+                title: str, selected: dict[str, int] | None = None) -> None:
+    """Train and validation loss and accuracy per epoch: one thin line per fold, the mean over
+    folds in bold, a tick at each fold's selected epoch. No test figure is drawn."""
     fig = Figure(figsize=(11, 4.2), dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
-    styles = {"train": ("tab:blue", "-"), "test": ("tab:orange", "--")}
+    styles = {"train": ("tab:blue", "-"), "val": ("tab:orange", "--")}
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for split, (colour, style) in styles.items():
             key = f"{split}_{metric}"
@@ -90,7 +91,11 @@ def plot_curves(path: Path, *, histories: dict[str, list[dict[str, Any]]], chanc
                 epochs = sorted(set().union(*curves))
                 mean = [np.mean([c[e] for c in curves if e in c]) for e in epochs]
                 ax.plot(epochs, mean, color=colour, linestyle=style, linewidth=2,
-                        label=f"{split} (mean of {len(curves)} fold{'s' if len(curves) > 1 else ''})")
+                        label=f"{'validation' if split == 'val' else split} (mean of {len(curves)} fold{'s' if len(curves) > 1 else ''})")
+        for name, epoch in (selected or {}).items():
+            ax.axvline(epoch, color="tab:green", alpha=0.3, linewidth=0.8)
+        if selected:
+            ax.plot([], [], color="tab:green", alpha=0.5, label="selected epoch (per fold)")
         if metric == "accuracy":
             ax.axhline(chance, color="grey", linestyle=":", label=f"chance {chance:.2f}")
             ax.set_ylim(0, 1.02)

@@ -4,6 +4,7 @@
 
 * ``config.json`` — the resolved :class:`TrainConfig`;
 * ``checkpoints/fold<F>.safetensors`` — model, AdamW state and RNG after the last finished epoch;
+* ``selected/fold<F>.safetensors`` — the weights of the epoch chosen on validation;
 * ``folds/fold<F>.json`` — per-epoch history and, once the fold is done, its test predictions;
 * ``metrics.json`` — accuracy, macro_f1, per_class_f1, confusion, per_subject, protocol, leaky,
   chance, per-fold figures, the token weights used, skipped subjects;
@@ -11,8 +12,11 @@
 
 Optimisation is the paper's: AdamW (lr 1e-4, PyTorch defaults otherwise), the learning rate
 set per epoch on a cosine from lr down to ``lr_final_factor`` x lr, batch 14, cross-entropy,
-mixed precision on CUDA. The reported figures are those of the last epoch: the test fold is
-evaluated during training only to draw the curves, never to pick an epoch.
+mixed precision on CUDA. Model selection sees validation only: whole trials of each training
+fold are held out (:meth:`StoreData.hold_out_validation`), evaluated every ``eval_every`` epochs,
+and the epoch is chosen on them (:func:`select_epoch`); its weights
+(``selected/fold<F>.safetensors``) are evaluated on the test fold once, after the
+last epoch. The test labels never reach training, selection or the curves.
 
 Resume (``resume=True``): the run's settings must be unchanged except ``epochs`` (which may grow;
 the cosine then follows the new length from where it is) and the speed-only fields. Finished folds
@@ -23,6 +27,7 @@ RNG where they were, so an interrupted run resumed gives the same result as one 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -36,14 +41,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
-from train.checkpoint import checkpoint_epoch, load_checkpoint, save_checkpoint
+from train.checkpoint import checkpoint_epoch, load_checkpoint, load_weights, save_checkpoint, save_weights
 from train.config import TrainConfig, TrainError
 from train.data import Batch, Split, StoreData
-from train.models import build_model, cosine_factor, count_parameters
+from train.models import build_model, count_parameters
 from train.report import classification_metrics, majority_rate, plot_confusion, plot_curves
 
 RESUMABLE_CHANGES = {"epochs", "device", "amp", "in_memory", "memory_fraction", "prefetch_batches",
-                     "read_workers", "eval_every", "checkpoint_every", "run_folds"}
+                     "read_workers", "checkpoint_every", "run_folds"}
 """Fields a resumed run may change: they alter the length or the speed of a run, not its model,
 data or folds."""
 
@@ -57,6 +62,15 @@ class FoldOutcome:
     y_pred: np.ndarray
     history: list[dict[str, Any]]
     seconds: float
+    selected_epoch: int
+    validation: dict[str, Any]
+    n_fit: int
+
+
+def cosine_factor(epoch: int, epochs: int, final_factor: float) -> float:
+    """LR multiplier of epoch ``epoch`` (0-based): cosine from 1 down towards ``final_factor``,
+    the paper's ``((1 + cos(e π / E)) / 2) (1 - lrf) + lrf``."""
+    return ((1 + math.cos(epoch * math.pi / max(1, epochs))) / 2) * (1 - final_factor) + final_factor
 
 
 def resolve_device(name: str) -> torch.device:
@@ -97,6 +111,13 @@ class Trainer:
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.config.lr,
                                       weight_decay=self.config.weight_decay)
         return model, optimizer
+
+    def prepare(self, model: nn.Module, fit: np.ndarray) -> None:
+        """Give the model the statistics it standardises its inputs with, computed on the rows it
+        is fitted on (never validation or test)."""
+        tokenizer = getattr(model, "eeg_tokenizer", None)
+        if self.use_eeg and hasattr(tokenizer, "fit_statistics"):
+            tokenizer.fit_statistics(self.data.eeg_rows(fit).to(self.device))
 
     def batches(self, positions: np.ndarray, *, shuffle: bool, seed: list[int]):  # noqa: ANN201
         return self.data.batches(
@@ -180,9 +201,14 @@ def run_training(
                          "another --out")
     needs_tokens = "face" in config.model.modalities
     data = StoreData.open(config.store, labels=config.labels, boundaries=config.deap3,
-                          subjects=config.subjects, needs_tokens=needs_tokens)
+                          subjects=config.subjects, needs_tokens=needs_tokens,
+                          keep_faceless=config.keep_faceless)
     for line in data.skipped:
         console.print(f"[yellow]skipped[/] {line}", highlight=False)
+    for f in data.faceless:
+        if not f["whole_subject"]:
+            console.print(f"[yellow]dropped[/] s{f['subject']:02d}: {f['segments']} segments without "
+                          f"a face video (trials {f['trials']}, 0-based)", highlight=False)
     if needs_tokens and data.random_weights:
         console.print(f"[yellow]note[/]: tokens come from random Swin weights "
                       f"({data.weights_fingerprint}); face results say nothing about real faces",
@@ -252,19 +278,40 @@ def _finished_fold(out: Path, split: Split, epochs: int) -> FoldOutcome | None:
             and record.get("test_positions") == split.test.tolist()):
         return None
     return FoldOutcome(split, np.asarray(record["y_pred"], np.int64), record["history"],
-                       record.get("seconds", 0.0))
+                       record.get("seconds", 0.0), record["selected_epoch"], record["validation"],
+                       record["n_fit"])
+
+
+def select_epoch(history: list[dict[str, Any]], selection: str) -> int | None:
+    """The chosen epoch (1-based) among the rows evaluated on validation, or ``None`` if none was.
+
+    ``val_accuracy``: highest accuracy, ties to the lower loss, then to the earlier epoch;
+    ``val_loss``: lowest loss, ties to the earlier epoch. Test figures are never looked at.
+    """
+    rows = [r for r in history if r.get("val_loss") is not None]
+    if not rows:
+        return None
+    if selection == "val_loss":
+        key = lambda r: (r["val_loss"], r["epoch"])  # noqa: E731
+    else:
+        key = lambda r: (-r["val_accuracy"], r["val_loss"], r["epoch"])  # noqa: E731
+    return int(min(rows, key=key)["epoch"])
 
 
 def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: Progress,
               n_folds: int, on_epoch_end: EpochHook | None) -> FoldOutcome:
     config, data = trainer.config, trainer.data
     ckpt = out / "checkpoints" / f"fold{split.fold}.safetensors"
+    best_path = out / "selected" / f"fold{split.fold}.safetensors"
     record_path = out / "folds" / f"fold{split.fold}.json"
     record = json.loads(record_path.read_text()) if resume and record_path.is_file() else {}
     finished = _finished_fold(out, split, config.epochs) if resume else None
     if finished is not None:
         return finished
+    fit, val = data.hold_out_validation(split.train, fraction=config.validation_fraction,
+                                        seed=config.seed, fold=split.fold)
     model, optimizer = trainer.new_model(split.fold)
+    trainer.prepare(model, fit)
     history: list[dict[str, Any]] = []
     start = 0
     if resume and checkpoint_epoch(ckpt) is not None:
@@ -272,10 +319,8 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
         start = int(meta["epoch"])
         history = [row for row in json.loads(meta.get("history", "[]")) if row["epoch"] <= start]
     seconds = float(record.get("seconds", 0.0)) if start else 0.0
-    steps = len(split.train)
     task = bar.add_task(f"{split.name} ({split.fold + 1}/{n_folds}) epoch {start + 1}/{config.epochs}",
-                        total=steps * (config.epochs - start), stats="")
-    y_pred = np.empty(0, np.int64)
+                        total=len(fit) * (config.epochs - start), stats="")
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
         lr = config.lr * cosine_factor(epoch, config.epochs, config.lr_final_factor)
@@ -287,18 +332,19 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
         def tick(n: int, loss: float, acc: float) -> None:
             bar.update(task, advance=n, stats=f"loss {loss:.3f} acc {acc:.3f}")
 
-        train_loss, train_acc = trainer.train_epoch(model, optimizer, split.train,
+        train_loss, train_acc = trainer.train_epoch(model, optimizer, fit,
                                                     [config.seed, split.fold, epoch], tick)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
-                               "train_accuracy": train_acc, "test_loss": None, "test_accuracy": None}
+                               "train_accuracy": train_acc, "val_loss": None, "val_accuracy": None}
         last = epoch + 1 == config.epochs
-        if last or (epoch + 1) % config.eval_every == 0:
-            y_pred, test_loss = trainer.predict(model, split.test)
-            row["test_loss"] = test_loss
-            row["test_accuracy"] = float(np.mean(y_pred == data.labels[split.test])) if len(split.test) else None
+        if len(val) and (last or (epoch + 1) % config.eval_every == 0):
+            y_val, row["val_loss"] = trainer.predict(model, val)
+            row["val_accuracy"] = float(np.mean(y_val == data.labels[val]))
         seconds += time.perf_counter() - t0
         row["seconds"] = round(seconds, 3)
         history.append(row)
+        if select_epoch(history, config.selection) == epoch + 1 or not len(val):
+            save_weights(best_path, model=model, epoch=epoch + 1)  # before the checkpoint: resumable
         if last or (epoch + 1) % config.checkpoint_every == 0:
             save_checkpoint(ckpt, model=model, optimizer=optimizer, epoch=epoch + 1,
                             meta={"fold": str(split.fold), "history": history})
@@ -307,13 +353,26 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
         if on_epoch_end is not None:
             on_epoch_end(split.fold, epoch + 1, row)
     bar.remove_task(task)
-    if len(y_pred) != len(split.test):  # resumed from a final-epoch checkpoint
-        y_pred, _ = trainer.predict(model, split.test)
+    selected = select_epoch(history, config.selection) or config.epochs
+    if load_weights(best_path, model=model) != selected:
+        raise TrainError(f"{best_path}: holds another epoch than the selected {selected}; delete "
+                         f"it and checkpoints/fold{split.fold}.safetensors to restart the fold")
+    y_pred, _ = trainer.predict(model, split.test)  # the only look at the test fold
+    chosen = next(r for r in history if r["epoch"] == selected)
+    validation = {"n_segments": int(len(val)), "n_trials": int(len(np.unique(
+        data.subject[val] * 1_000_003 + data.trial[val]))) if len(val) else 0,
+                  "accuracy": chosen["val_accuracy"], "loss": chosen["val_loss"]}
     _write_json(record_path, {
         "fold": split.fold, "name": split.name, "done": True, "epochs": config.epochs,
-        "seconds": seconds, "history": history, "test_positions": split.test.tolist(),
+        "seconds": seconds, "history": history, "selected_epoch": selected,
+        "validation": validation, "n_fit": int(len(fit)), "test_positions": split.test.tolist(),
         "y_true": data.labels[split.test].tolist(), "y_pred": y_pred.tolist()})
-    return FoldOutcome(split, y_pred, history, seconds)
+    return FoldOutcome(split, y_pred, history, seconds, selected, validation, int(len(fit)))
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -343,12 +402,34 @@ def _write_outputs(out: Path, config: TrainConfig, data: StoreData, outcomes: li
         "folds": [{"fold": o.split.fold, "name": o.split.name, "n_train": int(len(o.split.train)),
                    "n_test": int(len(o.split.test)),
                    "accuracy": float(np.mean(o.y_pred == data.labels[o.split.test])) if len(o.split.test) else None,
-                   "chance": majority_rate(data.labels[o.split.test]), "seconds": round(o.seconds, 2)}
+                   "chance": majority_rate(data.labels[o.split.test]), "seconds": round(o.seconds, 2),
+                   "n_fit": o.n_fit, "selected_epoch": o.selected_epoch, "validation": o.validation}
                   for o in outcomes],
+        "selected_epochs": [o.selected_epoch for o in outcomes],
+        "validation": {
+            "fraction": config.validation_fraction, "selection": config.selection,
+            "eval_every": config.eval_every,
+            "drawn": ("whole trials of each training fold, per class round(fraction x trials) "
+                      "(at least one where a class has two or more, never all), by (seed, fold); "
+                      "the epoch is chosen on them and the test fold is evaluated once, with the "
+                      "chosen epoch's weights" if config.validation_fraction > 0 else
+                      "no validation (fraction 0): the last epoch is kept"),
+            "accuracy": _mean_or_none([o.validation["accuracy"] for o in outcomes]),
+            "loss": _mean_or_none([o.validation["loss"] for o in outcomes])},
         "subjects": data.subject_numbers,
         "skipped_subjects": data.skipped,
         "n_segments": len(data),
         "test_segments_without_video": int((~data.has_video[test]).sum()),
+        "faceless": {
+            "dropped": bool(data.needs_tokens and not config.keep_faceless),
+            "n_segments": int(sum(f["segments"] for f in data.faceless)),
+            "subjects_without_video": [f"s{f['subject']:02d}" for f in data.faceless if f["whole_subject"]],
+            "by_subject": {f"s{f['subject']:02d}": {"segments": f["segments"], "trials": f["trials"]}
+                           for f in data.faceless},
+            "note": ("face model: segments without a face video (and subjects without any) are "
+                     "left out of training and test" if data.needs_tokens and not config.keep_faceless
+                     else "kept: black crops of missing videos are trained and tested on "
+                     "(contaminated)" if data.needs_tokens else "EEG-only: every segment is used")},
         "weights_fingerprint": data.weights_fingerprint,
         "random_weights": data.random_weights,
         "data": "streamed" if stream else "in memory",
@@ -364,5 +445,7 @@ def _write_outputs(out: Path, config: TrainConfig, data: StoreData, outcomes: li
                    title=f"{what}\naccuracy {metrics['accuracy']:.3f}, macro F1 "
                          f"{metrics['macro_f1']:.3f}, chance {metrics['chance']:.3f}, n={len(y_true)}")
     plot_curves(out / "curves.png", histories={o.split.name: o.history for o in outcomes},
-                chance=metrics["chance"], title=f"{what}: {len(outcomes)} fold(s), {config.epochs} epochs")
+                chance=metrics["chance"], selected={o.split.name: o.selected_epoch for o in outcomes},
+                title=f"{what}: {len(outcomes)} fold(s), {config.epochs} epochs; train and "
+                      "validation (the test fold is evaluated once, at the selected epoch)")
     return metrics

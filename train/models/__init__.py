@@ -9,7 +9,6 @@ from train.models.milmer import (
     FrameScorer,
     MilPooling,
     Milmer,
-    cosine_factor,
     count_parameters,
 )
 
@@ -20,4 +19,4 @@ def build_model(config: ModelConfig, *, num_classes: int) -> Milmer:
 
 
 __all__ = ["Balancer", "EegTokenizer", "FrameScorer", "MilPooling", "Milmer", "build_model",
-           "cosine_factor", "count_parameters"]
+           "count_parameters"]

@@ -17,7 +17,9 @@ Path of the face tokens (``kind`` fusion / concat / face):
    tokens (no norm on the keys and values, so the MIL weights matter), a per-token MLP, or
    nothing.
 
-EEG: each channel's 384 samples -> LayerNorm(384) -> Linear(384 -> d) -> ReLU: 32 tokens.
+EEG: one token per channel, 32 tokens (:mod:`train.models.eeg_tokenizers`): the paper's raw
+samples -> LayerNorm(384) -> Linear(384 -> d) -> ReLU, or a spectral tokenizer (log band power,
+standardised with training-fold statistics, -> Linear).
 
 Fusion: ``[CLS] + (EEG tokens + pos_eeg + type_eeg) + (face tokens + pos_face + type_face)``
 -> TransformerEncoder (post-norm, as ``nn.TransformerEncoderLayer`` defaults and the paper's code)
@@ -27,26 +29,15 @@ replaces the transformer by the concatenation of the two mean-pooled token sets 
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from train.config import ModelConfig
+from train.models.eeg_tokenizers import RawTokenizer, make_eeg_tokenizer
 
 
-class EegTokenizer(nn.Module):
-    """One token per EEG channel: LayerNorm(samples) -> Linear(samples -> d) -> ReLU."""
-
-    def __init__(self, *, eeg_samples: int = 384, d_model: int = 768) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(eeg_samples)
-        self.proj = nn.Linear(eeg_samples, d_model)
-        self.act = nn.ReLU()
-
-    def forward(self, eeg: Tensor) -> Tensor:  # (B, C, S) -> (B, C, d)
-        return self.act(self.proj(self.norm(eeg)))
+EegTokenizer = RawTokenizer
+"""The paper's EEG tokenizer (``eeg_tokenizer="raw"``)."""
 
 
 class FrameScorer(nn.Module):
@@ -129,9 +120,20 @@ class Milmer(nn.Module):
     """The Milmer heads and their baselines; constructor arguments are
     :class:`train.config.ModelConfig` fields plus ``num_classes``."""
 
-    def __init__(self, *, num_classes: int = 4, **settings: Any) -> None:
-        """``settings``: any :class:`train.config.ModelConfig` fields (validated there; the rest
-        take its defaults, the paper's)."""
+    def __init__(
+        self, *, num_classes: int = 4, kind: str = "fusion", d_model: int = 768,
+        token_dim: int = 768, n_frames: int = 10, n_face_tokens: int = 49, eeg_channels: int = 32,
+        eeg_samples: int = 384, eeg_sfreq: float = 128.0, eeg_tokenizer: str = "raw",
+        mil: str = "topk", top_k: int = 3, mil_hidden: int = 128,
+        mask_undetected: bool = False, balance: str = "cross_attention", n_queries: int = 64,
+        balance_heads: int = 12, mlp_hidden: int = 3072, fusion_layers: int = 2,
+        fusion_heads: int = 12, fusion_ff: int = 2048, dropout: float = 0.2,
+        cls_dropout: float = 0.1, position_embeddings: bool = True, modality_embeddings: bool = True,
+        concat_hidden: int = 768,
+    ) -> None:
+        """Arguments: the fields of :class:`train.config.ModelConfig` (same defaults, the paper's;
+        a test holds them equal), validated there, plus ``num_classes``."""
+        settings = {k: v for k, v in locals().items() if k not in ("self", "num_classes", "__class__")}
         super().__init__()
         c = ModelConfig(**settings)
         self.kind = c.kind
@@ -144,7 +146,9 @@ class Milmer(nn.Module):
         self.n_face_out = 0
 
         if self.use_eeg:
-            self.eeg_tokenizer = EegTokenizer(eeg_samples=c.eeg_samples, d_model=c.d_model)
+            self.eeg_tokenizer = make_eeg_tokenizer(
+                c.eeg_tokenizer, eeg_samples=c.eeg_samples, eeg_channels=c.eeg_channels,
+                sfreq=c.eeg_sfreq, d_model=c.d_model)
         if self.use_face:
             self.mil = MilPooling(mode=c.mil, token_dim=c.token_dim, hidden=c.mil_hidden,
                                   top_k=c.top_k, n_frames=c.n_frames)
@@ -234,11 +238,4 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def cosine_factor(epoch: int, epochs: int, final_factor: float) -> float:
-    """LR multiplier of epoch ``epoch`` (0-based): cosine from 1 down towards ``final_factor``,
-    the paper's ``((1 + cos(e π / E)) / 2) (1 - lrf) + lrf``."""
-    return ((1 + math.cos(epoch * math.pi / max(1, epochs))) / 2) * (1 - final_factor) + final_factor
-
-
-__all__ = ["Balancer", "EegTokenizer", "FrameScorer", "MilPooling", "Milmer", "count_parameters",
-           "cosine_factor"]
+__all__ = ["Balancer", "EegTokenizer", "FrameScorer", "MilPooling", "Milmer", "count_parameters"]

@@ -1,0 +1,106 @@
+"""EEG tokenizers: one token per channel from its raw 3 s window (32 x 384 samples at 128 Hz).
+
+* ``raw`` (the paper's): LayerNorm(384) -> Linear(384 -> d) -> ReLU. It sees samples, so it must
+  learn band filters and rectification from the data to see band power with a random phase
+  (what EEG carries); on a few hundred windows it memorises them instead.
+* ``log_power``: per channel, the Hann-windowed power spectrum (mean removed) averaged in 2 Hz
+  bins from 1 to 45 Hz (22 bins), log10; standardised per (channel, bin) with statistics of the
+  training fold only (:meth:`SpectralTokenizer.fit_statistics`, kept as buffers in checkpoints);
+  then Linear(22 -> d).
+* ``de``: differential entropy in the classic bands δ 1-4, θ 4-8, α 8-14, β 14-31, γ 31-45 Hz.
+  For a band-limited Gaussian signal DE = ½ log(2πe σ²), σ² its band power, so after the
+  standardisation it equals log band power in those 5 bands (Duan et al. 2013); then Linear(5 -> d).
+
+The spectra are computed on the fly from the stored windows, so the store contract does not
+change, in float32 even under autocast.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+LOG_POWER_BANDS: tuple[tuple[float, float], ...] = tuple((f, f + 2.0) for f in range(1, 45, 2))
+DE_BANDS: tuple[tuple[float, float], ...] = ((1, 4), (4, 8), (8, 14), (14, 31), (31, 45))
+TOKENIZER_BANDS = {"log_power": LOG_POWER_BANDS, "de": DE_BANDS}
+
+
+class RawTokenizer(nn.Module):
+    """One token per EEG channel: LayerNorm(samples) -> Linear(samples -> d) -> ReLU."""
+
+    def __init__(self, *, eeg_samples: int = 384, d_model: int = 768) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(eeg_samples)
+        self.proj = nn.Linear(eeg_samples, d_model)
+        self.act = nn.ReLU()
+
+    def forward(self, eeg: Tensor) -> Tensor:  # (B, C, S) -> (B, C, d)
+        return self.act(self.proj(self.norm(eeg)))
+
+
+def band_matrix(bands: tuple[tuple[float, float], ...], *, samples: int, sfreq: float) -> Tensor:
+    """(n_freqs, n_bands): the mean over each band's rFFT bins [low, high)."""
+    freqs = torch.fft.rfftfreq(samples, 1 / sfreq)
+    columns = []
+    for low, high in bands:
+        inside = ((freqs >= low) & (freqs < high)).float()
+        if not inside.any():
+            raise ValueError(f"band {low}-{high} Hz holds no frequency bin of a {samples}-sample "
+                             f"window at {sfreq} Hz")
+        columns.append(inside / inside.sum())
+    return torch.stack(columns, dim=1)
+
+
+def log_band_power(eeg: Tensor, window: Tensor, bands: Tensor) -> Tensor:
+    """(B, C, S) -> (B, C, n_bands): log10 of the mean Hann-windowed power in each band."""
+    with torch.autocast(device_type=eeg.device.type, enabled=False):
+        x = eeg.float()
+        x = (x - x.mean(dim=-1, keepdim=True)) * window
+        power = torch.fft.rfft(x, dim=-1).abs().square()
+        return torch.log10(power @ bands + 1e-10)
+
+
+class SpectralTokenizer(nn.Module):
+    """One token per channel from its log band powers, standardised with training statistics."""
+
+    def __init__(self, *, bands: tuple[tuple[float, float], ...], eeg_samples: int = 384,
+                 eeg_channels: int = 32, sfreq: float = 128.0, d_model: int = 768) -> None:
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(eeg_samples, periodic=False))
+        self.register_buffer("bands", band_matrix(bands, samples=eeg_samples, sfreq=sfreq))
+        self.register_buffer("mean", torch.zeros(eeg_channels, len(bands)))
+        self.register_buffer("std", torch.ones(eeg_channels, len(bands)))
+        self.proj = nn.Linear(len(bands), d_model)
+
+    def features(self, eeg: Tensor) -> Tensor:
+        return log_band_power(eeg, self.window, self.bands)
+
+    @torch.no_grad()
+    def fit_statistics(self, eeg: Tensor, *, chunk: int = 512) -> None:
+        """Per (channel, band) mean and std of the features of ``eeg`` (the training rows)."""
+        total = torch.zeros_like(self.mean, dtype=torch.float64)
+        square = torch.zeros_like(total)
+        for start in range(0, len(eeg), chunk):
+            f = self.features(eeg[start:start + chunk].to(self.window.device)).double()
+            total += f.sum(dim=0)
+            square += f.square().sum(dim=0)
+        n = max(len(eeg), 1)
+        mean = total / n
+        std = (square / n - mean.square()).clamp_min(0).sqrt()
+        self.mean.copy_(mean.float())
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)).float())
+
+    def forward(self, eeg: Tensor) -> Tensor:  # (B, C, S) -> (B, C, d)
+        standard = (self.features(eeg) - self.mean) / self.std
+        return self.proj(standard.to(self.proj.weight.dtype))
+
+
+def make_eeg_tokenizer(kind: str, *, eeg_samples: int, eeg_channels: int, sfreq: float,
+                       d_model: int) -> nn.Module:
+    if kind == "raw":
+        return RawTokenizer(eeg_samples=eeg_samples, d_model=d_model)
+    if kind in TOKENIZER_BANDS:
+        return SpectralTokenizer(bands=TOKENIZER_BANDS[kind], eeg_samples=eeg_samples,
+                                 eeg_channels=eeg_channels, sfreq=sfreq, d_model=d_model)
+    raise ValueError(f"unknown eeg_tokenizer {kind!r}: raw, {', '.join(TOKENIZER_BANDS)}")
+
