@@ -32,8 +32,9 @@ from pydantic import BaseModel, ConfigDict
 from store_schema.errors import MilmerError, StoreError
 from store_schema.fingerprint import library_versions, stage_fingerprint
 from store_schema.failpoints import failpoint
-from store_schema.layout import SEGMENT_TABLE_INPUT, Stage, ancestors, stage_path, stage_spec
+from store_schema.layout import Stage, ancestors, stage_path
 from store_schema.locks import LockWait, subject_stage_lock
+from store_schema.staleness import current_input, upstream_input_names
 from store_schema.store import FeatureStore
 from store_schema.table import Prepared, Read, StageContext, StageRow
 
@@ -134,20 +135,16 @@ def run_row(
 
 
 def upstream_inputs(store: FeatureStore, subject: int, stage: Stage | str) -> dict[str, str]:
-    """The inputs a stage records for its upstream subject-stages: each one's fingerprint, or the
-    segment table's for a stage that reads only the table. Raises :class:`UpstreamMissing`."""
-    spec = stage_spec(stage)
+    """The inputs a stage records for its upstream subject-stages (see
+    :mod:`store_schema.staleness`). Raises :class:`UpstreamMissing`."""
     inputs: dict[str, str] = {}
-    for upstream in spec.upstream:
-        record = store.record(subject, upstream)
-        if record is None:
+    for name, upstream in upstream_input_names(stage).items():
+        now = current_input(store, subject, stage, name)
+        if now is None:
             raise UpstreamMissing(
                 f"{store.url}: s{subject:02d}: stage '{upstream.value}' is not committed, so "
-                f"'{spec.stage.value}' cannot run; include '{upstream.value}' in --stages")
-        if spec.reads_segment_table:
-            inputs[SEGMENT_TABLE_INPUT] = store.segment_table_fingerprint(subject)
-        else:
-            inputs[upstream.value] = record.fingerprint
+                f"'{Stage(stage).value}' cannot run; include '{upstream.value}' in --stages")
+        inputs[name] = now
     return inputs
 
 
@@ -240,18 +237,10 @@ def check_inputs_current(
 ) -> None:
     """Raise :class:`UpstreamChanged` when an upstream input named in ``inputs`` no longer matches
     the store (called under the locks, so it cannot change again before the commit)."""
-    spec = stage_spec(stage)
-    for upstream in spec.upstream:
-        if spec.reads_segment_table and SEGMENT_TABLE_INPUT in inputs:
-            now = (store.segment_table_fingerprint(subject)
-                   if store.record(subject, upstream) is not None else None)
-            name = SEGMENT_TABLE_INPUT
-        elif upstream.value in inputs:
-            record = store.record(subject, upstream)
-            now = record.fingerprint if record is not None else None
-            name = upstream.value
-        else:
+    for name, upstream in upstream_input_names(stage).items():
+        if name not in inputs:
             continue
+        now = current_input(store, subject, stage, name)
         if now != inputs[name]:
             state = "is no longer committed" if now is None else "was recomputed"
             raise UpstreamChanged(
