@@ -8,8 +8,8 @@ as float16, (n_seg, 10, 49, 768).
 Weights (resolution, checks, the Hugging Face → timm key filter, the content fingerprint) are in
 :mod:`pipeline.swin_weights`.
 
-Compute: one code path. On CPU float32 with all cores; on CUDA large batches, autocast (bf16 or
-fp16), pinned host memory, non-blocking copies, channels_last, and the next batch read (e.g. from
+Compute: one code path. On CPU all cores, bf16 autocast where the CPU does bf16 natively (else
+float32); on CUDA large batches, autocast (bf16 or fp16), pinned host memory, non-blocking copies, channels_last, and the next batch read (e.g. from
 the store) in a background thread while the current one runs.
 """
 
@@ -50,18 +50,30 @@ DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 256}
 _FINGERPRINT_RE = re.compile(r"^(sha256:[0-9a-f]{64}|random:\d+)$")
 
 
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bfloat16 in hardware (x86 ``avx512_bf16`` or ``amx_bf16``),
+    read from the kernel's CPU flags; ``False`` where they cannot be read (not Linux)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = {word for line in text.splitlines() if line.startswith(("flags", "Features"))
+             for word in line.split(":", 1)[-1].split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 class TokensParams(BaseModel):
     """Settings of the token stage.
 
     Hashed into the stage fingerprint (``model_dump``): ``model_name``, ``weights_fingerprint``
     (content hash of the weights or ``random:<seed>``, never their path), ``device`` and ``amp``
-    (they change the numbers: fp32 on CPU, bf16/fp16 autocast on CUDA). ``batch_size`` and
+    (they change the numbers: fp32 or bf16 autocast on CPU, bf16/fp16 on CUDA). ``batch_size`` and
     ``num_threads`` only change speed: they are excluded from ``model_dump`` and so from the
     fingerprint (tokens of a crop do not depend on its batch, within float tolerance).
 
     ``device="auto"`` and ``amp="auto"`` are resolved by :meth:`resolved` (and by
     :meth:`from_weights`) on the machine that calls it: CUDA when present, bf16 where the GPU
-    supports it, fp16 otherwise; on CPU ``amp`` is always ``"off"`` (float32).
+    supports it, fp16 otherwise; on a CPU bf16 where it is native, float32 (``off``) elsewhere.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -100,7 +112,10 @@ class TokensParams(BaseModel):
     def resolved(self) -> TokensParams:
         """A copy with ``device`` and ``amp`` made concrete for this machine.
 
-        Raises :class:`TokensError` when CUDA is asked for and not available.
+        CUDA: bf16 where the GPU supports it, else fp16. CPU: bf16 autocast where the processor
+        computes bf16 natively (:func:`cpu_has_native_bf16`: 2.6x float32's rate measured on an
+        AVX512-BF16 EPYC), float32 elsewhere; ``bf16`` asked for explicitly runs on any CPU.
+        Raises :class:`TokensError` when CUDA is asked for and not available, or fp16 on a CPU.
         """
         device = self.device
         if device == "auto":
@@ -111,7 +126,10 @@ class TokensParams(BaseModel):
                 "use --device cpu or --device auto")
         amp = self.amp
         if device == "cpu":
-            amp = "off"
+            if amp == "fp16":
+                raise TokensError("amp 'fp16' is a CUDA autocast; on a CPU use 'bf16' or 'off'")
+            if amp == "auto":
+                amp = "bf16" if cpu_has_native_bf16() else "off"
         elif amp == "auto":
             amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return self.model_copy(update={"device": device, "amp": amp})
