@@ -1,19 +1,22 @@
-"""What Prefect costs around the stage functions, and threads vs processes for CPU-bound stages.
+"""What Prefect costs around the stage functions, what an up-to-date run costs, threads vs processes.
 
 Measured in one run:
 
-1. Orchestration overhead per subject-stage: the flow on a store where every subject-stage is
-   skipped (the stage function returns after reading one commit record), for few and for many
-   subjects; the slope (seconds per extra subject-stage) is Prefect + task runner around a no-op.
-2. A fully skipped re-run for 2 subjects, end to end (what a user waits for).
-3. The EEG chain for full-size subjects (40 trials x 63 s) with worker threads vs worker
-   processes on this machine's cores.
+1. Orchestration overhead per subject-stage: the flow through Prefect on a store where every
+   subject-stage is skipped, for few and for many subjects; the slope (seconds per extra
+   subject-stage) is Prefect + task runner around a no-op.
+2. 2 full-size subjects (40 trials x 63 s), EEG stages: the full build, then an up-to-date
+   `milmer preprocess` end to end as a user runs it (a new process: imports, the plan, no Prefect),
+   and the ratio of the two (target <= 0.10); and the same up-to-date run forced through Prefect.
+3. The same EEG build with worker threads vs worker processes on this machine's cores.
 
-    .venv/bin/python benchmarks/flow_overhead.py [--full-subjects 2] [--skip-full]
+    .venv/bin/python benchmarks/flow_overhead.py [--full-subjects 2] [--skip-full] [--skip-processes]
 """
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,41 +25,51 @@ from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline, run_flow
 from pipeline.synth import SynthParams, write_synthetic_deap
 
+EEG_STAGES = ["ingest", "eeg", "segment"]
 
-def timed(config: PreprocessConfig) -> float:
+
+def timed(config: PreprocessConfig, *, through_prefect: bool = False) -> float:
     started = time.perf_counter()
-    summary = run_flow(config)
+    summary = run_flow(config, skip_when_up_to_date=not through_prefect)
     assert summary.ok, summary.markdown()
     return time.perf_counter() - started
+
+
+def cli_seconds(deap: Path, store: str) -> float:
+    """`milmer preprocess` in a fresh process, as a user waits for it."""
+    milmer = Path(sys.executable).parent / "milmer"
+    started = time.perf_counter()
+    done = subprocess.run([str(milmer), "preprocess", "--deap", str(deap), "--store", store,
+                           "--stages", ",".join(EEG_STAGES)], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    assert done.returncode == 0 and "up to date" in done.stdout, done.stdout + done.stderr
+    return seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full-subjects", type=int, default=2)
     parser.add_argument("--skip-full", action="store_true")
+    parser.add_argument("--skip-processes", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bench-prefect-"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before the run")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         small = tmp / "small"
         write_synthetic_deap(out=small, params=SynthParams(subjects=8, trials=2, seconds=3, videos=False))
         store = str(tmp / "small.zarr")
-        eeg_only = ["ingest", "eeg", "segment"]
-        run_chain_inline(PreprocessConfig(deap=small, store=store, stages=eeg_only))  # all committed
-        few = PreprocessConfig(deap=small, store=store, subjects=[1, 2], runner="threads", stages=eeg_only)
-        many = PreprocessConfig(deap=small, store=store, runner="threads", stages=eeg_only)
-        timed(few)  # warm-up: Prefect's database migrations
-        few_s = min(timed(few) for _ in range(2))
-        many_s = min(timed(many) for _ in range(2))
+        run_chain_inline(PreprocessConfig(deap=small, store=store, stages=EEG_STAGES))  # all committed
+        few = PreprocessConfig(deap=small, store=store, subjects=[1, 2], runner="threads", stages=EEG_STAGES)
+        many = PreprocessConfig(deap=small, store=store, runner="threads", stages=EEG_STAGES)
+        timed(few, through_prefect=True)  # warm-up: Prefect's database migrations
+        few_s = min(timed(few, through_prefect=True) for _ in range(2))
+        many_s = min(timed(many, through_prefect=True) for _ in range(2))
         per_stage = (many_s - few_s) / ((8 - 2) * 3)
-        started = time.perf_counter()
-        run_chain_inline(few)
-        inline_s = time.perf_counter() - started
-        print("skipped re-run, 2 subjects x 3 stages:")
-        print(f"  flow in-process (temporary API, threads) {few_s:7.2f} s")
-        print(f"  same subject-stages in a plain loop      {inline_s:7.3f} s")
+        print("skipped re-run through Prefect (temporary API, threads):")
+        print(f"  2 subjects x 3 stages                    {few_s:7.2f} s")
         print(f"  8 subjects x 3 stages                    {many_s:7.2f} s")
         print(f"overhead per subject-stage (slope)         {per_stage * 1000:7.0f} ms")
 
@@ -65,15 +78,22 @@ def main() -> None:
         full = tmp / "full"
         write_synthetic_deap(out=full, params=SynthParams(subjects=args.full_subjects, trials=40,
                                                           seconds=60, videos=False))
-        results = {}
-        for runner in ("threads", "processes"):
-            config = PreprocessConfig(deap=full, store=str(tmp / f"{runner}.zarr"), runner=runner,
-                                  stages=["ingest", "eeg", "segment"])
-            results[runner] = timed(config)
-        print(f"EEG chain, {args.full_subjects} full-size subjects, {os.cpu_count()} cores:")
-        for runner, seconds in results.items():
-            print(f"  {runner:<9} {seconds:7.1f} s")
-        print(f"  ratio threads / processes {results['threads'] / results['processes']:5.2f}")
+        build = PreprocessConfig(deap=full, store=str(tmp / "threads.zarr"), runner="threads",
+                                 stages=EEG_STAGES)
+        full_s = timed(build)
+        noop_cli_s = min(cli_seconds(full, build.store) for _ in range(2))
+        noop_prefect_s = timed(build, through_prefect=True)
+        print(f"EEG stages, {args.full_subjects} full-size subjects (40 trials x 63 s):")
+        print(f"  full build (threads)                          {full_s:7.1f} s")
+        print(f"  up-to-date `milmer preprocess` (new process)  {noop_cli_s:7.2f} s   "
+              f"= {noop_cli_s / full_s:.3f} of the build (target <= 0.10)")
+        print(f"  the same up-to-date run through Prefect       {noop_prefect_s:7.2f} s")
+        if args.skip_processes:
+            return
+        processes_s = timed(PreprocessConfig(deap=full, store=str(tmp / "processes.zarr"),
+                                             runner="processes", stages=EEG_STAGES))
+        print(f"  full build (processes)                        {processes_s:7.1f} s   "
+              f"ratio threads / processes {full_s / processes_s:5.2f}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """Swin token stage speed: bare timm forward vs the whole stage, side by side, in one run.
 
-Prints, per device (CPU always; CUDA when present):
+Prints, per device and precision (CPU in float32 and in bf16 autocast, side by side; CUDA with
+its automatic precision when present):
 * frames/s of the bare ``forward_features`` on a normalised batch already in memory;
 * frames/s of the whole stage: uint8 crops read from a Zarr array chunked like the store's faces
   stage ``(1, 10, 224, 224, 3)``, blosc-lz4 → normalise → forward → float16 tokens written to a Zarr
   array chunked ``(1, 10, 49, 768)``, blosc-lz4 (the store's codec);
 * their ratio (target ≥ 0.8);
-and the bytes per segment of the float16 tokens on disk, and the projected time for all of DEAP
-(32 subjects x 40 trials x ~13.75 segments x 10 frames ≈ 176,000 frames) at the measured rate.
+the bytes per segment of the float16 tokens on disk, the projected time for all of DEAP
+(32 subjects x 40 trials x ~13.75 segments x 10 frames ≈ 176,000 frames) at the measured rate,
+and on CPU the whole stage's bf16 / float32 rate ratio (target ≥ 2 where bf16 is native) with the
+relative difference of their tokens.
 
 Rounds alternate bare and whole runs so that load from other processes hits both alike; the best
 round of each is reported, and every round's figures are printed too.
@@ -27,8 +30,13 @@ import numpy as np
 import torch
 import zarr
 
-from pipeline.tokens import FRAMES_PER_SEGMENT, TokenExtractor, TokensParams, tokens_for_subject
-from store_schema.layout import Stage, stage_spec
+from pipeline.tokens import (
+    TokenExtractor,
+    TokensParams,
+    cpu_has_native_bf16,
+    tokens_for_subject,
+)
+from store_schema.layout import FRAMES_PER_SEGMENT, Stage, stage_spec
 from store_schema.store import COMPRESSOR
 
 DEAP_FRAMES = 176_000
@@ -95,9 +103,9 @@ def whole_stage(extractor: TokenExtractor, crops: zarr.Array, out_dir: Path) -> 
     return tokens.shape[0] * FRAMES_PER_SEGMENT / seconds, extra
 
 
-def bench_device(device: str, args: argparse.Namespace, tmp: Path) -> dict:
+def bench_device(device: str, args: argparse.Namespace, tmp: Path, amp: str = "auto") -> dict:
     batch_size = args.batch_size or (32 if device == "cpu" else 256)
-    params = TokensParams.from_weights(args.weights, device=device, batch_size=batch_size)
+    params = TokensParams.from_weights(args.weights, device=device, batch_size=batch_size, amp=amp)
     extractor = TokenExtractor(weights=args.weights, params=params)
     frames_per_batch = max(1, batch_size // FRAMES_PER_SEGMENT) * FRAMES_PER_SEGMENT
     n_seg = args.segments or (9 if device == "cpu" else 300)
@@ -112,7 +120,7 @@ def bench_device(device: str, args: argparse.Namespace, tmp: Path) -> dict:
     crops = zarr.open_array(str(tmp / f"crops-{device}"), mode="r")
     repeats = max(1, n_seg * FRAMES_PER_SEGMENT // frames_per_batch)
 
-    print(f"\n== {device}: {extractor!r}")
+    print(f"\n== {device}, amp {params.amp}: {extractor!r}")
     print(f"   torch threads {torch.get_num_threads()}, usable cores {len(os.sched_getaffinity(0))}, "
           f"batch {frames_per_batch} frames, {n_seg} segments = {n_seg * FRAMES_PER_SEGMENT} frames per run")
     whole_stage(extractor, crops[:1] if device == "cpu" else crops, tmp / "warmup")  # warm-up
@@ -137,7 +145,9 @@ def bench_device(device: str, args: argparse.Namespace, tmp: Path) -> dict:
     print(f"   crops on disk:  {_dir_bytes(tmp / f'crops-{device}') / n_seg:,.0f} bytes/segment (synthetic)")
     hours = DEAP_FRAMES / best_whole / 3600
     print(f"   projected all of DEAP ({DEAP_FRAMES:,} frames): {hours:8.2f} h at {best_whole:.2f} frames/s")
-    return {"bare": best_bare, "whole": best_whole, "ratios": ratios, "bytes_per_segment": per_segment}
+    sample = np.asarray(crops[:1]).reshape(-1, 224, 224, 3)
+    return {"bare": best_bare, "whole": best_whole, "ratios": ratios, "bytes_per_segment": per_segment,
+            "sample_tokens": extractor.extract(sample, out_dtype="float32")}
 
 
 def main() -> None:
@@ -157,7 +167,16 @@ def main() -> None:
         ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     with tempfile.TemporaryDirectory() as tmp:
         for device in devices:
-            bench_device(device, args, Path(tmp))
+            if device != "cpu":
+                bench_device(device, args, Path(tmp))
+                continue
+            fp32 = bench_device("cpu", args, Path(tmp), amp="off")
+            bf16 = bench_device("cpu", args, Path(tmp), amp="bf16")
+            a, b = fp32["sample_tokens"], bf16["sample_tokens"]
+            print(f"\n== cpu bf16 vs float32: whole stage {bf16['whole']:.2f} vs {fp32['whole']:.2f} "
+                  f"frames/s = {bf16['whole'] / fp32['whole']:.2f}x (target >= 2 where bf16 is native: "
+                  f"{cpu_has_native_bf16()}); bare forward {bf16['bare'] / fp32['bare']:.2f}x; "
+                  f"token relative difference {np.linalg.norm(a - b) / np.linalg.norm(a):.4f}")
     print(f"\nload average after the run {os.getloadavg()[0]:.2f}")
 
 

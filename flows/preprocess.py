@@ -201,14 +201,14 @@ def task_runner_for(config: PreprocessConfig):  # noqa: ANN201 - a Prefect task 
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
-def run_flow(config: PreprocessConfig) -> RunSummary:
+def run_flow(config: PreprocessConfig, *, skip_when_up_to_date: bool = True) -> RunSummary:
     """Run ``preprocess-deap`` in this process (Prefect starts a temporary local API if needed).
 
     With no Prefect server configured and nothing to recompute (see :mod:`flows.plan`), it
     returns every subject-stage as skipped without starting Prefect's temporary API (~10 s);
     a configured server always records the run.
     """
-    if not os.environ.get("PREFECT_API_URL"):
+    if skip_when_up_to_date and not os.environ.get("PREFECT_API_URL"):
         from flows.plan import plan_run
 
         started = time.perf_counter()
