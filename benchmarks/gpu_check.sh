@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The GPU path end to end, in <= 5 minutes on one CUDA machine with the project installed (.venv,
+# or `make setup` first where a package registry is reachable). Prints:
+#   - the tokens stage on CUDA (bf16 autocast, pinned host memory, the prefetching reader) in
+#     frames/s beside a bare forward of the same backbone (benchmarks/tokens.py --device cuda);
+#   - the training step from cached tokens vs Swin in the loop, on CUDA (benchmarks/train_step.py);
+#   - a real pipeline run: synthetic DEAP -> every stage (random Swin weights) -> milmer train on
+#     CUDA for 2 epochs, with its stage seconds;
+#   - the peak GPU memory seen during all of it (nvidia-smi, sampled every 200 ms).
+# Usage: bash benchmarks/gpu_check.sh [WORK_DIR]   (figures also land in WORK_DIR/gpu_check.log)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-$(mktemp -d)}
+mkdir -p "$WORK"
+LOG="$WORK/gpu_check.log"
+PY=.venv/bin/python
+MILMER=.venv/bin/milmer
+export PYTHONUNBUFFERED=1 PREFECT_HOME="$WORK/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false
+exec > >(tee "$LOG") 2>&1
+
+"$PY" -c 'import torch, sys; ok = torch.cuda.is_available(); print("torch", torch.__version__, "CUDA", ok, torch.cuda.get_device_name(0) if ok else ""); sys.exit(0 if ok else 3)' \
+    || { echo "gpu_check: torch sees no CUDA device here; nothing to check"; exit 3; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+
+nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$WORK/gpu_memory.csv" &
+SAMPLER=$!
+trap 'kill $SAMPLER 2>/dev/null || true' EXIT
+
+echo; echo "== 1. tokens stage vs bare forward on CUDA"
+timeout 120 "$PY" benchmarks/tokens.py --device cuda --segments 300 --rounds 2
+
+echo; echo "== 2. training step: cached tokens vs Swin in the loop, on CUDA"
+timeout 120 "$PY" benchmarks/train_step.py --device cuda --segments 98 --epoch-rounds 2
+
+echo; echo "== 3. pipeline -> store -> training on CUDA (synthetic DEAP, random Swin weights)"
+started=$(date +%s)
+"$MILMER" synth "$WORK/deap" --subjects 2 --trials 8 --seconds 12 --fps 10 > /dev/null
+timeout 150 "$MILMER" preprocess --deap "$WORK/deap" --store "$WORK/store.zarr" --weights random \
+    --device cuda
+"$MILMER" store info "$WORK/store.zarr" | tail -n 5
+timeout 90 "$MILMER" train --store "$WORK/store.zarr" --out "$WORK/run" --device cuda --epochs 2 \
+    --folds 2
+echo "pipeline + training: $(( $(date +%s) - started )) s"
+
+kill $SAMPLER 2>/dev/null || true
+echo; echo "== peak GPU memory used (nvidia-smi, all processes): $(sort -n "$WORK/gpu_memory.csv" | tail -n 1) MiB"
