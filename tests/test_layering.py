@@ -5,7 +5,8 @@ counts as much as one at the top of a file.
     pipeline/      pure stages: no Prefect, no Zarr, no flows, no train
     store_schema/  the store contract: no pipeline, no flows, no train
     train/         reads the store through store_schema only: no pipeline, no flows, no zarr.core
-    flows/         orchestration: may import all of the above
+    flows/         orchestration: may import all of the above, but no numpy and no Zarr (a
+                   flow says which stage runs for what; the arrays stay below it)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "pipeline": ("prefect", "zarr", "flows", "train"),
     "train": ("pipeline", "flows", "zarr.core"),
     "store_schema": ("pipeline", "flows", "train"),
+    "flows": ("numpy", "zarr"),
 }
 
 
