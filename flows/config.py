@@ -44,6 +44,9 @@ class PreprocessConfig(BaseModel):
     content_hash: bool = Field(False, description="fingerprint input files by content, not size+mtime")
     force: bool = Field(False, description="recompute even when fingerprints match")
     storage_options: dict[str, Any] | None = Field(None, description="fsspec options for the store URL")
+    durable: bool | None = Field(
+        None, description="fsync every file of a subject-stage before its commit record (local and "
+        "NFS stores; default on unless MILMER_FSYNC=0); off for storage where it does not apply")
     runner: Literal["threads", "processes"] = Field(
         "threads", description="how this machine runs independent subject-stages in parallel "
         "(threads measured faster here: numpy, SciPy and BLAS release the GIL)")
@@ -53,6 +56,11 @@ class PreprocessConfig(BaseModel):
     dask_gpu_resource: str | None = Field(
         None, description="Dask worker resource the tokens stage asks for, e.g. 'GPU': only workers "
         "started with `--resources GPU=1` run it (without such a worker, tokens wait)")
+
+    def open_store(self) -> FeatureStore:
+        """The run's store, created when absent, with this run's durability."""
+        return FeatureStore.open(self.store, storage_options=self.storage_options,
+                                 durable=self.durable)
 
     def stage_params(self, stage: Stage) -> BaseModel:
         """The settings this run gives ``stage`` (its row of the stage table names the model)."""

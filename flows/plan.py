@@ -9,7 +9,6 @@ from pipeline.ingest import requested_subjects
 from pipeline.stage_table import STAGE_TABLE
 from store_schema.layout import Stage, ancestors
 from store_schema.plan import PlanEntry, plan_stage
-from store_schema.store import FeatureStore
 from store_schema.table import StageContext
 
 
@@ -34,7 +33,7 @@ class RunPlan(BaseModel):
 
 def plan_run(config: PreprocessConfig) -> RunPlan:
     """The plan of ``config``'s run: every requested subject-stage, in run order."""
-    store = FeatureStore.open(config.store, storage_options=config.storage_options)
+    store = config.open_store()
     entries: list[PlanEntry] = []
     for subject in requested_subjects(config.deap, config.subjects, source=config.ingest.source):
         changed: dict[Stage, PlanEntry] = {}

@@ -31,7 +31,6 @@ from pipeline.ingest import requested_subjects
 from pipeline.stage_table import STAGE_TABLE
 from store_schema.layout import Stage, ancestors
 from store_schema.runner import StageOutcome, run_row
-from store_schema.store import FeatureStore
 from store_schema.table import StageContext
 
 
@@ -59,7 +58,7 @@ def run_subject_stage(
     """One subject-stage, given its upstream's outcome in this run (None for the first stage)."""
     if upstream is not None and upstream.status == "failed":
         return StageOutcome.not_run(subject, stage, upstream.stage)
-    store = FeatureStore.open(config.store, storage_options=config.storage_options)
+    store = config.open_store()
     context = StageContext(subject=subject, deap=config.deap, content_hash=config.content_hash,
                            log=_log_line)
     return run_row(store, STAGE_TABLE[stage], params=config.stage_params(stage), context=context,
@@ -124,7 +123,7 @@ def preprocess_deap(config: PreprocessConfig):  # noqa: ANN201 - returns a Prefe
 @flow(name="preprocess-subjects", validate_parameters=False)
 def preprocess_subjects(config: PreprocessConfig):  # noqa: ANN201 - returns a Prefect state
     logger = get_run_logger()
-    FeatureStore.open(config.store, storage_options=config.storage_options)  # create it once
+    config.open_store()  # create it once
     subjects = requested_subjects(config.deap, config.subjects, source=config.ingest.source)
     logger.info("subjects %s, stages %s", subjects, [s.value for s in config.stages])
     futures: dict[tuple[int, Stage], PrefectFuture] = {}
@@ -238,7 +237,7 @@ def run_flow(config: PreprocessConfig, *, skip_when_up_to_date: bool = True) -> 
 
 def run_chain_inline(config: PreprocessConfig) -> RunSummary:
     """The same subject-stages in a plain loop, without Prefect."""
-    FeatureStore.open(config.store, storage_options=config.storage_options)
+    config.open_store()
     outcomes: list[StageOutcome] = []
     for subject in requested_subjects(config.deap, config.subjects, source=config.ingest.source):
         done: dict[Stage, StageOutcome] = {}

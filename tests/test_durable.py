@@ -111,19 +111,20 @@ def test_no_commit_record_is_renamed_into_place_before_its_chunks_are_synced(
     assert verify_store(FeatureStore.open(str(store), mode="r")) == []
 
 
-@pytest.mark.parametrize("switch", ["env", "argument"])
+@pytest.mark.parametrize("switch", ["env", "argument", "config"])
 def test_the_switch_turns_fsync_off_and_the_check_sees_it(
     switch: str, small_deap: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / "store.zarr"
+    config = PreprocessConfig(deap=small_deap, store=str(store), subjects=[1], stages=["ingest"],
+                              durable=False if switch == "config" else None)
     if switch == "env":
         monkeypatch.setenv(ENV, "0")
-    else:
+    elif switch == "argument":
         monkeypatch.setattr(FeatureStore, "open", _opens_not_durable(FeatureStore.open))
-    assert FeatureStore.open(str(store)).durable is False
+    assert config.open_store().durable is False
     recorder = OsRecorder(monkeypatch)
-    summary = run_chain_inline(PreprocessConfig(deap=small_deap, store=str(store), subjects=[1],
-                                                stages=["ingest"]))
+    summary = run_chain_inline(config)
     assert summary.ok, summary.markdown()
     assert not [e for e in recorder.events if e.kind == "fsync"]
     assert any("not synced before the commit" in p for p in order_problems(recorder.events, store, 1, "ingest"))
