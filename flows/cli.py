@@ -508,6 +508,9 @@ def train(
         help="trial (default: whole trials held out), segment (leaky random split), loso.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per fold (default 100).")] = None,
     model: Annotated[Optional[str], typer.Option(help="fusion (default), concat, eeg or face.")] = None,
+    eeg_tokenizer: Annotated[Optional[str], typer.Option(
+        help="raw (the paper's, default), log_power (2 Hz bins) or de (differential entropy in "
+             "5 bands): spectral ones see random-phase band power.")] = None,
     folds: Annotated[Optional[int], typer.Option(help="k of the trial/segment protocols (default 5).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (default), cpu, cuda, cuda:N.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of folds, init and shuffling (default 0).")] = None,
@@ -534,7 +537,8 @@ def train(
         cfg = resolve_config(
             source, store=store, labels=labels, protocol=protocol, epochs=epochs, folds=folds,
             device=device, seed=seed, subjects=subject_list, batch_size=batch_size,
-            model={"kind": model} if model else None)
+            model={k: v for k, v in (("kind", model), ("eeg_tokenizer", eeg_tokenizer)) if v}
+            or None)
         run_training(cfg, out, resume=resume, progress=progress, console=err_console)
     except MilmerError as err:
         raise _fail(str(err)) from None

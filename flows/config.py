@@ -12,14 +12,13 @@ from pipeline.errors import DeapInputError
 from pipeline.faces import FacesParams
 from pipeline.ingest import IngestParams, check_deap_folder
 from pipeline.segment import SegmentParams
-from pipeline.stage_table import TokensSettings
+from pipeline.stage_table import STAGE_TABLE, TokensSettings
 from store_schema.errors import StoreError
 from store_schema.layout import CROP_SIZE, FRAMES_PER_SEGMENT, Stage
 from store_schema.store import FeatureStore
 
-IMPLEMENTED_STAGES: tuple[Stage, ...] = (
-    Stage.ingest, Stage.eeg, Stage.segment, Stage.faces, Stage.tokens)
-"""Stages this version can run, in order; ``all`` means these."""
+IMPLEMENTED_STAGES: tuple[Stage, ...] = tuple(STAGE_TABLE)
+"""Stages this version can run (the stage table's rows), in order; ``all`` means these."""
 
 
 class PreprocessConfig(BaseModel):
@@ -68,8 +67,7 @@ class PreprocessConfig(BaseModel):
             assert self.weights is not None  # refused by the validator when tokens run
             return TokensSettings(weights=self.weights, device=self.device,
                                   batch_size=self.tokens_batch_size)
-        return {Stage.ingest: self.ingest, Stage.eeg: self.eeg, Stage.segment: self.segment,
-                Stage.faces: self.faces}[stage]
+        return getattr(self, stage.value)  # each stage's settings are the field of its name
 
     @field_validator("dask_address")
     @classmethod
