@@ -138,6 +138,9 @@ class Trainer:
             batch = _to(batch, self.device)
             logits = self.forward(model, batch)
             loss = self.loss_fn(logits.float(), batch.labels)
+            auxiliary = model.auxiliary_loss()
+            if auxiliary is not None:
+                loss = loss + auxiliary
             optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
