@@ -459,6 +459,13 @@ def test_spectral_standardisation_uses_the_fitted_rows_only(trained, store_url: 
     assert de(torch.randn(2, 32, 384)).shape == (2, 32, 768)
 
 
+def test_topk_picks_hit_the_planted_expressive_frames_above_the_random_rate(trained) -> None:  # noqa: ANN001
+    hits = trained["fusion"][1]["mil_planted_hit_rate"]
+    assert hits["random_rate"] == pytest.approx(0.3) and hits["n_picks"] == 64 * 3
+    assert hits["rate"] >= hits["random_rate"] + 0.1, hits
+    assert trained["eeg"][1]["mil_planted_hit_rate"] is None  # no MIL, nothing to score
+
+
 def test_run_writes_metrics_plots_config_and_checkpoints(trained) -> None:  # noqa: ANN001
     out, metrics = trained["fusion"]
     on_disk = json.loads((out / "metrics.json").read_text())

@@ -10,7 +10,8 @@ over folds says how far apart two rows must be to differ), the selected epochs, 
 (``leaky`` rows marked) and the paper's figure where this project records one: it records none
 yet (the paper's numbers are on real DEAP with fine-tuned Swin, not comparable with synthetic data
 and random tokens), so that column says so instead of inventing one. ``OUT/study.png`` draws
-the same figures.
+the same figures. Rows with top-K MIL on a synthetic store also say how often the kept frames
+are the ones the store planted the face cue in, beside the rate of picking at random.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def _row_figures(run: Path, metrics: dict[str, Any]) -> dict[str, Any]:
             "accuracy_mean": float(np.mean(accuracy)), "accuracy_std": float(np.std(accuracy)),
             "macro_f1_mean": float(np.mean(macro_f1)), "macro_f1_std": float(np.std(macro_f1)),
             "selected_epochs": metrics.get("selected_epochs"), "chance": metrics["chance"],
-            "protocol": metrics["protocol"], "leaky": metrics["leaky"], "model": metrics["model"]}
+            "protocol": metrics["protocol"], "leaky": metrics["leaky"], "model": metrics["model"],
+            "mil_hit_rate": metrics.get("mil_planted_hit_rate")}
 
 
 def study_fields(config: str | None = None, **flags: Any) -> dict[str, Any]:
@@ -144,8 +146,9 @@ def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]
         f"{fields.get('epochs', 100)} epochs, {len(rows[0]['accuracy']) if rows else 0} fold(s), "
         f"seed {fields.get('seed', 0)}; mean ± std over folds; epoch chosen on validation.",
         "",
-        "| row | preset | protocol | accuracy | macro F1 | chance | selected epochs | paper |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| row | preset | protocol | accuracy | macro F1 | chance | selected epochs | top-K picks on "
+        "planted frames | paper |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         proto = r["protocol"] + (" (leaky)" if r["leaky"] else "")
@@ -153,8 +156,14 @@ def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]
             f"| {r['label']} | `{r['preset']}` | {proto} | {r['accuracy_mean']:.3f} ± "
             f"{r['accuracy_std']:.3f} | {r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f} | "
             f"{r['chance']:.3f} | {', '.join(map(str, r['selected_epochs'] or []))} | "
-            f"{r['paper'] or 'not recorded (real DEAP, fine-tuned Swin)'} |")
+            f"{_hits(r['mil_hit_rate'])} | {r['paper'] or 'not recorded (real DEAP, fine-tuned Swin)'} |")
     return "\n".join(lines) + "\n"
+
+
+def _hits(rate: dict[str, Any] | None) -> str:
+    if not rate:
+        return "—"
+    return f"{rate['rate']:.2f} (random {rate['random_rate']:.2f})"
 
 
 def plot_study(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
