@@ -297,7 +297,7 @@ def _finished_fold(out: Path, split: Split, epochs: int) -> FoldOutcome | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    if not (record.get("done") and record.get("epochs") == epochs
+    if not (record.get("done") and record.get("epochs") == epochs and "selected_epoch" in record
             and record.get("test_positions") == split.test.tolist()):
         return None
     return FoldOutcome(split, np.asarray(record["y_pred"], np.int64), record["history"],
