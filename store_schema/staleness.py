@@ -8,13 +8,15 @@ A stage names its inputs by what it reads from the store (see :mod:`store_schema
   which windows of which video, not the EEG, so a new filter that keeps the windows keeps the faces.
 
 Other inputs (files, models) are not in the store and are not checked here.
-:func:`stale_inputs` compares a mapping of inputs (the one a run is about to record, or a recorded
-one) with the store now; :func:`stale_reason` does it for a committed subject-stage's record.
+:func:`find_stale_input` / :func:`stale_inputs` compare a mapping of inputs (the one a run is
+about to record, or a recorded one) with the store now; :func:`stale_reason` does it for a
+committed subject-stage's record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from store_schema.layout import SEGMENT_TABLE_INPUT, Stage, stage_path, stage_spec
 from store_schema.store import FeatureStore
@@ -36,28 +38,55 @@ def current_input(store: FeatureStore, subject: int, stage: Stage | str, name: s
     return store.segment_table_fingerprint(subject) if name == SEGMENT_TABLE_INPUT else record.fingerprint
 
 
-def stale_inputs(
+@dataclass(frozen=True)
+class StaleInput:
+    """One upstream input that no longer matches the store."""
+
+    name: str
+    upstream: Stage
+    committed: bool
+    """False: the upstream stage is not committed now; True: it was recomputed (or never named)."""
+    named: bool = True
+    """False: the inputs do not name this upstream at all."""
+
+    def __str__(self) -> str:
+        if not self.named:
+            return (f"its record names no '{self.name}' input, so it cannot be checked against "
+                    f"upstream stage '{self.upstream.value}'")
+        if not self.committed:
+            return f"upstream stage '{self.upstream.value}' is not committed"
+        if self.name == SEGMENT_TABLE_INPUT:
+            return "the segment table changed after it was computed"
+        return f"upstream stage '{self.upstream.value}' was recomputed after it"
+
+
+def find_stale_input(
     store: FeatureStore, subject: int, stage: Stage | str, inputs: Mapping[str, str],
     *, require_all: bool = False,
-) -> str | None:
-    """``None`` when every upstream input named in ``inputs`` matches the store now, else one line
-    naming the first that does not. ``require_all``: an upstream input that ``inputs`` does not
-    name is stale too (a record that does not follow the contract)."""
+) -> StaleInput | None:
+    """The first upstream input named in ``inputs`` that does not match the store now, or
+    ``None``. ``require_all``: an upstream input that ``inputs`` does not name counts as stale
+    (a record that does not follow the contract)."""
     stage = Stage(stage)
     for name, upstream in upstream_input_names(stage).items():
         if name not in inputs:
             if require_all:
-                return (f"its record names no '{name}' input, so it cannot be checked against "
-                        f"upstream stage '{upstream.value}'")
+                return StaleInput(name, upstream, committed=store.record(subject, upstream) is not None,
+                                  named=False)
             continue
         now = current_input(store, subject, stage, name)
-        if now is None:
-            return f"upstream stage '{upstream.value}' ({stage_path(subject, upstream)}) is not committed"
         if now != inputs[name]:
-            if name == SEGMENT_TABLE_INPUT:
-                return "the segment table changed after it was computed"
-            return f"upstream stage '{upstream.value}' was recomputed after it"
+            return StaleInput(name, upstream, committed=now is not None)
     return None
+
+
+def stale_inputs(
+    store: FeatureStore, subject: int, stage: Stage | str, inputs: Mapping[str, str],
+    *, require_all: bool = False,
+) -> str | None:
+    """:func:`find_stale_input` as one line (``None`` when every named input is current)."""
+    found = find_stale_input(store, subject, stage, inputs, require_all=require_all)
+    return None if found is None else str(found)
 
 
 def stale_reason(store: FeatureStore, subject: int, stage: Stage | str) -> str | None:

@@ -121,6 +121,7 @@ def test_every_ablation_preset_is_a_valid_model(name: str, tmp_path: Path) -> No
 @pytest.mark.parametrize("mil,balance,tokens", [
     ("topk", "cross_attention", 8), ("topk", "none", 147), ("topk", "mlp", 147),
     ("none", "none", 49), ("mean", "none", 49), ("amil", "none", 49), ("amil", "cross_attention", 8),
+    ("all", "none", 490), ("all", "cross_attention", 8),
 ])
 def test_face_path_gives_the_specified_token_counts(mil: str, balance: str, tokens: int) -> None:
     model = Milmer(num_classes=3, **{**SMALL, "mil": mil, "balance": balance})
@@ -141,6 +142,42 @@ def test_mil_scorer_receives_gradient_and_learns(mil: str) -> None:
         assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches scorer.{name}"
     torch.optim.AdamW(model.parameters(), lr=1e-4).step()
     assert any(not torch.equal(a, b) for a, b in zip(before, scorer.parameters()))
+
+
+def test_paper_table_rows_have_presets() -> None:
+    assert ABLATIONS["queries-96"].model == {"n_queries": 96}
+    assert ABLATIONS["queries-196"].model == {"n_queries": 196}
+    assert ABLATIONS["mil-all"].model == {"mil": "all"}
+    assert ABLATIONS["deepcca"].model == {"kind": "deepcca"}
+    model = build_model(resolve_config("mil-all", model=SMALL).model, num_classes=4)
+    frames = torch.randn(2, 10, 49, 768)
+    tokens, scores = model.mil(frames)
+    assert scores is None and torch.equal(tokens, frames.reshape(2, 490, 768))  # every frame, as is
+
+
+def test_cca_loss_is_minus_the_total_canonical_correlation() -> None:
+    from train.models.deepcca import cca_loss
+
+    torch.manual_seed(0)
+    h1 = torch.randn(500, 4)
+    mixed = h1 @ torch.randn(4, 4)  # an invertible map of view 1: every correlation is 1
+    assert float(cca_loss(h1, mixed, reg=1e-6)) == pytest.approx(-4.0, abs=1e-3)
+    assert float(cca_loss(h1, torch.randn(500, 4))) > -0.5  # independent views: near 0
+
+
+def test_deepcca_encoders_learn_from_the_cca_objective_only() -> None:
+    model = Milmer(num_classes=4, kind="deepcca", **SMALL)
+    logits = model(torch.randn(6, 32, 384), torch.randn(6, 10, 49, 768))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3, 0, 1])).backward(retain_graph=True)
+    encoders = [p for name, p in model.named_parameters() if "encoder" in name or "eeg_tokenizer" in name]
+    assert all(p.grad is None for p in encoders)  # labels never shape the encoders
+    assert model.cca.classifier.weight.grad is not None
+    model.auxiliary_loss().backward()
+    for part in (model.eeg_tokenizer, model.cca.eeg_encoder, model.cca.face_encoder):
+        assert sum(float(p.grad.abs().sum()) for p in part.parameters() if p.grad is not None) > 0
+    model.eval()
+    model(torch.randn(2, 32, 384), torch.randn(2, 10, 49, 768))
+    assert model.auxiliary_loss() is None
 
 
 def test_topk_keeps_the_highest_scoring_frames_in_time_order() -> None:
@@ -422,6 +459,13 @@ def test_spectral_standardisation_uses_the_fitted_rows_only(trained, store_url: 
     assert de(torch.randn(2, 32, 384)).shape == (2, 32, 768)
 
 
+def test_topk_picks_hit_the_planted_expressive_frames_above_the_random_rate(trained) -> None:  # noqa: ANN001
+    hits = trained["fusion"][1]["mil_planted_hit_rate"]
+    assert hits["random_rate"] == pytest.approx(0.3) and hits["n_picks"] == 64 * 3
+    assert hits["rate"] >= hits["random_rate"] + 0.1, hits
+    assert trained["eeg"][1]["mil_planted_hit_rate"] is None  # no MIL, nothing to score
+
+
 def test_run_writes_metrics_plots_config_and_checkpoints(trained) -> None:  # noqa: ANN001
     out, metrics = trained["fusion"]
     on_disk = json.loads((out / "metrics.json").read_text())
@@ -445,6 +489,12 @@ def test_segment_protocol_marks_its_outputs_leaky(store_url: str, tmp_path: Path
                            tmp_path, progress=False)
     assert metrics["leaky"] is True and metrics["protocol"] == "segment" and metrics["leak_note"]
     assert json.loads((tmp_path / "metrics.json").read_text())["leaky"] is True
+
+
+def test_deepcca_baseline_trains_from_the_store(store_url: str, tmp_path: Path) -> None:
+    metrics = run_training(small_config(store_url, epochs=2, folds=2, run_folds=[0],
+                                        model={"kind": "deepcca"}), tmp_path, progress=False)
+    assert metrics["model"] == "deepcca" and metrics["n_test"] == 32
 
 
 def test_training_can_stream_tokens_from_the_store(store_url: str, tmp_path: Path) -> None:

@@ -9,12 +9,15 @@ the rows that fine-tune or swap the Swin backbone need new token sets, not a pre
 
 * ``balancing`` — how the selected face tokens are balanced against the 32 EEG tokens: none
   (all K x 49 tokens), a per-token MLP 768 -> 3072 -> 768, cross-attention from N queries;
-* ``queries`` — the number N of cross-attention queries (64 is the paper's best; 147 is what the
-  released code hard-codes);
+* ``queries`` — the number N of cross-attention queries (Table 4: 64 is the paper's best, with 96
+  and 196 beside it; 147 is what the released code hard-codes);
 * ``mil`` — how the 10 frames become face tokens: first frame only, mean of all frames, AMIL
-  weighted sum, attention top-K weighted by the scores (Milmer);
+  weighted sum, all 10 frames unselected (Table 6's multiple picture), attention top-K weighted
+  by the scores (Milmer);
 * ``top_k`` — K of the top-K selection;
-* ``modality`` — EEG only, face only, concatenation baseline, transformer fusion (Milmer).
+* ``modality`` — EEG only, face only, concatenation baseline, transformer fusion (Milmer);
+* ``fusion`` — the Deep CCA baseline of Table 5;
+* ``tokenizer`` — EEG-only with each EEG tokenizer (raw samples, log power, differential entropy).
 
 The paper's own numbers for these rows are not reproduced here; the presets name the settings.
 """
@@ -53,12 +56,14 @@ _PRESETS = (
        balance="cross_attention"),
     # queries
     *(_a(f"queries-{n}", "queries", f"cross-attention balancing with {n} queries", n_queries=n)
-      for n in (16, 32, 64, 128, 147)),
+      for n in (16, 32, 64, 96, 128, 147, 196)),
     # MIL
     _a("mil-none", "mil", "no MIL: the first frame's 49 tokens", mil="none"),
     _a("mil-mean", "mil", "mean of the 10 frames' tokens (49 tokens)", mil="mean"),
     _a("mil-amil", "mil", "AMIL: attention-weighted sum of the 10 frames' tokens (49 tokens)", mil="amil"),
     _a("mil-topk", "mil", "attention top-3 frames, weighted by their scores (default)", mil="topk"),
+    _a("mil-all", "mil", "multiple picture: all 10 frames' tokens (490), no selection, into the "
+       "64-query balancer", mil="all"),
     # K
     *(_a(f"topk-{k}", "top_k", f"attention top-{k} of 10 frames", mil="topk", top_k=k)
       for k in (1, 2, 3, 5, 10)),
@@ -67,6 +72,12 @@ _PRESETS = (
     _a("face-only", "modality", "face tokens alone (MIL + balancing + transformer)", kind="face"),
     _a("concat", "modality", "pooled EEG and face vectors concatenated, then an MLP", kind="concat"),
     _a("fusion", "modality", "transformer fusion of EEG and face tokens (default)", kind="fusion"),
+    # fusion baselines (Table 5)
+    _a("deepcca", "fusion", "Deep CCA (Andrew et al. 2013): EEG and face encoders trained with the "
+       "CCA objective, a linear classifier on their projections", kind="deepcca"),
+    # EEG tokenizers (issue: heads that learn EEG)
+    *(_a(f"eeg-{t.replace('_', '-')}", "tokenizer", f"EEG-only with the {t} tokenizer", kind="eeg",
+         eeg_tokenizer=t) for t in ("raw", "log_power", "de")),
 )
 
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in _PRESETS}

@@ -18,8 +18,8 @@ from store_schema.errors import MilmerError
 from store_schema.labels import Deap3Boundaries, LabelScheme
 from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM
 
-ModelKind = Literal["fusion", "concat", "eeg", "face"]
-MilMode = Literal["topk", "none", "mean", "amil"]
+ModelKind = Literal["fusion", "concat", "deepcca", "eeg", "face"]
+MilMode = Literal["topk", "all", "none", "mean", "amil"]
 EegTokenizerKind = Literal["raw", "log_power", "de"]
 BalanceMode = Literal["cross_attention", "none", "mlp"]
 Protocol = Literal["trial", "segment", "loso"]
@@ -40,7 +40,9 @@ class ModelConfig(BaseModel):
 
     kind: ModelKind = Field("fusion", description=(
         "fusion: transformer over EEG + face tokens (Milmer); concat: pooled EEG and face vectors "
-        "concatenated + MLP; eeg / face: the transformer over one modality"))
+        "concatenated + MLP; deepcca: Deep CCA (Andrew et al. 2013), two encoders trained with the "
+        "CCA objective and a linear classifier on their projections; eeg / face: the transformer "
+        "over one modality"))
     d_model: int = Field(768, ge=8, description="width of every token inside the heads")
     token_dim: int = Field(TOKEN_DIM, description="width of the cached Swin tokens (768)")
     n_frames: int = Field(FRAMES_PER_SEGMENT, ge=1, description="face frames (MIL instances) per segment")
@@ -53,8 +55,9 @@ class ModelConfig(BaseModel):
         "2 Hz bins 1-45 Hz; de: differential entropy (log band power) in δ θ α β γ; spectral "
         "ones are Hann-windowed, standardised with training-fold statistics, then Linear"))
     mil: MilMode = Field("topk", description=(
-        "topk: attention top-K frames weighted by their scores; none: first frame; mean: mean of "
-        "all frames; amil: attention-weighted sum of all frames (Ilse et al. 2018)"))
+        "topk: attention top-K frames weighted by their scores; all: every frame's tokens, no "
+        "selection (Table 6's multiple picture); none: first frame; mean: mean of all frames; "
+        "amil: attention-weighted sum of all frames (Ilse et al. 2018)"))
     top_k: int = Field(3, ge=1, description="frames kept by mil=topk")
     mil_hidden: int = Field(128, ge=1, description="hidden width of the MIL scorer (V in eq. 3)")
     mask_undetected: bool = Field(False, description=(
@@ -73,6 +76,10 @@ class ModelConfig(BaseModel):
     position_embeddings: bool = Field(True, description="learned position embeddings per modality")
     modality_embeddings: bool = Field(True, description="token-type (modality) embeddings")
     concat_hidden: int = Field(768, ge=1, description="hidden width of the concat baseline's MLP")
+    cca_dim: int = Field(8, ge=1, description="deepcca: output width of each encoder (keep below the batch size)")
+    cca_hidden: int = Field(256, ge=1, description="deepcca: hidden width of the two encoder MLPs")
+    cca_reg: float = Field(1e-3, gt=0, description="deepcca: ridge added to each view's covariance")
+    cca_weight: float = Field(1.0, gt=0, description="deepcca: weight of the CCA term in the loss")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
@@ -86,7 +93,7 @@ class ModelConfig(BaseModel):
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        return {"fusion": ("eeg", "face"), "concat": ("eeg", "face"),
+        return {"fusion": ("eeg", "face"), "concat": ("eeg", "face"), "deepcca": ("eeg", "face"),
                 "eeg": ("eeg",), "face": ("face",)}[self.kind]
 
 

@@ -104,6 +104,9 @@ class StoreData:
     and whether the whole subject went."""
     weights_fingerprint: str | None = None
     random_weights: bool | None = None
+    planted_frames: np.ndarray | None = None
+    """(N, 10) bool: the frames a synthetic store planted the face cue in (its tokens record's
+    ``planted_frames``), to score MIL's picks; ``None`` for a store without them."""
     _eeg: torch.Tensor | None = None
     _tokens: torch.Tensor | None = None
 
@@ -131,7 +134,9 @@ class StoreData:
         skipped: list[str] = []
         infos: list[SubjectInfo] = []
         columns: dict[str, list[np.ndarray]] = {k: [] for k in (
-            "subject", "local", "trial", "segment_index", "labels", "detected", "has_video")}
+            "subject", "local", "trial", "segment_index", "labels", "detected", "has_video",
+            "planted")}
+        all_planted = needs_tokens
 
         committed = set(store.committed_subjects(Stage.segment))
         if wanted is not None:
@@ -173,6 +178,14 @@ class StoreData:
             except ValueError as err:
                 skipped.append(f"s{s:02d}: ratings unusable for labels ({err})")
                 continue
+            planted = np.zeros((n, FRAMES_PER_SEGMENT), bool)
+            tokens_record = store.record(s, Stage.tokens) if needs_tokens else None
+            listed = tokens_record.extra.get("planted_frames") if tokens_record is not None else None
+            if isinstance(listed, list) and len(listed) == n:
+                for row, frames in enumerate(listed):
+                    planted[row, frames] = True
+            else:
+                all_planted = False
             keep = np.ones(n, bool)
             if drop_faceless and not has_video.all():
                 trials = sorted(int(t) for t in np.unique(table["trial_index"][~has_video]))
@@ -191,6 +204,7 @@ class StoreData:
             columns["labels"].append(y[keep].astype(np.int64))
             columns["detected"].append(detected[keep].astype(bool))
             columns["has_video"].append(has_video[keep])
+            columns["planted"].append(planted[keep])
 
         if not infos:
             detail = "; ".join(skipped) if skipped else "no subject has a committed segment stage"
@@ -199,10 +213,13 @@ class StoreData:
         weights, random_weights = None, None
         if needs_tokens:
             weights, random_weights = _one_weights_fingerprint(store.url, infos)
+        planted = np.concatenate(columns.pop("planted"))
         return cls(
             store=store, scheme=scheme, subjects=infos, needs_tokens=needs_tokens,
             skipped=skipped, weights_fingerprint=weights, random_weights=random_weights,
-            faceless=faceless, **{k: np.concatenate(v) for k, v in columns.items()},
+            faceless=faceless,
+            planted_frames=planted if all_planted else None,
+            **{k: np.concatenate(v) for k, v in columns.items()},
         )
 
     # -- facts -----------------------------------------------------------------------------

@@ -28,7 +28,8 @@ Per subject:
   ``token_signal`` (+ for high valence), and in a random ``cross_fraction`` of the segments the
   same for arousal along another direction w: **faces carry valence always and arousal
   sometimes**, and only in some frames (what MIL is for). The record says
-  ``weights_fingerprint`` (``random:<seed>`` by default) and ``random_weights``.
+  ``weights_fingerprint`` (``random:<seed>`` by default), ``random_weights`` and, per segment,
+  ``planted_frames`` (to score which frames MIL picks).
 
 So on DEAP-4 either modality alone tops out near ``0.5 + cross_fraction / 2`` (0.75 by default:
 the other dimension is a coin flip where it is missing), and a model that uses both can reach 1.
@@ -172,9 +173,11 @@ def write_planted_store(
             fp = (weights_fingerprint.get(subject, "random:0")
                   if isinstance(weights_fingerprint, dict) else weights_fingerprint)
             tok = np.empty((n, FRAMES_PER_SEGMENT, N_TOKENS, TOKEN_DIM), np.float16)
+            planted: list[list[int]] = []
             for i in range(n):
                 frames = rng.standard_normal((FRAMES_PER_SEGMENT, N_TOKENS, TOKEN_DIM), np.float32)
                 chosen = rng.choice(FRAMES_PER_SEGMENT, informative_frames, replace=False)
+                planted.append(sorted(int(f) for f in chosen) if has_video[i] else [])
                 if has_video[i]:  # a missing video gives black crops: nothing of the face
                     frames[chosen] += (token_signal * (1.0 if high_v[i] else -1.0)) * dir_v
                     if cross_face[i]:
@@ -185,5 +188,5 @@ def write_planted_store(
                 params={"model_name": "swin_tiny_patch4_window7_224", "weights_fingerprint": fp},
                 inputs={"faces": faces.fingerprint},
                 extra={"weights_fingerprint": fp, "random_weights": fp.startswith("random:"),
-                       "synthetic": "planted valence signal"}, **common)
+                       "synthetic": "planted valence signal", "planted_frames": planted}, **common)
     return store

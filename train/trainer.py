@@ -65,6 +65,9 @@ class FoldOutcome:
     selected_epoch: int
     validation: dict[str, Any]
     n_fit: int
+    mil_hits: int | None = None
+    """Top-K MIL picks of test segments that are planted frames (synthetic stores only)."""
+    mil_picks: int | None = None
 
 
 def cosine_factor(epoch: int, epochs: int, final_factor: float) -> float:
@@ -138,6 +141,9 @@ class Trainer:
             batch = _to(batch, self.device)
             logits = self.forward(model, batch)
             loss = self.loss_fn(logits.float(), batch.labels)
+            auxiliary = model.auxiliary_loss()
+            if auxiliary is not None:
+                loss = loss + auxiliary
             optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
@@ -160,6 +166,23 @@ class Trainer:
             total += float(self.loss_fn(logits, batch.labels)) * len(batch)
             preds.append(logits.argmax(1).cpu().numpy())
         return (np.concatenate(preds) if preds else np.empty(0, np.int64)), total / max(len(positions), 1)
+
+
+    @torch.no_grad()
+    def mil_picks(self, model: nn.Module, positions: np.ndarray) -> np.ndarray | None:
+        """(n, K) frames the top-K MIL scorer keeps for ``positions``; ``None`` without top-K MIL."""
+        mil = getattr(model, "mil", None)
+        if mil is None or mil.mode != "topk" or not len(positions):
+            return None
+        model.eval()
+        picks = []
+        for batch in self.batches(positions, shuffle=False, seed=[0]):
+            batch = _to(batch, self.device)
+            with self.autocast():
+                face = batch.face.to(model.param_dtype())
+                scores = mil.scorer(face.mean(dim=2), batch.frame_mask if model.mask_undetected else None)
+            picks.append(scores.float().topk(mil.top_k, dim=1).indices.cpu().numpy())
+        return np.concatenate(picks)
 
 
 def _check_resume(out: Path, config: TrainConfig) -> None:
@@ -274,12 +297,12 @@ def _finished_fold(out: Path, split: Split, epochs: int) -> FoldOutcome | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    if not (record.get("done") and record.get("epochs") == epochs
+    if not (record.get("done") and record.get("epochs") == epochs and "selected_epoch" in record
             and record.get("test_positions") == split.test.tolist()):
         return None
     return FoldOutcome(split, np.asarray(record["y_pred"], np.int64), record["history"],
                        record.get("seconds", 0.0), record["selected_epoch"], record["validation"],
-                       record["n_fit"])
+                       record["n_fit"], record.get("mil_hits"), record.get("mil_picks"))
 
 
 def select_epoch(history: list[dict[str, Any]], selection: str) -> int | None:
@@ -358,6 +381,9 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
         raise TrainError(f"{best_path}: holds another epoch than the selected {selected}; delete "
                          f"it and checkpoints/fold{split.fold}.safetensors to restart the fold")
     y_pred, _ = trainer.predict(model, split.test)  # the only look at the test fold
+    picks = trainer.mil_picks(model, split.test) if data.planted_frames is not None else None
+    hits = (None if picks is None else
+            int(data.planted_frames[split.test[:, None], picks].sum()))
     chosen = next(r for r in history if r["epoch"] == selected)
     validation = {"n_segments": int(len(val)), "n_trials": int(len(np.unique(
         data.subject[val] * 1_000_003 + data.trial[val]))) if len(val) else 0,
@@ -366,8 +392,21 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
         "fold": split.fold, "name": split.name, "done": True, "epochs": config.epochs,
         "seconds": seconds, "history": history, "selected_epoch": selected,
         "validation": validation, "n_fit": int(len(fit)), "test_positions": split.test.tolist(),
+        "mil_hits": hits, "mil_picks": None if picks is None else int(picks.size),
         "y_true": data.labels[split.test].tolist(), "y_pred": y_pred.tolist()})
-    return FoldOutcome(split, y_pred, history, seconds, selected, validation, int(len(fit)))
+    return FoldOutcome(split, y_pred, history, seconds, selected, validation, int(len(fit)),
+                       hits, None if picks is None else int(picks.size))
+
+
+def _hit_rate(data: StoreData, outcomes: list[FoldOutcome]) -> dict[str, Any] | None:
+    """How often top-K MIL kept a frame the synthetic store planted the face cue in, pooled over
+    the test folds, beside the rate of picking at random."""
+    if data.planted_frames is None or any(o.mil_picks is None for o in outcomes):
+        return None
+    picks = sum(o.mil_picks for o in outcomes)  # type: ignore[misc]
+    test = np.concatenate([o.split.test for o in outcomes])
+    return {"rate": sum(o.mil_hits for o in outcomes) / max(picks, 1),  # type: ignore[misc]
+            "random_rate": float(data.planted_frames[test].mean()), "n_picks": picks}
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:
@@ -406,6 +445,7 @@ def _write_outputs(out: Path, config: TrainConfig, data: StoreData, outcomes: li
                    "n_fit": o.n_fit, "selected_epoch": o.selected_epoch, "validation": o.validation}
                   for o in outcomes],
         "selected_epochs": [o.selected_epoch for o in outcomes],
+        "mil_planted_hit_rate": _hit_rate(data, outcomes),
         "validation": {
             "fraction": config.validation_fraction, "selection": config.selection,
             "eval_every": config.eval_every,

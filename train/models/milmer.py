@@ -11,7 +11,8 @@ Path of the face tokens (``kind`` fusion / concat / face):
    frame's tokens by ``K * a_q / Σ_kept a``: the score weights the tokens, so the scorer gets
    gradient (the released code's 1.4 B-parameter scorer only fed ``torch.topk`` and never
    learned), and uniform scores leave the tokens unchanged. ``amil`` is the weighted sum
-   ``Σ_q a_q X_q`` over all frames (49 tokens); ``mean`` the plain mean; ``none`` frame 0.
+   ``Σ_q a_q X_q`` over all frames (49 tokens); ``all`` every frame's tokens, unselected
+   (490); ``mean`` the plain mean; ``none`` frame 0.
 2. A linear map 768 -> ``d_model`` when they differ (identity at the paper's width).
 3. Balancing (:class:`Balancer`): cross-attention from N learnable queries onto the selected
    tokens (no norm on the keys and values, so the MIL weights matter), a per-token MLP, or
@@ -24,7 +25,8 @@ standardised with training-fold statistics, -> Linear).
 Fusion: ``[CLS] + (EEG tokens + pos_eeg + type_eeg) + (face tokens + pos_face + type_face)``
 -> TransformerEncoder (post-norm, as ``nn.TransformerEncoderLayer`` defaults and the paper's code)
 -> CLS output -> Dropout(0.1) -> Linear. ``eeg``/``face`` drop the other modality; ``concat``
-replaces the transformer by the concatenation of the two mean-pooled token sets and an MLP.
+replaces the transformer by the concatenation of the two mean-pooled token sets and an MLP;
+``deepcca`` is the Deep CCA baseline (:mod:`train.models.deepcca`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from train.config import ModelConfig
+from train.models.deepcca import DeepCcaHead
 from train.models.eeg_tokenizers import RawTokenizer, make_eeg_tokenizer
 
 
@@ -63,16 +66,19 @@ class MilPooling(nn.Module):
                  top_k: int = 3, n_frames: int = 10) -> None:
         super().__init__()
         self.mode = mode
+        self.n_frames = n_frames
         self.top_k = min(top_k, n_frames)
         self.scorer = FrameScorer(dim=token_dim, hidden=hidden) if mode in ("topk", "amil") else None
 
     def out_frames(self) -> int:
-        return self.top_k if self.mode == "topk" else 1
+        return {"topk": self.top_k, "all": self.n_frames}.get(self.mode, 1)
 
     def forward(self, frames: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         b, n_frames, n_tok, dim = frames.shape
         if self.mode == "none":
             return frames[:, 0], None
+        if self.mode == "all":
+            return frames.reshape(b, n_frames * n_tok, dim), None
         if self.mode == "mean":
             return frames.mean(dim=1), None
         assert self.scorer is not None
@@ -129,7 +135,8 @@ class Milmer(nn.Module):
         balance_heads: int = 12, mlp_hidden: int = 3072, fusion_layers: int = 2,
         fusion_heads: int = 12, fusion_ff: int = 2048, dropout: float = 0.2,
         cls_dropout: float = 0.1, position_embeddings: bool = True, modality_embeddings: bool = True,
-        concat_hidden: int = 768,
+        concat_hidden: int = 768, cca_dim: int = 8, cca_hidden: int = 256, cca_reg: float = 1e-3,
+        cca_weight: float = 1.0,
     ) -> None:
         """Arguments: the fields of :class:`train.config.ModelConfig` (same defaults, the paper's;
         a test holds them equal), validated there, plus ``num_classes``."""
@@ -140,8 +147,8 @@ class Milmer(nn.Module):
         self.num_classes = num_classes
         self.d_model = c.d_model
         self.mask_undetected = c.mask_undetected
-        self.use_eeg = c.kind in ("fusion", "concat", "eeg")
-        self.use_face = c.kind in ("fusion", "concat", "face")
+        self.use_eeg = "eeg" in c.modalities
+        self.use_face = "face" in c.modalities
         self.n_eeg_tokens = c.eeg_channels if self.use_eeg else 0
         self.n_face_out = 0
 
@@ -149,6 +156,11 @@ class Milmer(nn.Module):
             self.eeg_tokenizer = make_eeg_tokenizer(
                 c.eeg_tokenizer, eeg_samples=c.eeg_samples, eeg_channels=c.eeg_channels,
                 sfreq=c.eeg_sfreq, d_model=c.d_model)
+        if c.kind == "deepcca":
+            self.cca = DeepCcaHead(eeg_dim=c.d_model, face_dim=c.token_dim, hidden=c.cca_hidden,
+                                   dim=c.cca_dim, num_classes=num_classes, reg=c.cca_reg,
+                                   weight=c.cca_weight)
+            return
         if self.use_face:
             self.mil = MilPooling(mode=c.mil, token_dim=c.token_dim, hidden=c.mil_hidden,
                                   top_k=c.top_k, n_frames=c.n_frames)
@@ -190,6 +202,10 @@ class Milmer(nn.Module):
         tokens, scores = self.mil(face, frame_mask if self.mask_undetected else None)
         return self.balancer(self.face_proj(tokens)), scores
 
+    def auxiliary_loss(self) -> Tensor | None:
+        """A term the last training forward pass adds to the loss (deepcca's CCA objective)."""
+        return self.cca.auxiliary_loss() if self.kind == "deepcca" else None
+
     def param_dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
@@ -210,6 +226,11 @@ class Milmer(nn.Module):
             if eeg is None:
                 raise ValueError(f"a {self.kind} model needs EEG input")
             eeg_tok = self.eeg_tokenizer(eeg.to(self.param_dtype()))
+        if self.kind == "deepcca":
+            if face is None:
+                raise ValueError("a deepcca model needs face tokens")
+            face_pooled = face.to(self.param_dtype()).mean(dim=(1, 2))
+            return self.cca.project(eeg_tok.mean(dim=1), face_pooled)
         if self.use_face:
             if face is None:
                 raise ValueError(f"a {self.kind} model needs face tokens")
@@ -225,6 +246,8 @@ class Milmer(nn.Module):
         return self.encoder(torch.cat(parts, dim=1))[:, 0]
 
     def forward_head(self, features: Tensor) -> Tensor:
+        if self.kind == "deepcca":
+            return self.cca.classify(features)
         if self.kind == "concat":
             return self.head(features)
         return self.classifier(self.cls_drop(features))

@@ -1,0 +1,66 @@
+"""`milmer ablate`: a named study on one store, one protocol, resumable, with its table and plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from train import study as study_module
+from train.config import TrainError
+from train.study import STUDIES, run_study
+from train.synthetic import write_planted_store
+
+SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
+         "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():  # noqa: ANN202
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_paper_table4_study_runs_resumes_and_writes_its_table(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    url = str(tmp_path / "store.zarr")
+    write_planted_store(url, subjects=2, trials=8, segments_per_trial=1)
+    fields = {"store": url, "epochs": 1, "folds": 2, "lr": 1e-3, "model": SMALL, "device": "cpu"}
+    rows = run_study("paper-table4", tmp_path / "study", fields=fields)
+    assert [r["preset"] for r in rows] == [r.preset for r in STUDIES["paper-table4"]]
+    assert "queries-96" in {r["preset"] for r in rows} and "queries-196" in {r["preset"] for r in rows}
+    for row in rows:
+        assert len(row["accuracy"]) == 2 and row["protocol"] == "trial" and row["leaky"] is False
+        assert row["accuracy_std"] >= 0 and 0 <= row["macro_f1_mean"] <= 1
+    table = (tmp_path / "study" / "study.md").read_text()
+    assert table.count("\n| ") == 2 + len(rows)  # header, rule, one line per row
+    first = rows[0]
+    assert (f"| {first['label']} | `balance-none` | trial | {first['accuracy_mean']:.3f} ± "
+            f"{first['accuracy_std']:.3f} |") in table
+    assert (tmp_path / "study" / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the n_queries of each row reached its run
+    config = json.loads((tmp_path / "study" / "rows" / "queries-196" / "config.json").read_text())
+    assert config["model"]["n_queries"] == 196 and config["model"]["d_model"] == 64
+
+    # resumable: finished rows are read back, not retrained
+    def no_training(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("a finished row was trained again")
+
+    monkeypatch.setattr(study_module, "run_training", no_training)
+    again = run_study("paper-table4", tmp_path / "study", fields=fields)
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+
+
+def test_segment_protocol_rows_are_marked_leaky_and_unknown_studies_refused(tmp_path: Path) -> None:
+    url = str(tmp_path / "store.zarr")
+    write_planted_store(url, subjects=1, trials=4, segments_per_trial=2, tokens=False)
+    fields = {"store": url, "epochs": 1, "folds": 2, "lr": 1e-3, "model": SMALL, "protocol": "segment",
+              "validation_fraction": 0.0}
+    rows = run_study("tokenizers", tmp_path / "s", fields=fields)
+    assert all(r["leaky"] for r in rows)
+    assert "segment (leaky)" in (tmp_path / "s" / "study.md").read_text()
+    with pytest.raises(TrainError, match="unknown study 'nope'"):
+        run_study("nope", tmp_path / "x", fields=fields)

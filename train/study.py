@@ -1,0 +1,186 @@
+"""Named ablation studies on one store under one protocol: ``milmer ablate STUDY --store --out``.
+
+A study is a list of rows, each a preset of :mod:`train.ablations` (or a probe). Every row is a
+run of :func:`train.trainer.run_training` in ``OUT/rows/<preset>/`` with the same data, protocol,
+folds, epochs and seed, so rows differ by their model only. The study is resumable: a finished
+row is read back, an interrupted one resumed from its checkpoints.
+
+``OUT/study.md`` holds, per row, accuracy and macro F1 as mean ± std over the folds (the std
+over folds says how far apart two rows must be to differ), the selected epochs, the protocol
+(``leaky`` rows marked) and the paper's figure where this project records one: it records none
+yet (the paper's numbers are on real DEAP with fine-tuned Swin, not comparable with synthetic data
+and random tokens), so that column says so instead of inventing one. ``OUT/study.png`` draws
+the same figures. Rows with top-K MIL on a synthetic store also say how often the kept frames
+are the ones the store planted the face cue in, beside the rate of picking at random.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from rich.console import Console
+from sklearn.metrics import f1_score
+
+from train.ablations import ABLATIONS
+from train.config import TrainConfig, TrainError, _deep_update, load_config_source
+from train.trainer import run_training
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    preset: str
+    label: str
+    paper: str | None = None
+    """The paper's figure for this row, as printed there (None: not recorded here)."""
+
+
+STUDIES: dict[str, tuple[StudyRow, ...]] = {
+    "paper-table4": (  # balancing of face tokens against EEG tokens; number of queries
+        StudyRow("balance-none", "no balancing (147 tokens)"),
+        StudyRow("balance-mlp", "MLP balancing"),
+        StudyRow("queries-32", "cross-attention, 32 queries"),
+        StudyRow("queries-64", "cross-attention, 64 queries (Milmer)"),
+        StudyRow("queries-96", "cross-attention, 96 queries"),
+        StudyRow("queries-196", "cross-attention, 196 queries"),
+    ),
+    "paper-table5": (  # modalities and fusion
+        StudyRow("eeg-only", "EEG only"),
+        StudyRow("face-only", "face only"),
+        StudyRow("concat", "concatenation"),
+        StudyRow("deepcca", "Deep CCA"),
+        StudyRow("fusion", "transformer fusion (Milmer)"),
+    ),
+    "paper-table6": (  # how the 10 frames become face tokens
+        StudyRow("mil-none", "single picture (frame 0)"),
+        StudyRow("mil-all", "multiple picture (all 10 frames)"),
+        StudyRow("mil-mean", "mean of the frames"),
+        StudyRow("mil-amil", "AMIL weighted sum"),
+        StudyRow("mil-topk", "attention top-3 (Milmer)"),
+    ),
+    "tokenizers": (  # EEG-only, each tokenizer
+        StudyRow("eeg-raw", "raw samples (paper)"),
+        StudyRow("eeg-log-power", "log power, 2 Hz bins"),
+        StudyRow("eeg-de", "differential entropy, 5 bands"),
+    ),
+}
+
+
+def _row_figures(run: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Per-fold accuracy and macro F1 of a finished run, and their mean ± std."""
+    accuracy, macro_f1 = [], []
+    classes = list(range(len(metrics["class_names"])))
+    for fold in metrics["folds"]:
+        record = json.loads((run / "folds" / f"fold{fold['fold']}.json").read_text())
+        y_true, y_pred = np.asarray(record["y_true"]), np.asarray(record["y_pred"])
+        accuracy.append(float(np.mean(y_true == y_pred)))
+        macro_f1.append(float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)))
+    return {"accuracy": accuracy, "macro_f1": macro_f1,
+            "accuracy_mean": float(np.mean(accuracy)), "accuracy_std": float(np.std(accuracy)),
+            "macro_f1_mean": float(np.mean(macro_f1)), "macro_f1_std": float(np.std(macro_f1)),
+            "selected_epochs": metrics.get("selected_epochs"), "chance": metrics["chance"],
+            "protocol": metrics["protocol"], "leaky": metrics["leaky"], "model": metrics["model"],
+            "mil_hit_rate": metrics.get("mil_planted_hit_rate")}
+
+
+def study_fields(config: str | None = None, **flags: Any) -> dict[str, Any]:
+    """TrainConfig fields shared by every row: a JSON file's (``--config``), then the flags that
+    are not ``None`` (what ``milmer ablate`` passes)."""
+    return _deep_update(load_config_source(config), {k: v for k, v in flags.items() if v is not None})
+
+
+def run_study(name: str, out: Path | str, *, fields: dict[str, Any],
+              console: Console | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """Run (or resume) study ``name`` with ``fields`` (TrainConfig fields shared by every row:
+    store, protocol, epochs, folds...); write ``study.md``, ``study.png`` and ``study.json``."""
+    if name not in STUDIES:
+        raise TrainError(f"unknown study {name!r}; studies: {', '.join(STUDIES)}")
+    out = Path(out)
+    console = console or Console(stderr=True, soft_wrap=True)
+    rows = []
+    for row in STUDIES[name]:
+        preset = ABLATIONS[row.preset]
+        data = _deep_update(dict(fields), {"model": preset.model})
+        try:
+            config = TrainConfig.model_validate(data)
+        except ValueError as err:
+            raise TrainError(f"study {name}, row {row.preset}: {str(err).splitlines()[0]}") from None
+        run = out / "rows" / row.preset
+        metrics_path = run / "metrics.json"
+        done = metrics_path.is_file() and _same_run(run, config)
+        if not done:
+            console.print(f"study {name}: {row.preset} ({row.label})", highlight=False)
+            run_training(config, run, resume=(run / "config.json").is_file(), progress=progress,
+                         console=console)
+        metrics = json.loads(metrics_path.read_text())
+        rows.append({"preset": row.preset, "label": row.label, "paper": row.paper,
+                     **_row_figures(run, metrics)})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.json").write_text(json.dumps({"study": name, "rows": rows}, indent=1) + "\n")
+    (out / "study.md").write_text(study_markdown(name, rows, fields))
+    plot_study(out / "study.png", name, rows)
+    return rows
+
+
+def _same_run(run: Path, config: TrainConfig) -> bool:
+    """A finished row counts only if it ran these settings with every fold asked for."""
+    try:
+        old = TrainConfig.model_validate_json((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return old == config
+
+
+def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]) -> str:
+    protocol = rows[0]["protocol"] if rows else fields.get("protocol", "trial")
+    lines = [
+        f"# Study `{name}`",
+        "",
+        f"Store `{fields.get('store', '')}`, protocol `{protocol}`"
+        f"{' (LEAKY: windows of one trial on both sides)' if rows and rows[0]['leaky'] else ''}, "
+        f"{fields.get('epochs', 100)} epochs, {len(rows[0]['accuracy']) if rows else 0} fold(s), "
+        f"seed {fields.get('seed', 0)}; mean ± std over folds; epoch chosen on validation.",
+        "",
+        "| row | preset | protocol | accuracy | macro F1 | chance | selected epochs | top-K picks on "
+        "planted frames | paper |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        proto = r["protocol"] + (" (leaky)" if r["leaky"] else "")
+        lines.append(
+            f"| {r['label']} | `{r['preset']}` | {proto} | {r['accuracy_mean']:.3f} ± "
+            f"{r['accuracy_std']:.3f} | {r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f} | "
+            f"{r['chance']:.3f} | {', '.join(map(str, r['selected_epochs'] or []))} | "
+            f"{_hits(r['mil_hit_rate'])} | {r['paper'] or 'not recorded (real DEAP, fine-tuned Swin)'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _hits(rate: dict[str, Any] | None) -> str:
+    if not rate:
+        return "—"
+    return f"{rate['rate']:.2f} (random {rate['random_rate']:.2f})"
+
+
+def plot_study(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
+    fig = Figure(figsize=(max(6, 1.3 * len(rows) + 2), 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    for offset, key, colour in ((-0.18, "accuracy", "tab:blue"), (0.18, "macro_f1", "tab:orange")):
+        ax.bar(x + offset, [r[f"{key}_mean"] for r in rows], 0.36, yerr=[r[f"{key}_std"] for r in rows],
+               color=colour, capsize=3, label=key.replace("_", " ") + " (mean ± std over folds)")
+    if rows:
+        ax.axhline(rows[0]["chance"], color="grey", linestyle=":", label=f"chance {rows[0]['chance']:.2f}")
+    ax.set_xticks(x, [r["preset"] + (" (leaky)" if r["leaky"] else "") for r in rows], rotation=20,
+                  ha="right", fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{name}: protocol {rows[0]['protocol'] if rows else '?'}", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path)
