@@ -210,7 +210,7 @@ def main() -> None:
     trials = max(1, n_seg // 7)
     with tempfile.TemporaryDirectory(prefix="milmer-bench-") as tmp:
         url = str(Path(tmp) / "store.zarr")
-        write_planted_store(url, subjects=1, trials=trials, segments_per_trial=7, faces=False)
+        write_planted_store(url, subjects=1, trials=trials, segments_per_trial=7)
         streamed = StoreData.open(url)
         memory = StoreData.open(url)
         t0 = time.perf_counter()

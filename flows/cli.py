@@ -507,7 +507,8 @@ def train(
     protocol: Annotated[Optional[str], typer.Option(
         help="trial (default: whole trials held out), segment (leaky random split), loso.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per fold (default 100).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="fusion (default), concat, eeg or face.")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="fusion (default), concat, deepcca, eeg or face.")] = None,
     eeg_tokenizer: Annotated[Optional[str], typer.Option(
         help="raw (the paper's, default), log_power (2 Hz bins) or de (differential entropy in "
              "5 bands): spectral ones see random-phase band power.")] = None,
@@ -545,6 +546,43 @@ def train(
     except KeyboardInterrupt:
         raise _fail(f"interrupted; continue with `milmer train --store {store} --out {out} --resume`",
                     code=130) from None
+
+
+@app.command()
+def ablate(
+    study: Annotated[str, typer.Argument(help="paper-table4, paper-table5, paper-table6 or tokenizers.")],
+    store: Annotated[str, typer.Option(help="Feature store folder or fsspec URL.")],
+    out: Annotated[Path, typer.Option(help="Study folder: study.md, study.png, study.json, rows/.")],
+    config: Annotated[Optional[str], typer.Option(
+        help="JSON file of TrainConfig fields shared by every row; flags win.")] = None,
+    labels: Annotated[Optional[str], typer.Option(help="deap4 (default), deap2-valence, ...")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="trial (default), segment (leaky), loso.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per fold (default 100).")] = None,
+    folds: Annotated[Optional[int], typer.Option(help="k of the trial/segment protocols (default 5).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto (default), cpu, cuda, cuda:N.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of folds, init and shuffling (default 0).")] = None,
+    subjects: Annotated[Optional[str], typer.Option(help="Subjects to use, e.g. 1,2,5 (default: all).")] = None,
+    progress: Annotated[Optional[bool], typer.Option(help="Show progress bars.")] = None,
+) -> None:
+    """Run a named ablation study on one store under one protocol (resumable: finished rows are
+    read back) and write study.md + study.png: each row's accuracy and macro F1, mean ± std over
+    folds, with its protocol (leaky rows marked)."""
+    from store_schema.errors import MilmerError
+    from train.study import run_study, study_fields
+
+    try:
+        fields = study_fields(config, store=store, labels=labels, protocol=protocol, epochs=epochs,
+                              folds=folds, device=device, seed=seed,
+                              subjects=_parse_ints(subjects, "subjects"))
+        rows = run_study(study, out, fields=fields, console=err_console, progress=bool(progress))
+    except MilmerError as err:
+        raise _fail(str(err)) from None
+    for row in rows:
+        console.print(f"{row['label']:<40} accuracy {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}"
+                      f"  macro F1 {row['macro_f1_mean']:.3f} ± {row['macro_f1_std']:.3f}"
+                      f"  (chance {row['chance']:.3f}, {row['protocol']}"
+                      f"{', LEAKY' if row['leaky'] else ''})", highlight=False)
+    console.print(f"{out / 'study.md'}\n{out / 'study.png'}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry

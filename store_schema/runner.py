@@ -34,7 +34,7 @@ from store_schema.fingerprint import library_versions, stage_fingerprint
 from store_schema.failpoints import failpoint
 from store_schema.layout import Stage, ancestors, stage_path
 from store_schema.locks import LockWait, subject_stage_lock
-from store_schema.staleness import current_input, upstream_input_names
+from store_schema.staleness import current_input, find_stale_input, upstream_input_names
 from store_schema.store import FeatureStore
 from store_schema.table import Prepared, Read, StageContext, StageRow
 
@@ -237,15 +237,12 @@ def check_inputs_current(
 ) -> None:
     """Raise :class:`UpstreamChanged` when an upstream input named in ``inputs`` no longer matches
     the store (called under the locks, so it cannot change again before the commit)."""
-    for name, upstream in upstream_input_names(stage).items():
-        if name not in inputs:
-            continue
-        now = current_input(store, subject, stage, name)
-        if now != inputs[name]:
-            state = "is no longer committed" if now is None else "was recomputed"
-            raise UpstreamChanged(
-                f"{store.url}: {stage_path(subject, upstream)} {state} (by another run) after "
-                f"'{stage.value}' named its inputs; run again to use the new one")
+    stale = find_stale_input(store, subject, stage, inputs)
+    if stale is not None:
+        state = "was recomputed" if stale.committed else "is no longer committed"
+        raise UpstreamChanged(
+            f"{store.url}: {stage_path(subject, stale.upstream)} {state} (by another run) after "
+            f"'{stage.value}' named its inputs; run again to use the new one")
 
 
 def _is_expected(err: Exception) -> bool:

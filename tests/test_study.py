@@ -64,3 +64,23 @@ def test_segment_protocol_rows_are_marked_leaky_and_unknown_studies_refused(tmp_
     assert "segment (leaky)" in (tmp_path / "s" / "study.md").read_text()
     with pytest.raises(TrainError, match="unknown study 'nope'"):
         run_study("nope", tmp_path / "x", fields=fields)
+
+
+def test_milmer_ablate_runs_a_study_from_the_command_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    url = str(tmp_path / "store.zarr")
+    write_planted_store(url, subjects=1, trials=4, segments_per_trial=2, tokens=False)
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps({"model": SMALL, "lr": 1e-3}))
+    out = tmp_path / "study"
+    result = CliRunner().invoke(app, ["ablate", "tokenizers", "--store", url, "--out", str(out),
+                                      "--config", str(config), "--epochs", "1", "--folds", "2",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "differential entropy, 5 bands" in result.output and "(chance " in result.output
+    assert (out / "study.md").is_file() and (out / "study.png").is_file()
+    bad = CliRunner().invoke(app, ["ablate", "nope", "--store", url, "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "unknown study 'nope'" in bad.output
