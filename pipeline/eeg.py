@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 from pipeline import deap_format as fmt
 from pipeline.errors import ParameterError
 
-FILTER_ICA_CODE_VERSION = "1"
+FILTER_ICA_CODE_VERSION = "2"
 """Bump when :func:`filter_and_ica` computes something different for the same parameters."""
 
 _UV_PER_V = 1e6
@@ -37,6 +37,10 @@ _UV_PER_V = 1e6
 
 _FRONTAL_PROXIES: tuple[str, str] = ("Fp1", "Fp2")
 """EOG references when hEOG/vEOG are absent or not used: the channels nearest the eyes."""
+
+_MONTAGE = ("colin27_1020" if "colin27_1020" in mne.channels.get_builtin_montages()
+            else "standard_1020")
+"""Electrode positions for topographies (MNE 1.13 renamed its 10-20 template)."""
 
 _MNE_VERBOSE = "warning"
 """MNE logs every filter design and ICA step at INFO; keep only its warnings."""
@@ -140,7 +144,10 @@ class IcaResult:
     excluded: list[int]
     """Sorted indices of the removed components: the union of :attr:`excluded_by`."""
     excluded_by: dict[str, list[int]]
-    """For each EOG reference channel, the components it flagged."""
+    """For each EOG reference channel, the components it excluded (flagged and correlated)."""
+    flagged_by: dict[str, list[int]]
+    """For each EOG reference channel, the components ``find_bads_eog``'s z-score flagged, before
+    the ``eog_min_correlation`` check: a flagged component not in :attr:`excluded_by` was kept."""
     scores: np.ndarray
     """(len(eog_reference), n_components) float32."""
     eog_reference: list[str]
@@ -264,13 +271,15 @@ def filter_and_ica(
 
     started = time.perf_counter()
     excluded_by: dict[str, list[int]] = {}
+    flagged_by: dict[str, list[int]] = {}
     scores = []
     for name in eog_reference:
         # One reference per call, so each flag is paired with that reference's own correlation.
         flagged, score = ica.find_bads_eog(
             raw, ch_name=name, threshold=params.eog_threshold, verbose=_MNE_VERBOSE)
-        excluded_by[name] = sorted(
-            int(k) for k in flagged if abs(score[k]) >= params.eog_min_correlation)
+        flagged_by[name] = sorted(int(k) for k in flagged)
+        excluded_by[name] = [k for k in flagged_by[name]
+                             if abs(score[k]) >= params.eog_min_correlation]
         scores.append(score)
     timings["find_bads_eog"] = time.perf_counter() - started
     excluded = sorted(set().union(*excluded_by.values()))
@@ -300,6 +309,7 @@ def filter_and_ica(
         eog_filtered=eog_filtered,
         excluded=excluded,
         excluded_by=excluded_by,
+        flagged_by=flagged_by,
         scores=np.asarray(scores, dtype=np.float32),
         eog_reference=eog_reference,
         n_components=n_components,
@@ -323,13 +333,21 @@ def clean_eeg(
     """The eeg stage: band-pass + ICA on the subject's continuous data; records what was excluded
     and why (``arrays`` by the store schema's names, ``extra`` for the commit record)."""
     result = filter_and_ica(eeg=eeg, eog=eog, sfreq=sfreq, params=params, progress=progress)
+    flagged = np.zeros(result.scores.shape, dtype=bool)
+    for i, name in enumerate(result.eog_reference):
+        flagged[i, result.flagged_by[name]] = True
     arrays = {
         "eeg": result.cleaned,
         "ica_excluded": np.asarray(result.excluded, dtype=np.int32),
         "ica_scores": result.scores.astype(np.float32),
+        "ica_flagged": flagged,
+        "ica_mixing": result.mixing,
+        "ica_unmixing": result.unmixing,
+        "ica_channel_mean": result.channel_mean,
     }
     extra = {
         "ica_excluded": [int(k) for k in result.excluded],
+        "ica_reasons": component_reasons(result, min_correlation=params.eog_min_correlation),
         "eog_reference": list(result.eog_reference),
         "n_components": int(result.n_components),
         "ica_converged": bool(result.converged),
@@ -337,3 +355,59 @@ def clean_eeg(
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
     }
     return arrays, extra
+
+
+def component_reasons(result: IcaResult, *, min_correlation: float) -> list[str]:
+    """Why each component was excluded or kept, one line per component, from its scores and flags:
+    what an auditor reads beside the component's topography."""
+    reasons = []
+    for k in range(result.n_components):
+        parts = []
+        for i, name in enumerate(result.eog_reference):
+            r = float(result.scores[i, k])
+            if k in result.excluded_by.get(name, []):
+                parts.append(f"{name}: z-flagged, |r|={abs(r):.2f} >= {min_correlation:g}")
+            elif k in result.flagged_by.get(name, []):
+                parts.append(f"{name}: z-flagged but |r|={abs(r):.2f} < {min_correlation:g}")
+        verdict = "excluded" if k in result.excluded else "kept"
+        reasons.append(f"{verdict}: " + ("; ".join(parts) if parts else "flagged by no EOG reference"))
+    return reasons
+
+
+def rebuild_ica(
+    *, mixing: np.ndarray, unmixing: np.ndarray, channel_mean: np.ndarray, sfreq: float,
+    excluded: list[int], n_iter: int = 0,
+) -> mne.preprocessing.ICA:
+    """An ``mne.preprocessing.ICA`` from the stored sensor-space solution (µV), for plotting and
+    for applying to the band-passed EEG (in volts, :data:`deap_format.EEG_CHANNELS` with a
+    standard 10-20 montage).
+
+    MNE keeps ICA as a scalar pre-whitener, a PCA basis and a square unmixing matrix; its EEGLAB
+    reader recovers those from a sensor-space unmixing by SVD, and so does this. The basis is
+    completed to all 32 directions so that, as in the fit, the part of the data outside the
+    ICA components passes through :meth:`~mne.preprocessing.ICA.apply` untouched.
+    """
+    n_components = unmixing.shape[0]
+    u, s, vt = np.linalg.svd(unmixing, full_matrices=True)
+    info = mne.create_info(list(fmt.EEG_CHANNELS), sfreq, "eeg")
+    info.set_montage(_MONTAGE)
+    ica = mne.preprocessing.ICA(n_components=n_components, method="fastica")
+    ica.info = info
+    ica.ch_names = list(fmt.EEG_CHANNELS)
+    ica.current_fit = "raw"
+    ica.n_components_ = n_components
+    ica.n_pca_components = None
+    ica.pre_whitener_ = np.full((len(fmt.EEG_CHANNELS), 1), 1.0 / _UV_PER_V)
+    ica.pca_mean_ = np.asarray(channel_mean, dtype=np.float64)
+    ica.pca_components_ = vt
+    ica.unmixing_matrix_ = u * s
+    ica.mixing_matrix_ = np.linalg.pinv(ica.unmixing_matrix_)
+    ica.pca_explained_variance_ = np.concatenate(
+        [s * s, np.full(len(vt) - n_components, (s[-1] ** 2) * 1e-6)])
+    ica.n_iter_ = n_iter
+    ica.reject_ = None
+    ica._update_ica_names()
+    ica.exclude = [int(k) for k in excluded]
+    # The stored mixing is the fit's own pseudo-inverse of its unmixing; keep it exactly.
+    ica.mixing_matrix_ = vt[:n_components] @ mixing
+    return ica

@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipeline import deap_format as fmt
-from pipeline.eeg import FilterIcaParams, IcaResult, filter_and_ica
+from pipeline.eeg import FilterIcaParams, IcaResult, clean_eeg, filter_and_ica, rebuild_ica
 from pipeline.segment import SegmentParams, segment_trials
 from pipeline.errors import ParameterError
 from pipeline.synth import EOG_LEAK, SynthParams, subject_signals
+from store_schema.layout import stage_spec
+from store_schema.store import validate_arrays
 
 SFREQ = float(fmt.SFREQ)
 N_EEG = len(fmt.EEG_CHANNELS)
@@ -238,6 +240,30 @@ def test_recorded_matrices_reproduce_the_cleaning() -> None:
     assert result.unmixing.shape == (result.n_components, N_EEG)
     np.testing.assert_allclose(result.cleaned, rebuilt, atol=1e-3)
     np.testing.assert_allclose(result.eog_filtered, bandpassed(truth.eog_rows), atol=1e-3)
+
+
+def test_stored_ica_solution_rebuilds_an_mne_ica_that_reproduces_the_cleaning() -> None:
+    truth = planted(2)
+    params = FilterIcaParams()
+    arrays, extra = clean_eeg(eeg=truth.observed, eog=truth.eog_rows, sfreq=SFREQ, params=params)
+    validate_arrays(stage_spec("eeg"), arrays, where="s02/eeg")  # the schema's arrays, as stored
+    ica = rebuild_ica(mixing=arrays["ica_mixing"], unmixing=arrays["ica_unmixing"],
+                      channel_mean=arrays["ica_channel_mean"], sfreq=SFREQ,
+                      excluded=list(arrays["ica_excluded"]))
+    filtered = bandpassed(truth.observed)
+    raw = mne.io.RawArray(filtered.transpose(1, 0, 2).reshape(N_EEG, -1) / 1e6, ica.info)
+    cleaned = ica.apply(raw).get_data() * 1e6
+
+    np.testing.assert_allclose(
+        cleaned, arrays["eeg"].transpose(1, 0, 2).reshape(N_EEG, -1), atol=1e-3)
+    np.testing.assert_allclose(ica.get_components(), arrays["ica_mixing"], atol=1e-9)
+    excluded = set(arrays["ica_excluded"].tolist())
+    assert excluded, "the planted blinks are removed"
+    for k, reason in enumerate(extra["ica_reasons"]):
+        assert reason.startswith("excluded: " if k in excluded else "kept: "), (k, reason)
+        if k in excluded:
+            assert "z-flagged, |r|=" in reason
+    assert arrays["ica_flagged"][:, sorted(excluded)].any(axis=0).all()
 
 
 # --------------------------------------------------------------------------------------------
