@@ -36,6 +36,9 @@ class PreprocessConfig(BaseModel):
     eeg: FilterIcaParams = FilterIcaParams()
     segment: SegmentParams = SegmentParams()
     faces: FacesParams = FacesParams()
+    report: Path | None = Field(
+        None, description="after the run, write a QC report per subject (MNE Report HTML) and an "
+        "index.html into this folder; the flow links it as a Prefect artifact")
     weights: str | None = Field(
         None, description="Swin weights for the tokens stage: a timm checkpoint file, a Hugging Face "
         "Swin folder, or 'random' (random init, recorded as such)")

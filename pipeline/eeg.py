@@ -215,6 +215,37 @@ def _check_rank(raw: mne.io.BaseRaw, n_components: int) -> None:
             f"wreck the channels. Use a variance fraction such as 0.999, or an int <= {rank}")
 
 
+def continuous_raw(*, eeg: np.ndarray, eog: np.ndarray | None, sfreq: float) -> mne.io.RawArray:
+    """The subject's trials as one ``RawArray`` in volts (EEG, then hEOG/vEOG when given), with an
+    ``EDGE boundary`` annotation at each junction between trials."""
+    n_trials, n_eeg, n_samples = eeg.shape
+    # One continuous recording: channels × (trial 0 samples, trial 1 samples, ...). Channels stay
+    # on their own axis; only the trial and time axes are merged.
+    stacked = eeg if eog is None else np.concatenate([eeg, eog], axis=1)
+    continuous = stacked.astype(np.float64).transpose(1, 0, 2).reshape(stacked.shape[1], -1)
+    ch_names = list(fmt.EEG_CHANNELS) + ([] if eog is None else list(fmt.EOG_CHANNELS))
+    ch_types = ["eeg"] * n_eeg + ["eog"] * (len(ch_names) - n_eeg)
+    info = mne.create_info(ch_names, sfreq, ch_types)
+    raw = mne.io.RawArray(continuous / _UV_PER_V, info, verbose=_MNE_VERBOSE)
+    # DEAP's trials are not contiguous in time (ratings and fixations lie between them): an "EDGE"
+    # annotation at each junction makes MNE filter every trial on its own, so no trial's edge
+    # rings into its neighbour, and it records the band in raw.info for ICA.
+    raw.set_annotations(mne.Annotations(
+        onset=np.arange(1, n_trials) * n_samples / sfreq, duration=0.0,
+        description="EDGE boundary"))
+    return raw
+
+
+def bandpassed_raw(*, eeg: np.ndarray, eog: np.ndarray | None, sfreq: float,
+                   params: FilterIcaParams) -> mne.io.RawArray:
+    """:func:`continuous_raw` band-passed as the stage does it, every trial on its own: the data
+    ICA is fitted on (the QC report rebuilds it from the ingest arrays)."""
+    raw = continuous_raw(eeg=eeg, eog=eog, sfreq=sfreq)
+    raw.filter(params.l_freq, params.h_freq, picks="all", skip_by_annotation="edge",
+               phase="zero", fir_design="firwin", verbose=_MNE_VERBOSE)
+    return raw
+
+
 def filter_and_ica(
     *,
     eeg: np.ndarray,
@@ -236,25 +267,9 @@ def filter_and_ica(
     use_eog = eog is not None and params.use_eog_channels
     eog_reference = list(fmt.EOG_CHANNELS if use_eog else _FRONTAL_PROXIES)
 
-    # One continuous recording: channels × (trial 0 samples, trial 1 samples, ...). Channels stay
-    # on their own axis; only the trial and time axes are merged.
-    stacked = eeg if eog is None else np.concatenate([eeg, eog], axis=1)
-    continuous = stacked.astype(np.float64).transpose(1, 0, 2).reshape(stacked.shape[1], -1)
-    ch_names = list(fmt.EEG_CHANNELS) + ([] if eog is None else list(fmt.EOG_CHANNELS))
-    ch_types = ["eeg"] * n_eeg + ["eog"] * (len(ch_names) - n_eeg)
-    info = mne.create_info(ch_names, sfreq, ch_types)
-    raw = mne.io.RawArray(continuous / _UV_PER_V, info, verbose=_MNE_VERBOSE)
-    # DEAP's trials are not contiguous in time (ratings and fixations lie between them): an "EDGE"
-    # annotation at each junction makes MNE filter every trial on its own, so no trial's edge
-    # rings into its neighbour, and it records the band in raw.info for ICA.
-    raw.set_annotations(mne.Annotations(
-        onset=np.arange(1, n_trials) * n_samples / sfreq, duration=0.0,
-        description="EDGE boundary"))
-
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    raw.filter(params.l_freq, params.h_freq, picks="all", skip_by_annotation="edge",
-               phase="zero", fir_design="firwin", verbose=_MNE_VERBOSE)
+    raw = bandpassed_raw(eeg=eeg, eog=eog, sfreq=sfreq, params=params)
     timings["filter"] = time.perf_counter() - started
 
     if isinstance(params.ica_n_components, int):
