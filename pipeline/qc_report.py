@@ -32,7 +32,13 @@ import numpy as np  # noqa: E402
 
 from pipeline import deap_format as fmt  # noqa: E402
 from pipeline.contact_sheet import contact_sheet  # noqa: E402
-from pipeline.eeg import _MONTAGE, FilterIcaParams, bandpassed_raw, rebuild_ica  # noqa: E402
+from pipeline.eeg import (  # noqa: E402
+    _MONTAGE,
+    ICLABEL_CLASSES,
+    FilterIcaParams,
+    bandpassed_raw,
+    rebuild_ica,
+)
 from store_schema.layout import Stage  # noqa: E402
 from store_schema.qc import SubjectQc  # noqa: E402
 
@@ -106,7 +112,8 @@ def _add_eeg(report: mne.Report, qc: SubjectQc, *, dpi: int) -> str:
     excluded = [int(k) for k in arrays["ica_excluded"]]
     ica = rebuild_ica(mixing=arrays["ica_mixing"], unmixing=arrays["ica_unmixing"],
                       channel_mean=arrays["ica_channel_mean"], sfreq=qc.sfreq, excluded=excluded,
-                      n_iter=int(record.extra.get("ica_n_iter", 0)))
+                      n_iter=int(record.extra.get("ica_n_iter", 0)),
+                      labeler=params.ica_labeler)
     ica.n_samples_ = raw.n_times
     references = list(record.extra.get("eog_reference", fmt.EOG_CHANNELS))
     scores = arrays["ica_scores"]
@@ -145,16 +152,25 @@ def _components_html(qc: SubjectQc, references: list[str]) -> str:
     reasons = record.extra.get("ica_reasons") or []
     scores, excluded = qc.eeg["ica_scores"], set(qc.eeg["ica_excluded"].tolist())
     head = "".join(f"<th>r with {html.escape(r)}</th>" for r in references)
+    probabilities = qc.eeg.get("ica_label_probabilities")
+    iclabel = probabilities is not None and np.isfinite(probabilities).all()
+    if iclabel:
+        head += "".join(f"<th>ICLabel {html.escape(c)}</th>" for c in ICLABEL_CLASSES)
     rows = []
     for k in range(scores.shape[1]):
         style = " style='background:#fdd'" if k in excluded else ""
         cells = "".join(f"<td>{scores[i, k]:+.2f}</td>" for i in range(len(references)))
+        if iclabel:
+            cells += "".join(f"<td>{p:.2f}</td>" for p in probabilities[k])
         reason = reasons[k] if k < len(reasons) else ("excluded" if k in excluded else "kept")
         rows.append(f"<tr{style}><td>ICA{k:03d}</td>{cells}<td>{html.escape(reason)}</td></tr>")
     threshold = record.params.get("eog_threshold")
     minimum = record.params.get("eog_min_correlation")
-    return (f"<p>A component is excluded when find_bads_eog's z-score exceeds {threshold} for an "
-            f"EOG reference and its |r| with it reaches {minimum}. Excluded rows are red.</p>"
+    rule = (f"its eye-blink or muscle probability from ICLabel reaches "
+            f"{record.params.get('iclabel_threshold')} (the EOG correlations are a cross-check)"
+            if iclabel else f"find_bads_eog's z-score exceeds {threshold} for an EOG reference "
+            f"and its |r| with it reaches {minimum}")
+    return (f"<p>A component is excluded when {rule}. Excluded rows are red.</p>"
             f"<table class='table table-sm'><tr><th>component</th>{head}<th>why</th></tr>"
             + "".join(rows) + "</table>")
 

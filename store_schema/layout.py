@@ -24,7 +24,7 @@ SCHEMA_VERSION = 2
 
 SCHEMA_CHANGES: dict[int, str] = {
     2: "the eeg stage keeps its ICA solution (ica_mixing, ica_unmixing, ica_channel_mean, "
-       "ica_flagged) for the QC report: rebuild eeg and the stages after it",
+       "ica_flagged, ica_label_probabilities) for the QC report: rebuild eeg and the stages after it",
 }
 """What each schema version changed, for the message that refuses an older store."""
 
@@ -46,6 +46,7 @@ FIXED_DIMS: dict[str, int] = {
     "box": 4,
     "token": N_TOKENS,
     "feature": TOKEN_DIM,
+    "iclabel_class": 7,
 }
 
 
@@ -142,6 +143,9 @@ STAGES: dict[Stage, StageSpec] = {
                "sensor-space unmixing: sources = unmixing @ (band-passed eeg - ica_channel_mean)"),
             _a("ica_channel_mean", "float64", ("channel",), (None,),
                "per-channel mean of the band-passed EEG removed before unmixing (MNE's pca_mean_), µV"),
+            _a("ica_label_probabilities", "float32", ("component", "iclabel_class"), (None, None),
+               "ICLabel probabilities (brain, muscle, eye, heart, line noise, channel noise, "
+               "other) with eeg.ica_labeler 'iclabel'; NaN with the EOG-correlation labeler"),
         ),
     ),
     Stage.segment: StageSpec(

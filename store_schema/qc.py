@@ -70,7 +70,7 @@ def read_subject_qc(store: FeatureStore, subject: int) -> SubjectQc:
     if Stage.eeg in records:
         eeg = {spec: store.read(subject, Stage.eeg, spec)
                for spec in ("eeg", "ica_excluded", "ica_scores", "ica_flagged", "ica_mixing",
-                            "ica_unmixing", "ica_channel_mean")}
+                            "ica_unmixing", "ica_channel_mean", "ica_label_probabilities")}
     faces = _read_faces(store, subject) if Stage.faces in records else None
     norms = _token_norms(store, subject) if Stage.tokens in records else None
     return SubjectQc(

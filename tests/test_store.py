@@ -33,7 +33,8 @@ def ingest_arrays(seed: int = 0) -> dict[str, np.ndarray]:
 def ica_solution(n_components: int) -> dict[str, np.ndarray]:
     return {"ica_flagged": np.zeros((2, n_components), bool),
             "ica_mixing": np.zeros((32, n_components)), "ica_unmixing": np.zeros((n_components, 32)),
-            "ica_channel_mean": np.zeros(32)}
+            "ica_channel_mean": np.zeros(32),
+            "ica_label_probabilities": np.full((n_components, 7), np.nan, "f4")}
 
 
 def eeg_arrays() -> dict[str, np.ndarray]:
