@@ -138,7 +138,7 @@ def _add_eeg(report: mne.Report, qc: SubjectQc, *, dpi: int) -> str:
     cleaned = arrays["eeg"].transpose(1, 0, 2).reshape(len(fmt.EEG_CHANNELS), -1)
     report.add_figure(_blink_figure(raw, cleaned, references, qc.sfreq, dpi=dpi),
                       title="EEG before and after ICA, strongest blink", section="EEG",
-                      caption="grey: band-passed, before ICA; black: after ICA (as stored)")
+                      caption="red: band-passed, before ICA; black: after ICA (as stored)")
     report.add_figure(_psd_figure(qc, raw, params, dpi=dpi),
                       title="Spectrum before and after the band-pass", section="EEG")
     plt.close("all")
@@ -187,12 +187,13 @@ def _blink_figure(raw: mne.io.BaseRaw, cleaned: np.ndarray, references: list[str
     before = raw.get_data(picks="eeg")[:, start:stop] * 1e6
     after = cleaned[:, start:stop]
     rows = [fmt.EEG_CHANNELS.index(c) for c in BLINK_CHANNELS]
-    spacing = max(float(np.ptp(before[rows], axis=1).max()), 1.0)
+    # Spaced by the cleaned signal, so that what ICA removed sticks out beyond its row.
+    spacing = max(float(np.ptp(after[rows], axis=1).max()), 1.0)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=dpi)
     for i, row in enumerate(rows):
         offset = -i * spacing
-        ax.plot(t, before[row] + offset, color="0.65", lw=1.0)
-        ax.plot(t, after[row] + offset, color="k", lw=0.8)
+        ax.plot(t, before[row] + offset, color="tab:red", lw=1.0, alpha=0.8)
+        ax.plot(t, after[row] + offset, color="k", lw=0.7)
     ax.set_yticks([-i * spacing for i in range(len(rows))], list(BLINK_CHANNELS))
     ax.axvline(peak / sfreq, color="tab:red", lw=0.8, ls=":")
     ax.set_xlabel("time in the concatenated trials (s)")
@@ -274,11 +275,15 @@ def _alignment_html(extra: dict) -> str:
 def _add_tokens(report: mne.Report, qc: SubjectQc, *, dpi: int) -> str:
     faces, norms = qc.faces, qc.token_norms
     assert faces is not None and norms is not None
-    black = faces.crop_max == 0
-    duplicate = faces.crop_duplicate
+    # A segment without video has black placeholder crops by design: only real crops are flagged.
+    real = faces.has_video[:, None]
+    black = (faces.crop_max == 0) & real
+    duplicate = faces.crop_duplicate & real & ~black
     fig, ax = plt.subplots(figsize=(7, 3), dpi=dpi)
     image = ax.imshow(norms.T, aspect="auto", interpolation="nearest", cmap="viridis")
-    fig.colorbar(image, ax=ax, label="token norm")
+    colorbar = fig.colorbar(image, ax=ax, label="token norm")
+    colorbar.formatter.set_useOffset(False)
+    colorbar.update_ticks()
     for flags, marker, label in ((black, "x", "all-black crop"), (duplicate, ".", "duplicate crop")):
         seg, frame = np.nonzero(flags)
         if seg.size:
@@ -290,7 +295,8 @@ def _add_tokens(report: mne.Report, qc: SubjectQc, *, dpi: int) -> str:
     fig.tight_layout()
     report.add_figure(fig, title="Token norms per frame", section="Tokens",
                       caption=f"{int(black.sum())} all-black crops, {int(duplicate.sum())} crops "
-                              "equal to the frame before (marked red)")
+                              "equal to the frame before (marked red), in segments with video; "
+                              f"{int((~faces.has_video).sum())} segments without video left out")
     plt.close(fig)
     return f"tokens {int(black.sum())} all-black, {int(duplicate.sum())} duplicate crops"
 
