@@ -97,6 +97,26 @@ def test_preprocess_with_report_lists_the_pages_in_its_summary(
     assert all(Path(p).is_file() for p in summary["reports"])
 
 
+def test_the_flow_links_the_reports_as_a_prefect_artifact(
+    store_with_one_subject: str, tmp_path: Path,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.preprocess import run_flow
+
+    out = tmp_path / "qc"
+    deap = Path(store_with_one_subject).parent / "DEAP"
+    # --force on ingest alone: the flow really runs (no up-to-date shortcut), and is quick
+    summary = run_flow(PreprocessConfig(deap=deap, store=store_with_one_subject, subjects=[1],
+                                        stages=["ingest"], force=True, report=out))
+    assert summary.ok and summary.reports[-1] == str(out / "index.html")
+    with get_client(sync_client=True) as client:
+        links = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["qc-reports"])))
+    assert any((out / "index.html").resolve().as_uri() in str(a.data) for a in links), links
+
+
 # -- in a real browser -------------------------------------------------------------------------
 
 
