@@ -245,6 +245,11 @@ def preprocess(
         Optional[str],
         typer.Option(help="EEG source: 'preprocessed' (sNN.dat, default) or 'original' (raw sNN.bdf)."),
     ] = None,
+    report: Annotated[
+        Optional[Path],
+        typer.Option(help="After the run, write QC reports (as `milmer report`) into this folder "
+                     "and link them as a Prefect artifact."),
+    ] = None,
 ) -> None:
     """Build or update the feature store: only subject-stages whose inputs or settings changed run.
 
@@ -260,7 +265,8 @@ def preprocess(
         stages=_parse_stages(stages), content_hash=content_hash or None, force=force or None,
         runner=runner, workers=workers, dask_address=dask_address,
         dask_gpu_resource=dask_gpu_resource, weights=weights, device=device, source=source,
-        l_freq=l_freq, h_freq=h_freq, ica_seed=ica_seed, window_s=window_s, stride_s=stride_s)
+        l_freq=l_freq, h_freq=h_freq, ica_seed=ica_seed, window_s=window_s, stride_s=stride_s,
+        report=None if report is None else str(report))
     if plan:
         _print_plan(cfg, as_json=as_json)
         raise typer.Exit(0)
@@ -327,6 +333,12 @@ def _print_summary(summary, *, random_weights: bool = False) -> None:  # noqa: A
         err_console.print("[yellow]notice[/] tokens were computed with RANDOM Swin weights (recorded "
                           "in the store); give --weights PATH for real features", highlight=False)
     console.print(summary.counts_line())
+    if summary.reports:
+        console.print(f"QC reports: {len(summary.reports) - 1} subject page(s), index "
+                      f"{escape(summary.reports[-1])}", highlight=False)
+    if summary.report_error:
+        err_console.print(f"[yellow]warning[/] QC reports not written: {escape(summary.report_error)}",
+                          highlight=False)
 
 
 @app.command()
@@ -478,6 +490,26 @@ def store_faces(
                           labels=sheet.labels, title=title)
     path = write_png(out or Path(f"faces_s{subject:02d}.png"), image)
     console.print(f"wrote {path} ({image.shape[1]}x{image.shape[0]} px, {sheet.rows} segments)")
+
+
+@app.command()
+def report(
+    store: Annotated[str, typer.Argument(help="Feature store folder or URL.")],
+    out: Annotated[Path, typer.Option(help="Folder for sub-NN_report.html pages and index.html.")],
+    subjects: Annotated[Optional[str], typer.Option(help="Subjects, e.g. 1,2 (default: all ingested).")] = None,
+) -> None:
+    """QC reports (MNE Report HTML): per subject, what ICA removed (component topographies,
+    properties, EOG scores, EEG around the strongest blink, spectra), the face crops (detection
+    per trial, a strip of crops, video alignment), token norms and the stage records."""
+    from flows.qc import write_qc_reports
+    from store_schema.errors import MilmerError
+
+    try:
+        written = write_qc_reports(store, out, subjects=_parse_ints(subjects, "subjects"),
+                                   log=lambda line: console.print(escape(line), highlight=False))
+    except MilmerError as err:
+        raise _fail(str(err)) from None
+    console.print(f"wrote {len(written) - 1} subject report(s); open {written[-1]}")
 
 
 def _one_line(err: Exception) -> str:

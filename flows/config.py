@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.eeg import FilterIcaParams
+from pipeline.eeg import ICLABEL_NEEDS_RAW, FilterIcaParams
 from pipeline.errors import DeapInputError
 from pipeline.faces import FacesParams
 from pipeline.ingest import IngestParams, check_deap_folder
@@ -35,6 +35,9 @@ class PreprocessConfig(BaseModel):
     eeg: FilterIcaParams = FilterIcaParams()
     segment: SegmentParams = SegmentParams()
     faces: FacesParams = FacesParams()
+    report: Path | None = Field(
+        None, description="after the run, write a QC report per subject (MNE Report HTML) and an "
+        "index.html into this folder; the flow links it as a Prefect artifact")
     weights: str | None = Field(
         None, description="Swin weights for the tokens stage: a timm checkpoint file, a Hugging Face "
         "Swin folder, or 'random' (random init, recorded as such)")
@@ -75,6 +78,13 @@ class PreprocessConfig(BaseModel):
         if value is not None and "://" not in value:
             raise ValueError(f"expected a scheduler address like tcp://HOST:8786, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _iclabel_has_raw_data(self) -> "PreprocessConfig":
+        if (Stage.eeg in self.stages and self.eeg.ica_labeler == "iclabel"
+                and self.ingest.source != "original"):
+            raise ValueError(ICLABEL_NEEDS_RAW)
+        return self
 
     @model_validator(mode="after")
     def _tokens_have_weights(self) -> "PreprocessConfig":

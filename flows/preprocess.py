@@ -17,9 +17,10 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 from prefect import allow_failure, flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.futures import PrefectFuture, wait
 from prefect.states import Completed, Failed, State
@@ -117,7 +118,31 @@ def preprocess_deap(config: PreprocessConfig):  # noqa: ANN201 - returns a Prefe
     child = preprocess_subjects.with_options(task_runner=task_runner_for(config))(
         config=config, return_state=True)
     summary = child.result(raise_on_failure=False)
-    return final_state(summary) if isinstance(summary, RunSummary) else child
+    if not isinstance(summary, RunSummary):
+        return child
+    summary = with_reports(config, summary)
+    if summary.reports:
+        create_link_artifact(key="qc-reports", link=Path(summary.reports[-1]).resolve().as_uri(),
+                             link_text=f"QC reports ({len(summary.reports) - 1} subjects)",
+                             description="per-subject MNE Report: ICA, face crops, tokens, records")
+    return final_state(summary)
+
+
+def with_reports(config: PreprocessConfig, summary: RunSummary) -> RunSummary:
+    """``summary`` with the QC reports written (``config.report``) for the run's subjects that
+    have an ingest; a report that cannot be written is said, it does not fail the run."""
+    if config.report is None:
+        return summary
+    from flows.qc import write_qc_reports
+    from store_schema.errors import MilmerError
+
+    subjects = sorted({o.subject for o in summary.outcomes
+                       if not (o.stage == Stage.ingest and o.status == "failed")})
+    try:
+        written = write_qc_reports(config.store, Path(config.report), subjects=subjects or None)
+    except MilmerError as err:
+        return summary.model_copy(update={"report_error": str(err)})
+    return summary.model_copy(update={"reports": [str(p) for p in written]})
 
 
 @flow(name="preprocess-subjects", validate_parameters=False)
@@ -214,10 +239,11 @@ def run_flow(config: PreprocessConfig, *, skip_when_up_to_date: bool = True) -> 
         plan = plan_run(config)
         if plan.up_to_date:
             seconds = (time.perf_counter() - started) / max(1, len(plan.entries))
-            return RunSummary(outcomes=[
+            summary = RunSummary(outcomes=[
                 StageOutcome(subject=e.subject, stage=e.stage, status="skipped",
                              seconds=seconds, fingerprint=e.fingerprint) for e in plan.entries],
                 note="up to date: nothing to recompute (Prefect not started)")
+            return with_reports(config, summary)
     state = preprocess_deap(config=config, return_state=True)
     summary = state.result(raise_on_failure=False)
     # A subflow that raised (e.g. a DEAP folder without .dat files) comes back as the parent's

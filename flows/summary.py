@@ -51,6 +51,10 @@ class RunSummary(BaseModel):
     outcomes: list[StageOutcome]
     note: str | None = None
     """Said once above the table (e.g. that nothing had to be recomputed)."""
+    reports: list[str] = []
+    """QC report pages written after the run (``--report``), the index last."""
+    report_error: str | None = None
+    """Why the QC reports could not be written (the run itself is unaffected)."""
 
     @property
     def ok(self) -> bool:
@@ -98,4 +102,7 @@ class RunSummary(BaseModel):
                          + " | ".join(cell_text(o) if o else "" for o in row.cells) + " |")
         lines += ["", self.counts_line()]
         lines += [f"- **{n.where}** {n.kind}: {n.text}" for n in self.notes()]
+        lines += [f"- QC report: {path}" for path in self.reports]
+        if self.report_error:
+            lines.append(f"- QC reports not written: {self.report_error}")
         return "\n".join(lines)

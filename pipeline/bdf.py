@@ -85,10 +85,8 @@ class BdfRecording:
     channel_order: ChannelOrder
     status_channel: str
     playback_onsets_s: np.ndarray  # (T,) presentation order, seconds from the file start
-
-    @property
-    def sfreq(self) -> int:
-        return fmt.SFREQ
+    sfreq: int = fmt.SFREQ
+    """The rate the trials were resampled to (``out_sfreq``)."""
 
 
 def _eeg_picks(names: list[str], subject: int, path: Path) -> tuple[list[int], ChannelOrder]:
@@ -218,5 +216,5 @@ def load_bdf_subject(
         experiment_id=np.array([r.experiment_id for r in by_experiment], dtype=np.int32),
         presentation_trial=np.array([r.trial for r in by_experiment], dtype=np.int32),
         trial_seconds=float(seconds), channel_order=order, status_channel=names[status_pick],
-        playback_onsets_s=playback / sfreq,
+        playback_onsets_s=playback / sfreq, sfreq=out_sfreq,
     )

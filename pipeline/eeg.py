@@ -29,7 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 from pipeline import deap_format as fmt
 from pipeline.errors import ParameterError
 
-FILTER_ICA_CODE_VERSION = "1"
+FILTER_ICA_CODE_VERSION = "2"
+
+ICLABEL_CLASSES: tuple[str, ...] = (
+    "brain", "muscle artifact", "eye blink", "heart beat", "line noise", "channel noise", "other")
+"""ICLabel's seven classes, in the order of its probabilities."""
+
+ICLABEL_EXCLUDED: tuple[str, ...] = ("eye blink", "muscle artifact")
+"""The classes whose components ``ica_labeler='iclabel'`` removes above ``iclabel_threshold``."""
 """Bump when :func:`filter_and_ica` computes something different for the same parameters."""
 
 _UV_PER_V = 1e6
@@ -37,6 +44,10 @@ _UV_PER_V = 1e6
 
 _FRONTAL_PROXIES: tuple[str, str] = ("Fp1", "Fp2")
 """EOG references when hEOG/vEOG are absent or not used: the channels nearest the eyes."""
+
+_MONTAGE = ("colin27_1020" if "colin27_1020" in mne.channels.get_builtin_montages()
+            else "standard_1020")
+"""Electrode positions for topographies (MNE 1.13 renamed its 10-20 template)."""
 
 _MNE_VERBOSE = "warning"
 """MNE logs every filter design and ICA step at INFO; keep only its warnings."""
@@ -80,6 +91,13 @@ class FilterIcaParams(BaseModel):
     ``use_eog_channels``: find EOG components against DEAP's hEOG/vEOG when they are given; False
     (or no EOG channels) uses Fp1/Fp2 as proxies.
 
+    ``ica_labeler``: ``eog`` (default) excludes components correlated with hEOG/vEOG as above;
+    ``iclabel`` (source ``original`` only) fits extended-infomax ICA on a 1-100 Hz,
+    average-referenced 256 Hz copy of the raw BDF, classifies every component with ICLabel
+    (``mne-icalabel``) and excludes those whose eye-blink or muscle probability reaches
+    ``iclabel_threshold``; the EOG correlations are still computed, as a cross-check. ICLabel was
+    trained on 1-100 Hz data: the 128 Hz ``.dat`` (DEAP's own 4-45 Hz band-pass) cannot give it.
+
     Invalid values raise pydantic's ``ValidationError`` (a ``ValueError``) naming the field, so a
     config that nests these params reports every bad field at once under its path (``eeg.l_freq``);
     what depends on the data (Nyquist, trial length, rank) is a :class:`ParameterError` from
@@ -97,6 +115,8 @@ class FilterIcaParams(BaseModel):
     eog_threshold: float = Field(3.0, gt=0)
     eog_min_correlation: float = Field(0.5, ge=0, lt=1)
     use_eog_channels: bool = True
+    ica_labeler: Literal["eog", "iclabel"] = "eog"
+    iclabel_threshold: float = Field(0.8, gt=0, lt=1)
 
     @field_validator("ica_n_components")
     @classmethod
@@ -140,7 +160,10 @@ class IcaResult:
     excluded: list[int]
     """Sorted indices of the removed components: the union of :attr:`excluded_by`."""
     excluded_by: dict[str, list[int]]
-    """For each EOG reference channel, the components it flagged."""
+    """For each EOG reference channel, the components it excluded (flagged and correlated)."""
+    flagged_by: dict[str, list[int]]
+    """For each EOG reference channel, the components ``find_bads_eog``'s z-score flagged, before
+    the ``eog_min_correlation`` check: a flagged component not in :attr:`excluded_by` was kept."""
     scores: np.ndarray
     """(len(eog_reference), n_components) float32."""
     eog_reference: list[str]
@@ -156,6 +179,9 @@ class IcaResult:
     """(32,) float64 µV, the mean ICA removes before unmixing."""
     timings: dict[str, float]
     """Seconds spent in ``filter``, ``ica_fit``, ``find_bads_eog`` and ``apply``."""
+    label_probabilities: np.ndarray | None = None
+    """(n_components, 7) ICLabel probabilities (:data:`ICLABEL_CLASSES`) when ICLabel chose the
+    exclusions; None with the EOG-correlation labeler."""
 
 
 def _check_trials(eeg: np.ndarray, eog: np.ndarray | None) -> None:
@@ -208,6 +234,69 @@ def _check_rank(raw: mne.io.BaseRaw, n_components: int) -> None:
             f"wreck the channels. Use a variance fraction such as 0.999, or an int <= {rank}")
 
 
+def continuous_raw(*, eeg: np.ndarray, eog: np.ndarray | None, sfreq: float) -> mne.io.RawArray:
+    """The subject's trials as one ``RawArray`` in volts (EEG, then hEOG/vEOG when given), with an
+    ``EDGE boundary`` annotation at each junction between trials."""
+    n_trials, n_eeg, n_samples = eeg.shape
+    # One continuous recording: channels × (trial 0 samples, trial 1 samples, ...). Channels stay
+    # on their own axis; only the trial and time axes are merged.
+    stacked = eeg if eog is None else np.concatenate([eeg, eog], axis=1)
+    continuous = stacked.astype(np.float64).transpose(1, 0, 2).reshape(stacked.shape[1], -1)
+    ch_names = list(fmt.EEG_CHANNELS) + ([] if eog is None else list(fmt.EOG_CHANNELS))
+    ch_types = ["eeg"] * n_eeg + ["eog"] * (len(ch_names) - n_eeg)
+    info = mne.create_info(ch_names, sfreq, ch_types)
+    raw = mne.io.RawArray(continuous / _UV_PER_V, info, verbose=_MNE_VERBOSE)
+    # DEAP's trials are not contiguous in time (ratings and fixations lie between them): an "EDGE"
+    # annotation at each junction makes MNE filter every trial on its own, so no trial's edge
+    # rings into its neighbour, and it records the band in raw.info for ICA.
+    raw.set_annotations(mne.Annotations(
+        onset=np.arange(1, n_trials) * n_samples / sfreq, duration=0.0,
+        description="EDGE boundary"))
+    return raw
+
+
+def bandpassed_raw(*, eeg: np.ndarray, eog: np.ndarray | None, sfreq: float,
+                   params: FilterIcaParams) -> mne.io.RawArray:
+    """:func:`continuous_raw` band-passed as the stage does it, every trial on its own: the data
+    ICA is fitted on (the QC report rebuilds it from the ingest arrays)."""
+    raw = continuous_raw(eeg=eeg, eog=eog, sfreq=sfreq)
+    raw.filter(params.l_freq, params.h_freq, picks="all", skip_by_annotation="edge",
+               phase="zero", fir_design="firwin", verbose=_MNE_VERBOSE)
+    return raw
+
+
+def eog_flags(
+    ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, eog_reference: list[str],
+    params: FilterIcaParams,
+) -> tuple[dict[str, list[int]], dict[str, list[int]], np.ndarray]:
+    """Per EOG reference: the components ``find_bads_eog`` z-flags, those of them that also reach
+    ``eog_min_correlation``, and the (references, components) correlations."""
+    excluded_by: dict[str, list[int]] = {}
+    flagged_by: dict[str, list[int]] = {}
+    scores = []
+    for name in eog_reference:
+        # One reference per call, so each flag is paired with that reference's own correlation.
+        flagged, score = ica.find_bads_eog(
+            raw, ch_name=name, threshold=params.eog_threshold, verbose=_MNE_VERBOSE)
+        flagged_by[name] = sorted(int(k) for k in flagged)
+        excluded_by[name] = [k for k in flagged_by[name]
+                             if abs(score[k]) >= params.eog_min_correlation]
+        scores.append(score)
+    return flagged_by, excluded_by, np.asarray(scores, dtype=np.float32)
+
+
+def sensor_space(ica: mne.preprocessing.ICA, n_eeg: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mixing, unmixing, channel_mean)`` of a fitted ICA in µV (see :class:`IcaResult`)."""
+    # See MNE's ICA._pick_sources: MNE divides the data by one scalar per channel type
+    # (pre_whitener_), removes pca_mean_, then applies unmixing_matrix_ @ PCA.
+    n_components = int(ica.n_components_)
+    pca = ica.pca_components_[:n_components]
+    scale = ica.pre_whitener_[:n_eeg, 0] * _UV_PER_V
+    unmixing = (ica.unmixing_matrix_ @ pca) / scale[None, :]
+    mixing = scale[:, None] * (pca.T @ ica.mixing_matrix_)
+    return mixing, unmixing, ica.pca_mean_ * scale
+
+
 def filter_and_ica(
     *,
     eeg: np.ndarray,
@@ -229,25 +318,9 @@ def filter_and_ica(
     use_eog = eog is not None and params.use_eog_channels
     eog_reference = list(fmt.EOG_CHANNELS if use_eog else _FRONTAL_PROXIES)
 
-    # One continuous recording: channels × (trial 0 samples, trial 1 samples, ...). Channels stay
-    # on their own axis; only the trial and time axes are merged.
-    stacked = eeg if eog is None else np.concatenate([eeg, eog], axis=1)
-    continuous = stacked.astype(np.float64).transpose(1, 0, 2).reshape(stacked.shape[1], -1)
-    ch_names = list(fmt.EEG_CHANNELS) + ([] if eog is None else list(fmt.EOG_CHANNELS))
-    ch_types = ["eeg"] * n_eeg + ["eog"] * (len(ch_names) - n_eeg)
-    info = mne.create_info(ch_names, sfreq, ch_types)
-    raw = mne.io.RawArray(continuous / _UV_PER_V, info, verbose=_MNE_VERBOSE)
-    # DEAP's trials are not contiguous in time (ratings and fixations lie between them): an "EDGE"
-    # annotation at each junction makes MNE filter every trial on its own, so no trial's edge
-    # rings into its neighbour, and it records the band in raw.info for ICA.
-    raw.set_annotations(mne.Annotations(
-        onset=np.arange(1, n_trials) * n_samples / sfreq, duration=0.0,
-        description="EDGE boundary"))
-
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    raw.filter(params.l_freq, params.h_freq, picks="all", skip_by_annotation="edge",
-               phase="zero", fir_design="firwin", verbose=_MNE_VERBOSE)
+    raw = bandpassed_raw(eeg=eeg, eog=eog, sfreq=sfreq, params=params)
     timings["filter"] = time.perf_counter() - started
 
     if isinstance(params.ica_n_components, int):
@@ -263,15 +336,7 @@ def filter_and_ica(
     timings["ica_fit"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    excluded_by: dict[str, list[int]] = {}
-    scores = []
-    for name in eog_reference:
-        # One reference per call, so each flag is paired with that reference's own correlation.
-        flagged, score = ica.find_bads_eog(
-            raw, ch_name=name, threshold=params.eog_threshold, verbose=_MNE_VERBOSE)
-        excluded_by[name] = sorted(
-            int(k) for k in flagged if abs(score[k]) >= params.eog_min_correlation)
-        scores.append(score)
+    flagged_by, excluded_by, scores = eog_flags(ica, raw, eog_reference, params)
     timings["find_bads_eog"] = time.perf_counter() - started
     excluded = sorted(set().union(*excluded_by.values()))
 
@@ -285,14 +350,8 @@ def filter_and_ica(
     cleaned = trials_of(cleaned_raw.get_data(picks="eeg")).astype(np.float32)
     eog_filtered = None if eog is None else trials_of(raw.get_data(picks="eog")).astype(np.float32)
 
-    # Sensor-space matrices (see MNE's ICA._pick_sources): MNE divides the data by one scalar per
-    # channel type (pre_whitener_), removes pca_mean_, then applies unmixing_matrix_ @ PCA.
+    mixing, unmixing, channel_mean = sensor_space(ica, n_eeg)
     n_components = int(ica.n_components_)
-    pca = ica.pca_components_[:n_components]
-    scale = ica.pre_whitener_[:n_eeg, 0] * _UV_PER_V
-    unmixing = (ica.unmixing_matrix_ @ pca) / scale[None, :]
-    mixing = scale[:, None] * (pca.T @ ica.mixing_matrix_)
-    channel_mean = ica.pca_mean_ * scale
 
     n_iter = int(ica.n_iter_)
     return IcaResult(
@@ -300,7 +359,8 @@ def filter_and_ica(
         eog_filtered=eog_filtered,
         excluded=excluded,
         excluded_by=excluded_by,
-        scores=np.asarray(scores, dtype=np.float32),
+        flagged_by=flagged_by,
+        scores=scores,
         eog_reference=eog_reference,
         n_components=n_components,
         n_iter=n_iter,
@@ -316,20 +376,58 @@ LIBRARIES = ("numpy", "scipy", "mne", "scikit-learn")
 """Recorded with every eeg subject-stage: their versions decide the filter and the ICA."""
 
 
+def libraries(params: FilterIcaParams) -> tuple[str, ...]:
+    """:data:`LIBRARIES`, and with ICLabel the package (and network runtime) that labels."""
+    return LIBRARIES + (("mne-icalabel", "torch") if params.ica_labeler == "iclabel" else ())
+
+
+ICLABEL_NEEDS_RAW = ("eeg.ica_labeler 'iclabel' needs ingest source 'original' (raw 512 Hz BDF): "
+                     "ICLabel classifies components of 1-100 Hz data, and the 128 Hz preprocessed "
+                     ".dat is DEAP's own 4-45 Hz band-pass; use --source original, or "
+                     "ica_labeler 'eog'")
+
+HighRate = Callable[[], tuple[np.ndarray, np.ndarray, float]]
+"""Loads the subject's raw trials at >= 200 Hz: ``(eeg, eog, sfreq)``, like the ingest arrays."""
+
+
 def clean_eeg(
     *, eeg: np.ndarray, eog: np.ndarray, sfreq: float, params: FilterIcaParams,
-    progress: Callable[[str], None] | None = None,
+    high_rate: HighRate | None = None, progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The eeg stage: band-pass + ICA on the subject's continuous data; records what was excluded
-    and why (``arrays`` by the store schema's names, ``extra`` for the commit record)."""
-    result = filter_and_ica(eeg=eeg, eog=eog, sfreq=sfreq, params=params, progress=progress)
+    and why (``arrays`` by the store schema's names, ``extra`` for the commit record).
+
+    ``high_rate`` is needed by ``ica_labeler='iclabel'`` only (ICLabel fits on 1-100 Hz)."""
+    if params.ica_labeler == "iclabel":
+        if high_rate is None:
+            raise ParameterError(ICLABEL_NEEDS_RAW)
+        from pipeline.eeg_iclabel import iclabel_ica
+
+        eeg_hi, eog_hi, sfreq_hi = high_rate()
+        result = iclabel_ica(eeg=eeg, eog=eog, sfreq=sfreq, eeg_high=eeg_hi, eog_high=eog_hi,
+                             sfreq_high=sfreq_hi, params=params, progress=progress)
+    else:
+        result = filter_and_ica(eeg=eeg, eog=eog, sfreq=sfreq, params=params, progress=progress)
+    probabilities = (result.label_probabilities if result.label_probabilities is not None
+                     else np.full((result.n_components, len(ICLABEL_CLASSES)), np.nan))
+    flagged = np.zeros(result.scores.shape, dtype=bool)
+    for i, name in enumerate(result.eog_reference):
+        flagged[i, result.flagged_by[name]] = True
     arrays = {
         "eeg": result.cleaned,
         "ica_excluded": np.asarray(result.excluded, dtype=np.int32),
         "ica_scores": result.scores.astype(np.float32),
+        "ica_flagged": flagged,
+        "ica_mixing": result.mixing,
+        "ica_unmixing": result.unmixing,
+        "ica_channel_mean": result.channel_mean,
+        "ica_label_probabilities": probabilities.astype(np.float32),
     }
     extra = {
+        "ica_labeler": params.ica_labeler,
         "ica_excluded": [int(k) for k in result.excluded],
+        "ica_reasons": component_reasons(result, min_correlation=params.eog_min_correlation,
+                                         iclabel_threshold=params.iclabel_threshold),
         "eog_reference": list(result.eog_reference),
         "n_components": int(result.n_components),
         "ica_converged": bool(result.converged),
@@ -337,3 +435,72 @@ def clean_eeg(
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
     }
     return arrays, extra
+
+
+def component_reasons(result: IcaResult, *, min_correlation: float,
+                      iclabel_threshold: float = 0.8) -> list[str]:
+    """Why each component was excluded or kept, one line per component, from its scores and flags
+    (with ICLabel: its most likely class, then the EOG correlations as a cross-check): what an
+    auditor reads beside the component's topography."""
+    reasons = []
+    for k in range(result.n_components):
+        parts = []
+        if result.label_probabilities is not None:
+            p = result.label_probabilities[k]
+            top = int(np.argmax(p))
+            artifact = max(p[ICLABEL_CLASSES.index(c)] for c in ICLABEL_EXCLUDED)
+            parts.append(f"ICLabel {ICLABEL_CLASSES[top]} p={p[top]:.3f}; eye/muscle "
+                         f"p={artifact:.3f} {'>=' if artifact >= iclabel_threshold else '<'} "
+                         f"{iclabel_threshold:g}; EOG cross-check")
+        for i, name in enumerate(result.eog_reference):
+            r = float(result.scores[i, k])
+            if k in result.excluded_by.get(name, []):
+                parts.append(f"{name}: z-flagged, |r|={abs(r):.2f} >= {min_correlation:g}")
+            elif k in result.flagged_by.get(name, []):
+                parts.append(f"{name}: z-flagged but |r|={abs(r):.2f} < {min_correlation:g}")
+        verdict = "excluded" if k in result.excluded else "kept"
+        if len(parts) == (result.label_probabilities is not None):
+            parts.append("flagged by no EOG reference")
+        reasons.append(f"{verdict}: " + "; ".join(parts))
+    return reasons
+
+
+def rebuild_ica(
+    *, mixing: np.ndarray, unmixing: np.ndarray, channel_mean: np.ndarray, sfreq: float,
+    excluded: list[int], n_iter: int = 0, labeler: str = "eog",
+) -> mne.preprocessing.ICA:
+    """An ``mne.preprocessing.ICA`` from the stored sensor-space solution (µV), for plotting and
+    for applying to the band-passed EEG (in volts, :data:`deap_format.EEG_CHANNELS` with a
+    standard 10-20 montage).
+
+    MNE keeps ICA as a scalar pre-whitener, a PCA basis and a square unmixing matrix; its EEGLAB
+    reader recovers those from a sensor-space unmixing by SVD, and so does this. The basis is
+    completed to all 32 directions so that, as in the fit, the part of the data outside the
+    ICA components passes through :meth:`~mne.preprocessing.ICA.apply` untouched.
+    """
+    n_components = unmixing.shape[0]
+    u, s, vt = np.linalg.svd(unmixing, full_matrices=True)
+    info = mne.create_info(list(fmt.EEG_CHANNELS), sfreq, "eeg")
+    info.set_montage(_MONTAGE)
+    ica = (mne.preprocessing.ICA(n_components=n_components, method="infomax",
+                                 fit_params={"extended": True}) if labeler == "iclabel"
+           else mne.preprocessing.ICA(n_components=n_components, method="fastica"))
+    ica.info = info
+    ica.ch_names = list(fmt.EEG_CHANNELS)
+    ica.current_fit = "raw"
+    ica.n_components_ = n_components
+    ica.n_pca_components = None
+    ica.pre_whitener_ = np.full((len(fmt.EEG_CHANNELS), 1), 1.0 / _UV_PER_V)
+    ica.pca_mean_ = np.asarray(channel_mean, dtype=np.float64)
+    ica.pca_components_ = vt
+    ica.unmixing_matrix_ = u * s
+    ica.mixing_matrix_ = np.linalg.pinv(ica.unmixing_matrix_)
+    ica.pca_explained_variance_ = np.concatenate(
+        [s * s, np.full(len(vt) - n_components, (s[-1] ** 2) * 1e-6)])
+    ica.n_iter_ = n_iter
+    ica.reject_ = None
+    ica._update_ica_names()
+    ica.exclude = [int(k) for k in excluded]
+    # The stored mixing is the fit's own pseudo-inverse of its unmixing; keep it exactly.
+    ica.mixing_matrix_ = vt[:n_components] @ mixing
+    return ica

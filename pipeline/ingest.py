@@ -95,8 +95,8 @@ def ingest_inputs(*, deap: Path, subject: int, params: IngestParams,
             "ratings": digest(rows if isinstance(rows, str) else [r.model_dump() for r in rows])}
 
 
-def load_recording(*, deap: Path, subject: int,
-                   params: IngestParams) -> SubjectRecording | BdfRecording:
+def load_recording(*, deap: Path, subject: int, params: IngestParams,
+                   bdf_sfreq: int = fmt.SFREQ) -> SubjectRecording | BdfRecording:
     """Load and check one subject as ``params`` say; raise :class:`DeapInputError` naming the file."""
     layout = find_layout(deap)
     if params.source == "preprocessed":
@@ -109,7 +109,18 @@ def load_recording(*, deap: Path, subject: int,
     if subject not in ratings.by_subject:
         raise DeapInputError(ratings.path, f"participant {subject} has no rows", subject=subject)
     return load_bdf_subject(source_file(layout, subject, params), subject=subject,
-                            rows=ratings.by_subject[subject])
+                            rows=ratings.by_subject[subject], out_sfreq=bdf_sfreq)
+
+
+def high_rate_trials(*, deap: Path, subject: int, sfreq: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The subject's raw BDF trials as ingest cuts them, resampled to ``sfreq`` instead of 128 Hz:
+    ``(eeg, eog, sfreq)`` for a stage that needs more bandwidth (ICLabel). Read again from the
+    file rather than stored: its size and mtime (or content) are already in the ingest
+    fingerprint, and only this option needs it."""
+    recording = load_recording(deap=deap, subject=subject, params=IngestParams(source="original"),
+                               bdf_sfreq=sfreq)
+    assert isinstance(recording, BdfRecording)
+    return recording.eeg, recording.eog, float(recording.sfreq)
 
 
 def ingest(*, deap: Path, subject: int, params: IngestParams) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

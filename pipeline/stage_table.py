@@ -13,6 +13,7 @@ find them (a keyword argument, never hashed), their content hash is an input (``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from pipeline import eeg, faces, ingest, segment
 from pipeline.deap import find_layout
+from pipeline.errors import ParameterError
 from pipeline.face_model import resolve_face_model
 from store_schema.fingerprint import file_fingerprint
 from store_schema.layout import Stage
@@ -32,6 +34,19 @@ def _ingest_inputs(params: ingest.IngestParams, context: StageContext, read: Rea
     return Prepared(params=params, inputs=ingest.ingest_inputs(
         deap=context.deap, subject=context.subject, params=params,
         content_hash=context.content_hash))
+
+
+def _eeg_inputs(params: eeg.FilterIcaParams, context: StageContext, read: Reader) -> Prepared:
+    """With ICLabel, the raw BDF at 256 Hz (read by the stage when it computes); refused on the
+    128 Hz ``.dat``."""
+    if params.ica_labeler != "iclabel":
+        return Prepared(params=params)
+    if read(Read(Stage.ingest, param="source")) != "original" or context.deap is None:
+        raise ParameterError(eeg.ICLABEL_NEEDS_RAW)
+    from pipeline.eeg_iclabel import ICLABEL_SFREQ
+
+    return Prepared(params=params, kwargs={"high_rate": functools.partial(
+        ingest.high_rate_trials, deap=context.deap, subject=context.subject, sfreq=ICLABEL_SFREQ)})
 
 
 def _faces_inputs(params: faces.FacesParams, context: StageContext, read: Reader) -> Prepared:
@@ -103,7 +118,8 @@ STAGE_TABLE: dict[Stage, StageRow] = {
         prepare=_ingest_inputs, context=("deap", "subject")),
     Stage.eeg: StageRow(
         stage=Stage.eeg, params=eeg.FilterIcaParams, code_version=eeg.FILTER_ICA_CODE_VERSION,
-        libraries=eeg.LIBRARIES, function=eeg.clean_eeg, context=("progress",),
+        libraries=eeg.libraries, function=eeg.clean_eeg, context=("progress",),
+        prepare=_eeg_inputs,
         reads={"eeg": Read(Stage.ingest, array="eeg"), "eog": Read(Stage.ingest, array="eog"),
                "sfreq": Read(Stage.ingest, extra="sfreq")}),
     Stage.segment: StageRow(

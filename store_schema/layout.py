@@ -18,8 +18,15 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict
 
-SCHEMA_VERSION = 1
-"""Bump when a reader of the old layout would misread the new one."""
+SCHEMA_VERSION = 2
+"""Bump when a reader of the old layout would misread the new one (and say why in
+:data:`SCHEMA_CHANGES`)."""
+
+SCHEMA_CHANGES: dict[int, str] = {
+    2: "the eeg stage keeps its ICA solution (ica_mixing, ica_unmixing, ica_channel_mean, "
+       "ica_flagged, ica_label_probabilities) for the QC report: rebuild eeg and the stages after it",
+}
+"""What each schema version changed, for the message that refuses an older store."""
 
 N_EEG_CHANNELS = 32
 N_EOG_CHANNELS = 2
@@ -39,6 +46,7 @@ FIXED_DIMS: dict[str, int] = {
     "box": 4,
     "token": N_TOKENS,
     "feature": TOKEN_DIM,
+    "iclabel_class": 7,
 }
 
 
@@ -126,6 +134,18 @@ STAGES: dict[Stage, StageSpec] = {
             _a("ica_excluded", "int32", ("excluded",), (None,), "indices of excluded ICA components"),
             _a("ica_scores", "float32", ("eog", "component"), (None, None),
                "correlation score of each component with each EOG reference"),
+            _a("ica_flagged", "bool", ("eog", "component"), (None, None),
+               "find_bads_eog's z-score flagged the component for that reference (it is excluded "
+               "only if its |score| also reaches eog_min_correlation)"),
+            _a("ica_mixing", "float64", ("channel", "component"), (None, None),
+               "sensor-space mixing, µV per unit source: component k adds mixing[:, k] * source k"),
+            _a("ica_unmixing", "float64", ("component", "channel"), (None, None),
+               "sensor-space unmixing: sources = unmixing @ (band-passed eeg - ica_channel_mean)"),
+            _a("ica_channel_mean", "float64", ("channel",), (None,),
+               "per-channel mean of the band-passed EEG removed before unmixing (MNE's pca_mean_), µV"),
+            _a("ica_label_probabilities", "float32", ("component", "iclabel_class"), (None, None),
+               "ICLabel probabilities (brain, muscle, eye, heart, line noise, channel noise, "
+               "other) with eeg.ica_labeler 'iclabel'; NaN with the EOG-correlation labeler"),
         ),
     ),
     Stage.segment: StageSpec(

@@ -34,6 +34,7 @@ from store_schema.fingerprint import digest, stage_fingerprint
 from store_schema.layout import (
     FIXED_DIMS,
     SEGMENT_TABLE_FOR_FACES,
+    SCHEMA_CHANGES,
     SCHEMA_VERSION,
     STAGE_ORDER,
     Stage,
@@ -136,9 +137,12 @@ class FeatureStore:
                 f"{url}: made by a newer schema version ({attrs['schema_version']}) than this "
                 f"milmer-deap reads ({SCHEMA_VERSION}); upgrade milmer-deap")
         elif attrs["schema_version"] < SCHEMA_VERSION:
+            changes = "; ".join(f"version {v}: {SCHEMA_CHANGES[v]}" for v in sorted(SCHEMA_CHANGES)
+                                if attrs["schema_version"] < v)
             raise StoreError(
-                f"{url}: made by an older schema version ({attrs['schema_version']}); rebuild it "
-                "with `milmer preprocess` into a new store")
+                f"{url}: made by an older schema version ({attrs['schema_version']}, this "
+                f"milmer-deap reads {SCHEMA_VERSION}; {changes}); rebuild it with "
+                "`milmer preprocess` into a new store")
         return cls(root, url, durable=durable_by_default() if durable is None else durable)
 
     @property

@@ -41,6 +41,7 @@ from flows.config import PreprocessConfig
 from flows.preprocess import RunSummary, run_chain_inline
 from pipeline import deap_format as fmt
 from store_schema.errors import MilmerError
+from store_schema.layout import SCHEMA_VERSION
 from store_schema.store import FeatureStore
 
 BAD, GOOD = 1, 2
@@ -295,6 +296,13 @@ def newer_schema(ctx: Ctx) -> None:
     meta.write_text(json.dumps(doc))
 
 
+def older_schema(ctx: Ctx) -> None:
+    meta = ctx.store / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["attributes"]["schema_version"] = 1
+    meta.write_text(json.dumps(doc))
+
+
 def store_is_a_file(ctx: Ctx) -> None:
     shutil.rmtree(ctx.store)
     ctx.store.write_text("not a store\n")
@@ -480,8 +488,10 @@ CASES: list[Case] = [
     parameter("window longer than the trial", {"segment": {"window_s": 10.0, "stride_s": 10.0}},
               "every", "window_s", "does not fit in a 4.00 s trial", stage="segment"),
     # -- the store and the DEAP folder as a whole
-    store_case("made by a newer schema version", newer_schema, "newer schema version (2)",
-               "upgrade milmer-deap"),
+    store_case("made by a newer schema version", newer_schema,
+               f"newer schema version ({SCHEMA_VERSION + 1})", "upgrade milmer-deap"),
+    store_case("made by schema version 1 (eeg kept no ICA solution)", older_schema,
+               "older schema version (1", "rebuild eeg", "`milmer preprocess` into a new store"),
     store_case("a file, not a folder", store_is_a_file, "is a file, not a feature store folder"),
     store_case("another Zarr, not a feature store", store_is_another_zarr,
                "not a milmer feature store"),

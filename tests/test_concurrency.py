@@ -61,9 +61,16 @@ def ingest_arrays(seed: int = 0) -> dict[str, np.ndarray]:
             "presentation_trial": np.array([2, 1], dtype="i4")}
 
 
+def ica_solution(n_components: int) -> dict[str, np.ndarray]:
+    return {"ica_flagged": np.zeros((2, n_components), bool),
+            "ica_mixing": np.zeros((32, n_components)), "ica_unmixing": np.zeros((n_components, 32)),
+            "ica_channel_mean": np.zeros(32),
+            "ica_label_probabilities": np.full((n_components, 7), np.nan, "f4")}
+
+
 def eeg_arrays() -> dict[str, np.ndarray]:
     return {"eeg": np.ones((2, 32, 256), "f4"), "ica_excluded": np.array([0], "i4"),
-            "ica_scores": np.zeros((2, 5), "f4")}
+            "ica_scores": np.zeros((2, 5), "f4"), **ica_solution(5)}
 
 
 class WaitWatcher(logging.Handler):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import mne
 import numpy as np
@@ -13,10 +14,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipeline import deap_format as fmt
-from pipeline.eeg import FilterIcaParams, IcaResult, filter_and_ica
+from pipeline.eeg import FilterIcaParams, IcaResult, clean_eeg, filter_and_ica, rebuild_ica
 from pipeline.segment import SegmentParams, segment_trials
 from pipeline.errors import ParameterError
 from pipeline.synth import EOG_LEAK, SynthParams, subject_signals
+from store_schema.layout import stage_spec
+from store_schema.store import validate_arrays
 
 SFREQ = float(fmt.SFREQ)
 N_EEG = len(fmt.EEG_CHANNELS)
@@ -240,6 +243,30 @@ def test_recorded_matrices_reproduce_the_cleaning() -> None:
     np.testing.assert_allclose(result.eog_filtered, bandpassed(truth.eog_rows), atol=1e-3)
 
 
+def test_stored_ica_solution_rebuilds_an_mne_ica_that_reproduces_the_cleaning() -> None:
+    truth = planted(2)
+    params = FilterIcaParams()
+    arrays, extra = clean_eeg(eeg=truth.observed, eog=truth.eog_rows, sfreq=SFREQ, params=params)
+    validate_arrays(stage_spec("eeg"), arrays, where="s02/eeg")  # the schema's arrays, as stored
+    ica = rebuild_ica(mixing=arrays["ica_mixing"], unmixing=arrays["ica_unmixing"],
+                      channel_mean=arrays["ica_channel_mean"], sfreq=SFREQ,
+                      excluded=list(arrays["ica_excluded"]))
+    filtered = bandpassed(truth.observed)
+    raw = mne.io.RawArray(filtered.transpose(1, 0, 2).reshape(N_EEG, -1) / 1e6, ica.info)
+    cleaned = ica.apply(raw).get_data() * 1e6
+
+    np.testing.assert_allclose(
+        cleaned, arrays["eeg"].transpose(1, 0, 2).reshape(N_EEG, -1), atol=1e-3)
+    np.testing.assert_allclose(ica.get_components(), arrays["ica_mixing"], atol=1e-9)
+    excluded = set(arrays["ica_excluded"].tolist())
+    assert excluded, "the planted blinks are removed"
+    for k, reason in enumerate(extra["ica_reasons"]):
+        assert reason.startswith("excluded: " if k in excluded else "kept: "), (k, reason)
+        if k in excluded:
+            assert "z-flagged, |r|=" in reason
+    assert arrays["ica_flagged"][:, sorted(excluded)].any(axis=0).all()
+
+
 # --------------------------------------------------------------------------------------------
 # Segmentation arithmetic
 # --------------------------------------------------------------------------------------------
@@ -379,3 +406,97 @@ def test_window_longer_than_the_trial_says_to_lower_it() -> None:
     with pytest.raises(ParameterError, match="lower window_s"):
         segment_trials(eeg=np.zeros((1, 2, 5 * fmt.SFREQ)), sfreq=SFREQ,
                        params=SegmentParams(window_s=3.0))
+
+
+# --------------------------------------------------------------------------------------------
+# ICLabel on raw BDF (eeg.ica_labeler: iclabel)
+# --------------------------------------------------------------------------------------------
+
+ICLABEL_EEG = {"ica_labeler": "iclabel", "ica_n_components": 15, "iclabel_threshold": 0.6}
+"""15 components keep extended infomax at seconds on the small BDF subject; 0.6 because the
+synthetic eye components are less eye-like to ICLabel than real ones (0.79 for the vEOG one)."""
+
+
+@pytest.fixture(scope="module")
+def iclabel_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    from flows.config import PreprocessConfig
+    from flows.preprocess import run_chain_inline
+    from pipeline.synth import write_synthetic_deap
+
+    root = tmp_path_factory.mktemp("iclabel")
+    deap = root / "DEAP"
+    write_synthetic_deap(out=deap, params=SynthParams(subjects=1, trials=3, seconds=6, seed=0,
+                                                       videos=False, bdf=True))
+    url = str(root / "store.zarr")
+    summary = run_chain_inline(PreprocessConfig(
+        deap=deap, store=url, stages=["ingest", "eeg"], ingest={"source": "original"},
+        eeg=ICLABEL_EEG))
+    assert summary.ok, summary.markdown()
+    return deap, url
+
+
+def test_iclabel_on_raw_bdf_records_probabilities_and_excludes_by_them(
+    iclabel_store: tuple[Path, str],
+) -> None:
+    from pipeline.eeg import ICLABEL_CLASSES
+    from store_schema.store import FeatureStore
+
+    store = FeatureStore.open(iclabel_store[1], mode="r")
+    record = store.record(1, "eeg")
+    probabilities = store.read(1, "eeg", "ica_label_probabilities")
+    scores = store.read(1, "eeg", "ica_scores")
+    excluded = store.read(1, "eeg", "ica_excluded").tolist()
+    assert probabilities.shape == (record.extra["n_components"], len(ICLABEL_CLASSES))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+    artifact = probabilities[:, [ICLABEL_CLASSES.index("eye blink"),
+                                 ICLABEL_CLASSES.index("muscle artifact")]].max(axis=1)
+    assert excluded == np.flatnonzero(artifact >= ICLABEL_EEG["iclabel_threshold"]).tolist()
+    assert excluded, "the vEOG component is excluded"
+    # cross-check: ICLabel's most eye-like component is the one that follows vEOG
+    eye = int(probabilities[:, ICLABEL_CLASSES.index("eye blink")].argmax())
+    assert eye == int(np.abs(scores[fmt.EOG_CHANNELS.index("vEOG")]).argmax())
+    assert eye in excluded
+    assert record.extra["ica_labeler"] == "iclabel"
+    assert all(reason.split(": ", 1)[1].startswith("ICLabel ") for reason in record.extra["ica_reasons"])
+    assert "mne-icalabel" in record.libraries
+    # the exclusion is applied to the stage's own 1-50 Hz, 128 Hz data through the stored matrices
+    ingest = store.read(1, "ingest", "eeg")
+    band = bandpassed(ingest).transpose(1, 0, 2).reshape(N_EEG, -1)
+    mixing, unmixing = store.read(1, "eeg", "ica_mixing"), store.read(1, "eeg", "ica_unmixing")
+    mean = store.read(1, "eeg", "ica_channel_mean")
+    rebuilt = band - mixing[:, excluded] @ (unmixing[excluded] @ (band - mean[:, None]))
+    stored = store.read(1, "eeg", "eeg").transpose(1, 0, 2).reshape(N_EEG, -1)
+    np.testing.assert_allclose(stored, rebuilt, atol=1e-2)
+
+
+def test_iclabel_on_the_128_hz_dat_is_refused_with_one_line(small_deap_master: Path,
+                                                              tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"eeg": {"ica_labeler": "iclabel"}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "flows", "preprocess", "--deap", str(small_deap_master),
+         "--store", str(tmp_path / "store.zarr"), "--stages", "ingest,eeg",
+         "--config", str(config)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "eeg.ica_labeler 'iclabel' needs ingest source 'original'" in lines[0]
+    assert "4-45 Hz band-pass" in lines[0]
+    assert not (tmp_path / "store.zarr").exists()
+
+
+def test_qc_report_shows_iclabel_probabilities_per_component(
+    iclabel_store: tuple[Path, str], tmp_path: Path,
+) -> None:
+    from flows.qc import write_qc_reports
+
+    page, index = write_qc_reports(iclabel_store[1], tmp_path)
+    text = page.read_text()
+    assert "<th>ICLabel eye blink</th>" in text and "<th>ICLabel muscle artifact</th>" in text
+    assert "eye-blink or muscle probability from ICLabel reaches 0.6" in text
+    assert "The faces stage is not committed" in text  # ingest + eeg only: said, not a crash
+    assert index.name == "index.html"

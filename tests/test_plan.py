@@ -81,10 +81,12 @@ def test_plan_names_an_upstream_recomputed_by_another_run(built: tuple[Path, Pat
 def test_plan_names_a_bumped_code_version(built: tuple[Path, Path],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     deap, store = built
-    bumped = dataclasses.replace(stage_table.STAGE_TABLE[Stage.eeg], code_version="2")
+    current = stage_table.STAGE_TABLE[Stage.eeg].code_version_now()
+    later = str(int(current) + 1)
+    bumped = dataclasses.replace(stage_table.STAGE_TABLE[Stage.eeg], code_version=later)
     monkeypatch.setitem(stage_table.STAGE_TABLE, Stage.eeg, bumped)
     found = reasons(deap, store)
-    assert found["eeg"] == ("would compute", "code version bumped from 1 to 2")
+    assert found["eeg"] == ("would compute", f"code version bumped from {current} to {later}")
 
 
 def test_plan_says_forced(built: tuple[Path, Path]) -> None:

@@ -30,9 +30,16 @@ def ingest_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
+def ica_solution(n_components: int) -> dict[str, np.ndarray]:
+    return {"ica_flagged": np.zeros((2, n_components), bool),
+            "ica_mixing": np.zeros((32, n_components)), "ica_unmixing": np.zeros((n_components, 32)),
+            "ica_channel_mean": np.zeros(32),
+            "ica_label_probabilities": np.full((n_components, 7), np.nan, "f4")}
+
+
 def eeg_arrays() -> dict[str, np.ndarray]:
     return {"eeg": np.ones((T, 32, N), "f4"), "ica_excluded": np.array([0, 3], "i4"),
-            "ica_scores": np.zeros((2, 20), "f4")}
+            "ica_scores": np.zeros((2, 20), "f4"), **ica_solution(20)}
 
 
 def write(store: FeatureStore, stage: str, arrays, *, subject: int = 1, inputs=None, params=None):
@@ -93,6 +100,17 @@ def test_store_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
     zarr.open_group(url, mode="w").attrs.update({"schema_version": SCHEMA_VERSION + 1})
     with pytest.raises(StoreError, match="newer schema version"):
         FeatureStore.open(url)
+
+
+def test_store_from_schema_version_1_says_to_rebuild_eeg(tmp_path: Path) -> None:
+    url = str(tmp_path / "old.zarr")
+    store = FeatureStore.open(url)
+    write(store, "ingest", ingest_arrays(0))
+    zarr.open_group(url, mode="a").attrs.update({"schema_version": 1})
+    for mode in ("r", "a"):
+        with pytest.raises(StoreError, match=r"older schema version \(1, .*version 2: the eeg "
+                           r"stage keeps its ICA solution.*rebuild eeg"):
+            FeatureStore.open(url, mode=mode)
 
 
 def test_a_folder_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
