@@ -144,7 +144,11 @@ def write_planted_store(
         eeg = store.write_stage(
             subject=subject, stage=Stage.eeg,
             arrays={"eeg": continuous, "ica_excluded": np.zeros(0, np.int32),
-                    "ica_scores": np.zeros((2, N_EEG_CHANNELS), np.float32)},
+                    "ica_scores": np.zeros((2, N_EEG_CHANNELS), np.float32),
+                    "ica_flagged": np.zeros((2, N_EEG_CHANNELS), bool),
+                    "ica_mixing": np.eye(N_EEG_CHANNELS), "ica_unmixing": np.eye(N_EEG_CHANNELS),
+                    "ica_channel_mean": np.zeros(N_EEG_CHANNELS),
+                    "ica_label_probabilities": np.full((N_EEG_CHANNELS, 7), np.nan, np.float32)},
             params={"synthetic": "identity"}, inputs={"ingest": ingest.fingerprint}, **common)
         store.write_stage(
             subject=subject, stage=Stage.segment,
