@@ -65,6 +65,22 @@ def test_manifest_names_the_generator_version_of_the_difficulty(tmp_path: Path) 
         assert manifest["params"]["difficulty"] == difficulty
 
 
+def test_v2_writes_the_per_frame_face_truth_beside_the_videos(tmp_path: Path) -> None:
+    params = synth.SynthParams(subjects=1, trials=2, seconds=3, fps=5, difficulty="easy")
+    report = synth.write_synthetic_deap(out=tmp_path, params=params)
+    manifest = json.loads((tmp_path / synth.MANIFEST_NAME).read_text())
+    folder = tmp_path / manifest["face_truth_dir"] / "s01"
+    assert sorted(p.name for p in folder.iterdir()) == ["s01_trial01.json", "s01_trial02.json"]
+    assert Path(manifest["face_truth_dir"]) / "s01" / "s01_trial01.json" in report.files
+    content = json.loads((folder / "s01_trial01.json").read_text())
+    experiment = synth.subject_signals(subject=1, params=params).experiment_order[0]
+    truth = synth.face_truth(subject=1, experiment_id=int(experiment), params=params)
+    assert content["experiment_id"] == experiment and len(content["times_s"]) == truth.n_frames
+    np.testing.assert_allclose(content["expression_mouth_brow"], truth.expression, atol=1e-4)
+    np.testing.assert_allclose(content["face_boxes_xywh"], truth.boxes, atol=0.01)
+    assert content["expressive"] == list(np.abs(truth.expression).max(axis=1) > EXPRESSIVE)
+
+
 def test_v2_expression_moves_only_pixels_inside_the_face_box() -> None:
     truth = synth.face_truth(subject=1, experiment_id=2, params=V2)
     frames = np.flatnonzero((np.abs(truth.expression).max(axis=1) > 0.5) & ~truth.occluded)

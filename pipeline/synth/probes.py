@@ -5,8 +5,9 @@ stratified cross-validation in which whole trials are held out (the ``trial`` pr
 trial is seen in training), for high/low valence and high/low arousal (threshold 5, >= is high):
 
 - ``eeg``: log band power (4-8, 8-13, 13-30, 30-45 Hz; Welch, 1 s segments) of every EEG channel
-  of every 3 s window of playback, z-scored per subject, 5-fold over trials; ``eeg_loso`` the same
-  with one subject held out per fold (how much is subject-specific).
+  of every 3 s window of playback, z-scored per subject, 5-fold over trials, one model for all
+  subjects; ``eeg_within`` one model per subject (mean over subjects: what a subject-dependent
+  model can reach); ``eeg_loso`` one subject held out per fold (what carries across subjects).
 - ``colour``: whole-frame mean B, G, R and grey-level standard deviation of every video, averaged
   over every 3rd playback frame (no detection, no crop), z-scored per subject, 8-fold over videos
   (10 repeats). On v2 this must be at
@@ -142,7 +143,8 @@ def probe_accuracies(
     params: SynthParams, *, probes: tuple[str, ...] = PROBES
 ) -> dict[str, dict[str, float]]:
     """``{probe: {target: accuracy, target + "_majority": majority rate}}`` for ``params``
-    (``expression`` only for v2, whose face cue it is; ``eeg`` adds ``eeg_loso``)."""
+    (``expression`` only for v2, whose face cue it is; ``eeg`` adds ``eeg_within`` and
+    ``eeg_loso``)."""
     out: dict[str, dict[str, float]] = {}
 
     def record(name: str, target: str, accuracy: float, labels: np.ndarray) -> None:
@@ -157,6 +159,9 @@ def probe_accuracies(
         for k, target in enumerate(TARGETS):
             labels = (y[:, k] >= 5).astype(int)
             record("eeg", target, _score(x, labels, trials, folds=5), labels)
+            within = [_score(x[subjects == s], labels[subjects == s], trials[subjects == s],
+                             folds=5) for s in np.unique(subjects)]
+            record("eeg_within", target, float(np.mean(within)), labels)
             if params.subjects > 1:
                 record("eeg_loso", target, _score(x, labels, subjects, folds=params.subjects),
                        labels)

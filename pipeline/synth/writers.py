@@ -18,7 +18,15 @@ import cv2
 import numpy as np
 
 from pipeline import deap_format as df
-from pipeline.synth.face_video import FRAME_H, FRAME_W, _background, _render, face_truth
+from pipeline.synth.expression import EXPRESSIVE
+from pipeline.synth.face_video import (
+    FRAME_H,
+    FRAME_W,
+    FaceTruth,
+    _background,
+    _render,
+    face_truth,
+)
 from pipeline.synth.params import (
     _STREAM_BDF,
     MANIFEST_NAME,
@@ -239,8 +247,30 @@ def _write_subject_videos(
         path = out / df.VIDEO_DIR / tag / name
         _write_video(path, _render(truth, background), truth.n_frames, params)
         written.append(path)
+        if params.level is not None:
+            written.append(_write_face_truth(out / FACE_TRUTH_DIR / tag / f"{path.stem}.json",
+                                             truth))
         say(f"{tag}: wrote {name} ({trial}/{params.trials}, {truth.n_frames} frames)")
     return written
+
+
+FACE_TRUTH_DIR = "synth_face_truth"
+"""v2: per video ``sNN/sNN_trialTT.json``, the per-frame truth that scores MIL frame selection."""
+
+
+def _write_face_truth(path: Path, truth: FaceTruth) -> Path:
+    """Frame times, face boxes, occlusion and planted expression of one video, as JSON (the
+    frame index is the list index)."""
+    content = {
+        "subject": truth.subject, "experiment_id": truth.experiment_id, "fps": truth.fps,
+        "times_s": np.round(truth.times, 4).tolist(),
+        "face_boxes_xywh": np.round(truth.boxes, 2).tolist(),
+        "occluded": truth.occluded.tolist(),
+        "expression_mouth_brow": np.round(truth.expression, 4).tolist(),
+        "expressive": (np.abs(truth.expression).max(axis=1) > EXPRESSIVE).tolist(),
+    }
+    _write_text(path, json.dumps(content) + "\n")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,4 +420,5 @@ def _manifest(params: SynthParams) -> dict[str, object]:
         "generator": "pipeline.synth",
         "generator_version": params.generator_version,
         "params": params.model_dump(mode="json"),
+        **({"face_truth_dir": FACE_TRUTH_DIR} if params.level is not None and params.videos else {}),
     }
