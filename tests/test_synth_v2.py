@@ -124,11 +124,21 @@ def test_v1_colour_shortcut_is_gone_in_v2_and_the_ceilings_are_as_documented() -
     from pipeline.synth.probes import probe_accuracies
 
     params = synth.SynthParams(subjects=4, trials=24, seconds=6, fps=5, difficulty="paper")
-    v2 = probe_accuracies(params)
+    v2 = probe_accuracies(params, probes=("colour", "expression"))
     for target in ("valence", "arousal"):
         assert abs(v2["colour"][target] - v2["colour"][f"{target}_majority"]) <= 0.1
-    assert 0.6 <= v2["expression"]["valence"] <= 0.9
-    assert 0.55 <= v2["eeg"]["valence"] <= 0.85
+        assert 0.6 <= v2["expression"][target] <= 0.9  # measured 0.69-0.79 (seeds 0-2)
     v1 = probe_accuracies(params.model_copy(update={"difficulty": None, "subjects": 2}),
                           probes=("colour",))
     assert v1["colour"]["valence"] >= 0.85 and v1["colour"]["arousal"] >= 0.8
+
+
+def test_v2_eeg_is_learnable_within_a_subject_and_clearly_harder_across_subjects() -> None:
+    from pipeline.synth.probes import probe_accuracies
+
+    params = synth.SynthParams(subjects=4, trials=40, seconds=15, videos=False,
+                               difficulty="paper")
+    eeg = probe_accuracies(params, probes=("eeg",))
+    for target in ("valence", "arousal"):  # measured within 0.63 / 0.62, loso 0.50 / 0.52
+        assert eeg["eeg_within"][target] >= 0.6
+        assert eeg["eeg_loso"][target] <= eeg["eeg_within"][target] - 0.05

@@ -9,10 +9,11 @@ EEG
       alpha, frontal alpha, beta) is multiplied per trial by ``exp(nuisance_sigma * N(0, 1))``, and
       each frontal alpha source by a further ``exp(asymmetry_noise * N(0, 1))``.
     - Subject-specific effect sizes: the arousal slopes and the asymmetry slope of v1, times
-      ``effect_scale`` and a per-subject ``U(0.5, 1.5)``; for a ``reversed_fraction`` of subjects
-      (drawn per subject) the frontal asymmetry has the opposite sign. Within a subject the cue is
-      learnable; across subjects it is weaker, and a leave-one-subject-out model meets subjects
-      whose asymmetry runs the other way.
+      ``effect_scale`` and a per-subject ``U(0.5, 1.5)``. With ``k = round(1 / reversed_fraction)``,
+      every k-th subject (``(subject + seed) % k == 0``) has its frontal asymmetry reversed and
+      another every k-th (``== k // 2``) its arousal slopes (alpha up, beta down with arousal), so
+      any k consecutive subjects hold both. Within a subject the cue is learnable; a model for all
+      subjects, or one meeting a new subject, faces subjects whose effects run the other way.
     - ``sNN.dat`` rows 0..31 are common-average referenced, as DEAP's are; ``data_original/sNN.bdf``
       holds the same recording before that reference (and before resampling).
 Face

@@ -1,7 +1,8 @@
 """What to generate, the seeded random streams, and each subject's ratings and schedule.
 
 Notation (all of ``pipeline.synth``): ``V``, ``A`` = the trial's valence and arousal ratings;
-``S`` = ``params.seconds``; trial time ``tau`` = seconds since the start of the 3 s baseline (sample ``k`` is at ``tau = k / 128``).
+``S`` = ``params.seconds``; trial time ``tau`` = seconds since the start of the 3 s baseline
+(sample ``k`` is at ``tau = k / 128``).
 
 Ratings and schedule (per subject)
     Quadrants HAHV, HALV, LAHV, LALV cycle over the T trials, then are shuffled. High ratings are

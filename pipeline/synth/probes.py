@@ -1,8 +1,8 @@
 """Simple probes that state what the planted cues allow: ceilings, and the absence of shortcuts.
 
 Each probe is a logistic regression (scikit-learn, standardised features, C = 1) scored by
-stratified cross-validation in which whole trials are held out (the ``trial`` protocol: no window of a test
-trial is seen in training), for high/low valence and high/low arousal (threshold 5, >= is high):
+stratified cross-validation in which whole trials are held out (the ``trial`` protocol: no window
+of a test trial is seen in training), for high/low valence and high/low arousal (threshold 5, >= is high):
 
 - ``eeg``: log band power (4-8, 8-13, 13-30, 30-45 Hz; Welch, 1 s segments) of every EEG channel
   of every 3 s window of playback, z-scored per subject, 5-fold over trials, one model for all

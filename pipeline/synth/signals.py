@@ -265,9 +265,16 @@ def subject_effects(*, subject: int, params: SynthParams) -> SubjectEffects:
         return V1_EFFECTS
     rng = _rng(params.seed, subject, _STREAM_EFFECTS)
     scale = level.effect_scale * rng.uniform(0.5, 1.5, 3)
-    sign = -1.0 if rng.random() < level.reversed_fraction else 1.0
-    return SubjectEffects(ALPHA_AROUSAL_SLOPE * scale[0], BETA_AROUSAL_SLOPE * scale[1],
-                          sign * ASYMMETRY_VALENCE_SLOPE * scale[2])
+    asymmetry = arousal = 1.0
+    if level.reversed_fraction > 0:
+        # Every k-th subject, not a coin per subject: any k consecutive subjects hold a reversed one.
+        k = round(1 / level.reversed_fraction)
+        place = (subject + params.seed) % k
+        asymmetry = -1.0 if place == 0 else 1.0
+        arousal = -1.0 if place == k // 2 else 1.0
+    return SubjectEffects(arousal * ALPHA_AROUSAL_SLOPE * scale[0],
+                          arousal * BETA_AROUSAL_SLOPE * scale[1],
+                          asymmetry * ASYMMETRY_VALENCE_SLOPE * scale[2])
 
 
 def rhythm_gains(
