@@ -3,8 +3,8 @@
 What it does, in the order a user meets it:
 
 * :func:`find_layout` finds the sub-folders (``data_preprocessed_python``,
-  ``data_preprocessed_matlab``, ``metadata_csv``, ``face_video``, ``data_original``) whether the user points at the DEAP root, at its parent, or at
-  one of the sub-folders.
+  ``data_preprocessed_matlab``, ``metadata_csv``, ``face_video``, ``data_original``) whether the
+  user points at the DEAP root, at its parent, or at one of the sub-folders.
 * :func:`preprocessed_file` says which file holds a subject's arrays: its ``sNN.dat``, or, when
   there is none (or when asked), its MATLAB copy ``sNN.mat``; :mod:`pipeline.preprocessed` reads
   and validates either with the same checks.
@@ -194,7 +194,8 @@ class SubjectInfo(BaseModel):
 
     @property
     def usable(self) -> bool:
-        return self.preprocessed_path is not None and not any(p.severity == "error" for p in self.problems)
+        return self.preprocessed_path is not None and not any(
+            p.severity == "error" for p in self.problems)
 
     @computed_field  # type: ignore[prop-decorator] - pydantic's documented idiom
     @property
@@ -379,7 +380,8 @@ def _compare_labels(dat: DatContents, rows: list[TrialRating], warning) -> None:
         csv_values = np.array([row.valence, row.arousal, row.dominance, row.liking])
         if not np.allclose(dat.labels[index], csv_values, atol=0.006):
             warning(dat.path, f"labels of Experiment_id {index + 1} {dat.labels[index].round(2).tolist()} "
-                    f"differ from the ratings CSV {csv_values.tolist()}; the {dat.path.suffix} labels are used")
+                    f"differ from the ratings CSV {csv_values.tolist()}; the {dat.path.suffix} "
+                    "labels are used")
             return
 
 

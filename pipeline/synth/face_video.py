@@ -47,7 +47,7 @@ About 3 ms per frame go to rendering and encoding; the EEG of a full subject tak
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -55,7 +55,15 @@ import cv2
 import numpy as np
 
 from pipeline import deap_format as df
-from pipeline.synth.params import _STREAM_FACE, _STREAM_SCENE, SynthParams, _rng, _subject_design
+from pipeline.synth.expression import expression_timeline, warp_expression
+from pipeline.synth.params import (
+    _STREAM_FACE,
+    _STREAM_LOOK,
+    _STREAM_SCENE,
+    SynthParams,
+    _rng,
+    _subject_design,
+)
 from pipeline.synth.signals import _sinusoid, _unit_std
 
 FRAME_W, FRAME_H = 720, 576
@@ -98,7 +106,12 @@ class FaceTruth:
     tint_bgr: np.ndarray
     """(F, 3) colour multipliers (B, G, R): the valence cue."""
     contrast: np.ndarray
-    """(F,) contrast about grey 128: the arousal cue."""
+    """(F,) contrast about grey 128: the arousal cue (v2: random, label-independent)."""
+    expression: np.ndarray
+    """(F, 2) signed mouth, brow intensities in [-1, 1] (v2's cue; zeros in v1), see
+    ``pipeline.synth.expression``."""
+    expression_px: np.ndarray
+    """(F, 2) the same as displacements of the landmarks, in photograph pixels (+: up)."""
 
     @property
     def n_frames(self) -> int:
@@ -143,10 +156,22 @@ def face_truth(*, subject: int, experiment_id: int, params: SynthParams) -> Face
     occluders = np.where(occluded[:, None], rectangles, 0).astype(np.int64)
 
     valence, arousal = _subject_design(subject, params).ratings[experiment_id - 1, :2]
-    cue = tau >= df.BASELINE_SECONDS
-    warm = TINT_VALENCE_SLOPE * (valence - 5.0)
-    tint = np.where(cue[:, None], [1.0 - warm, 1.0, 1.0 + warm], 1.0)
-    contrast = np.where(cue, 1.0 + CONTRAST_AROUSAL_SLOPE * (arousal - 5.0), 1.0)
+    level = params.level
+    if level is None:
+        cue = tau >= df.BASELINE_SECONDS
+        warm = TINT_VALENCE_SLOPE * (valence - 5.0)
+        tint = np.where(cue[:, None], [1.0 - warm, 1.0, 1.0 + warm], 1.0)
+        contrast = np.where(cue, 1.0 + CONTRAST_AROUSAL_SLOPE * (arousal - 5.0), 1.0)
+        expression = np.zeros((len(tau), 2))
+        expression_px = expression
+    else:
+        tint, contrast, brightness = _random_look(rng=_rng(params.seed, subject, _STREAM_LOOK,
+                                                           experiment_id),
+                                                  tau=tau, brightness=brightness)
+        expression = expression_timeline(level=level, seed=params.seed, subject=subject,
+                                         experiment_id=experiment_id, tau=tau, valence=valence,
+                                         arousal=arousal)
+        expression_px = expression * [level.mouth_px, level.brow_px]
     return FaceTruth(
         subject=subject,
         experiment_id=experiment_id,
@@ -159,7 +184,21 @@ def face_truth(*, subject: int, experiment_id: int, params: SynthParams) -> Face
         brightness=brightness,
         tint_bgr=tint,
         contrast=contrast,
+        expression=expression,
+        expression_px=expression_px,
     )
+
+
+def _random_look(
+    *, rng: np.random.Generator, tau: np.ndarray, brightness: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """v2: colour tint, contrast and lighting level drawn per trial and drifting slowly within it,
+    independent of the ratings (so whole-frame colour statistics cannot predict them)."""
+    tint = (1.0 + 0.05 * rng.standard_normal(3)
+            + 0.02 * np.column_stack([_sinusoid(rng, tau, (8.0, 15.0)) for _ in range(3)]))
+    contrast = 1.0 + 0.12 * rng.standard_normal() + 0.05 * _sinusoid(rng, tau, (8.0, 15.0))
+    level = 1.0 + 0.1 * rng.standard_normal()
+    return tint, np.clip(contrast, 0.6, 1.4), brightness * level
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,12 +259,17 @@ def render_video_frames(
     return _render(truth, _background(params.seed, subject))
 
 
-def _render(truth: FaceTruth, background: np.ndarray) -> Iterator[np.ndarray]:
+def _render(
+    truth: FaceTruth, background: np.ndarray, frames: Iterable[int] | None = None
+) -> Iterator[np.ndarray]:
+    """Frames ``frames`` (default: all, in order) of the video ``truth`` describes."""
     crop, mask = _photo()
-    for i in range(truth.n_frames):
+    for i in range(truth.n_frames) if frames is None else frames:
         frame = background.copy()
         x, y, w, h = (int(v) for v in truth.photo_boxes[i])
-        patch = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+        mouth_px, brow_px = (float(v) for v in truth.expression_px[i])
+        face = warp_expression(crop, mouth_px=mouth_px, brow_px=brow_px)
+        patch = cv2.resize(face, (w, h), interpolation=cv2.INTER_LINEAR)
         alpha = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
         region = frame[y : y + h, x : x + w]
         frame[y : y + h, x : x + w] = cv2.blendLinear(patch, region, alpha, 1.0 - alpha)

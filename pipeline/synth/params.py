@@ -1,7 +1,8 @@
 """What to generate, the seeded random streams, and each subject's ratings and schedule.
 
 Notation (all of ``pipeline.synth``): ``V``, ``A`` = the trial's valence and arousal ratings;
-``S`` = ``params.seconds``; trial time ``tau`` = seconds since the start of the 3 s baseline (sample ``k`` is at ``tau = k / 128``).
+``S`` = ``params.seconds``; trial time ``tau`` = seconds since the start of the 3 s baseline
+(sample ``k`` is at ``tau = k / 128``).
 
 Ratings and schedule (per subject)
     Quadrants HAHV, HALV, LAHV, LALV cycle over the T trials, then are shuffled. High ratings are
@@ -24,8 +25,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline import deap_format as df
+from pipeline.synth.difficulty import LEVELS, Difficulty, Level
 
 GENERATOR_VERSION = "1"
+GENERATOR_V2_VERSION = "2"
+"""``generator_version`` in the manifest of a folder written with a ``difficulty``."""
 SYNTHETIC_NOTE = (
     "This folder holds SYNTHETIC data in DEAP's file formats, written by pipeline.synth; it holds "
     "no recording of any person (the face is the public-domain photograph "
@@ -93,6 +97,9 @@ class SynthParams(BaseModel):
     videos: bool = True
     codec: Literal["MJPG", "mp4v"] = DEFAULT_CODEC
     bdf: bool = Field(False, description="also write data_original/sNN.bdf (512 Hz raw recordings)")
+    difficulty: Difficulty | None = Field(
+        None, description="None: generator v1 (whole-frame colour cue, one effect size for all, "
+        "no CAR); easy|paper|hard: generator v2 (see pipeline.synth.difficulty)")
     format: Literal["dat", "mat"] = Field(
         "dat", description="preprocessed arrays as data_preprocessed_python/sNN.dat (Python 2 "
         "pickle) or as data_preprocessed_matlab/sNN.mat (MATLAB v5), DEAP's two formats")
@@ -125,6 +132,15 @@ class SynthParams(BaseModel):
         return self
 
     @property
+    def level(self) -> Level | None:
+        """The v2 knobs, or ``None`` for generator v1."""
+        return None if self.difficulty is None else LEVELS[self.difficulty]
+
+    @property
+    def generator_version(self) -> str:
+        return GENERATOR_VERSION if self.difficulty is None else GENERATOR_V2_VERSION
+
+    @property
     def n_samples(self) -> int:
         return df.SFREQ * (df.BASELINE_SECONDS + self.seconds)
 
@@ -152,6 +168,7 @@ class SynthReport(BaseModel):
 
 _STREAM_DESIGN, _STREAM_LAYOUT, _STREAM_EEG, _STREAM_EOG, _STREAM_PERIPHERAL = range(5)
 _STREAM_SCENE, _STREAM_FACE, _STREAM_BDF = 5, 6, 7
+_STREAM_EFFECTS, _STREAM_NUISANCE, _STREAM_EXPRESSION, _STREAM_LOOK = 8, 9, 10, 11  # v2 only
 
 
 def _rng(seed: int, subject: int, stream: int, *more: int) -> np.random.Generator:

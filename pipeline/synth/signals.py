@@ -73,8 +73,10 @@ import numpy as np
 from pipeline import deap_format as df
 from pipeline.synth.params import (
     _STREAM_EEG,
+    _STREAM_EFFECTS,
     _STREAM_EOG,
     _STREAM_LAYOUT,
+    _STREAM_NUISANCE,
     _STREAM_PERIPHERAL,
     MAX_SUBJECTS,
     SynthParams,
@@ -242,19 +244,68 @@ def _layout(subject: int, params: SynthParams) -> _Layout:
     )
 
 
-def rhythm_gains(*, valence: float, arousal: float) -> dict[str, float]:
+@dataclass(frozen=True)
+class SubjectEffects:
+    """How strongly one subject's rhythms follow the ratings (slopes per rating point)."""
+
+    alpha_arousal: float
+    beta_arousal: float
+    asymmetry_valence: float
+    """Negative for a subject whose frontal asymmetry runs the other way (v2 only)."""
+
+
+V1_EFFECTS = SubjectEffects(ALPHA_AROUSAL_SLOPE, BETA_AROUSAL_SLOPE, ASYMMETRY_VALENCE_SLOPE)
+
+
+def subject_effects(*, subject: int, params: SynthParams) -> SubjectEffects:
+    """v1: the same slopes for everyone; v2: scaled per subject, some with the asymmetry reversed
+    (see ``pipeline.synth.difficulty``)."""
+    level = params.level
+    if level is None:
+        return V1_EFFECTS
+    rng = _rng(params.seed, subject, _STREAM_EFFECTS)
+    scale = level.effect_scale * rng.uniform(0.5, 1.5, 3)
+    asymmetry = arousal = 1.0
+    if level.reversed_fraction > 0:
+        # Every k-th subject, not a coin per subject: any k consecutive subjects hold a reversed one.
+        k = round(1 / level.reversed_fraction)
+        place = (subject + params.seed) % k
+        asymmetry = -1.0 if place == 0 else 1.0
+        arousal = -1.0 if place == k // 2 else 1.0
+    return SubjectEffects(arousal * ALPHA_AROUSAL_SLOPE * scale[0],
+                          arousal * BETA_AROUSAL_SLOPE * scale[1],
+                          asymmetry * ASYMMETRY_VALENCE_SLOPE * scale[2])
+
+
+def rhythm_gains(
+    *, valence: float, arousal: float, effects: SubjectEffects = V1_EFFECTS
+) -> dict[str, float]:
     """Amplitude gains of the rhythm sources for one trial's ratings (see module docstring)."""
-    alpha = 1.0 + ALPHA_AROUSAL_SLOPE * (arousal - 5.0)
+    alpha = 1.0 + effects.alpha_arousal * (arousal - 5.0)
     return {
         "alpha": alpha,
-        "beta": 1.0 + BETA_AROUSAL_SLOPE * (arousal - 5.0),
-        "frontal_left": alpha * (1.0 - ASYMMETRY_VALENCE_SLOPE * (valence - 5.0)),
-        "frontal_right": alpha * (1.0 + ASYMMETRY_VALENCE_SLOPE * (valence - 5.0)),
+        "beta": 1.0 + effects.beta_arousal * (arousal - 5.0),
+        "frontal_left": alpha * (1.0 - effects.asymmetry_valence * (valence - 5.0)),
+        "frontal_right": alpha * (1.0 + effects.asymmetry_valence * (valence - 5.0)),
     }
 
 
+def _nuisance_gains(subject: int, experiment: int, params: SynthParams) -> np.ndarray | None:
+    """(8,) label-independent trial gains of the v2 source groups: background, posterior alpha
+    L/R, frontal alpha L/R, beta x3 (``None`` in v1: every source at unit power)."""
+    level = params.level
+    if level is None:
+        return None
+    rng = _rng(params.seed, subject, _STREAM_NUISANCE, experiment)
+    background, posterior, frontal, beta = np.exp(level.nuisance_sigma * rng.standard_normal(4))
+    own = np.exp(level.asymmetry_noise * rng.standard_normal(2))
+    return np.array([background, posterior, posterior, frontal * own[0], frontal * own[1],
+                     beta, beta, beta])
+
+
 def _clean_eeg(
-    rng: np.random.Generator, layout: _Layout, valence: float, arousal: float, n: int
+    rng: np.random.Generator, layout: _Layout, valence: float, arousal: float, n: int,
+    effects: SubjectEffects = V1_EFFECTS, nuisance: np.ndarray | None = None,
 ) -> np.ndarray:
     sfreq = float(df.SFREQ)
     f = np.fft.rfftfreq(n, 1 / sfreq)
@@ -267,13 +318,17 @@ def _clean_eeg(
     alpha = _bursty(rng, alpha_spectra, 4, n, 0.5, sfreq)
     beta = _bursty(rng, beta_spectrum, _N_BETA, n, 0.5, sfreq)
 
-    gains = rhythm_gains(valence=valence, arousal=arousal)
+    gains = rhythm_gains(valence=valence, arousal=arousal, effects=effects)
     ramp = _ramp(n, sfreq)
     target_alpha = np.array(
         [gains["alpha"], gains["alpha"], gains["frontal_left"], gains["frontal_right"]]
     )
     alpha *= 1.0 + (target_alpha[:, None] - 1.0) * ramp
     beta *= 1.0 + (gains["beta"] - 1.0) * ramp
+    if nuisance is not None:
+        background *= nuisance[0]
+        alpha *= nuisance[1:5, None]
+        beta *= nuisance[5:, None]
     noise = _SENSOR_NOISE_UV * rng.standard_normal((len(df.EEG_CHANNELS), n))
     return layout.background @ background + layout.alpha @ alpha + layout.beta @ beta + noise
 
@@ -370,7 +425,18 @@ class SubjectSignals:
     eog_mixing: np.ndarray
     """(32, 2), ``EOG_MIXING``."""
     data: np.ndarray
-    """(T, 40, n) float64: what ``sNN.dat`` holds."""
+    """(T, 40, n) float64: what ``sNN.dat`` holds (v2: EEG rows common-average referenced)."""
+    car_removed: np.ndarray | None = None
+    """(T, 1, n) the common average taken out of the EEG rows of ``data`` (v2); ``None`` in v1,
+    whose ``.dat`` is not re-referenced."""
+
+    @property
+    def recording(self) -> np.ndarray:
+        """(T, 40, n) ``data`` before the common average reference: what the BDF holds."""
+        if self.car_removed is None:
+            return self.data
+        eeg = len(df.EEG_CHANNELS)
+        return np.concatenate([self.data[:, :eeg] + self.car_removed, self.data[:, eeg:]], axis=1)
 
     @property
     def experiment_order(self) -> np.ndarray:
@@ -385,6 +451,7 @@ def subject_signals(*, subject: int, params: SynthParams) -> SubjectSignals:
     design = _subject_design(subject, params)
     layout = _layout(subject, params)
     n, t = params.n_samples, params.trials
+    effects = subject_effects(subject=subject, params=params)
     clean = np.empty((t, len(df.EEG_CHANNELS), n))
     eog = np.empty((t, 2, n))
     eog_rows = np.empty((t, 2, n))
@@ -393,7 +460,8 @@ def subject_signals(*, subject: int, params: SynthParams) -> SubjectSignals:
         experiment = e + 1
         valence, arousal = design.ratings[e, :2]
         eeg_rng = _rng(params.seed, subject, _STREAM_EEG, experiment)
-        clean[e] = _clean_eeg(eeg_rng, layout, valence, arousal, n)
+        clean[e] = _clean_eeg(eeg_rng, layout, valence, arousal, n, effects,
+                              _nuisance_gains(subject, experiment, params))
         eog_rng = _rng(params.seed, subject, _STREAM_EOG, experiment)
         eog[e] = _eog(eog_rng, layout, n)
         eog_rows[e] = eog[e] + _EOG_NOISE_UV * eog_rng.standard_normal((2, n))
@@ -401,6 +469,11 @@ def subject_signals(*, subject: int, params: SynthParams) -> SubjectSignals:
         peripheral[e] = _peripheral(peripheral_rng, layout, n)
     mixing = EOG_MIXING.copy()
     data = np.concatenate([clean + mixing @ eog, eog_rows, peripheral], axis=1)
+    car_removed = None
+    if params.level is not None:  # DEAP's .dat is common-average referenced
+        eeg = data[:, : len(df.EEG_CHANNELS)]
+        car_removed = eeg.mean(axis=1, keepdims=True)
+        eeg -= car_removed
     return SubjectSignals(
         subject=subject,
         ratings=design.ratings,
@@ -411,4 +484,5 @@ def subject_signals(*, subject: int, params: SynthParams) -> SubjectSignals:
         eog=eog,
         eog_mixing=mixing,
         data=data,
+        car_removed=car_removed,
     )

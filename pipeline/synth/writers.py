@@ -18,10 +18,17 @@ import cv2
 import numpy as np
 
 from pipeline import deap_format as df
-from pipeline.synth.face_video import FRAME_H, FRAME_W, _background, _render, face_truth
+from pipeline.synth.expression import EXPRESSIVE
+from pipeline.synth.face_video import (
+    FRAME_H,
+    FRAME_W,
+    FaceTruth,
+    _background,
+    _render,
+    face_truth,
+)
 from pipeline.synth.params import (
     _STREAM_BDF,
-    GENERATOR_VERSION,
     MANIFEST_NAME,
     SYNTHETIC_NOTE,
     SynthParams,
@@ -240,8 +247,30 @@ def _write_subject_videos(
         path = out / df.VIDEO_DIR / tag / name
         _write_video(path, _render(truth, background), truth.n_frames, params)
         written.append(path)
+        if params.level is not None:
+            written.append(_write_face_truth(out / FACE_TRUTH_DIR / tag / f"{path.stem}.json",
+                                             truth))
         say(f"{tag}: wrote {name} ({trial}/{params.trials}, {truth.n_frames} frames)")
     return written
+
+
+FACE_TRUTH_DIR = "synth_face_truth"
+"""v2: per video ``sNN/sNN_trialTT.json``, the per-frame truth that scores MIL frame selection."""
+
+
+def _write_face_truth(path: Path, truth: FaceTruth) -> Path:
+    """Frame times, face boxes, occlusion and planted expression of one video, as JSON (the
+    frame index is the list index)."""
+    content = {
+        "subject": truth.subject, "experiment_id": truth.experiment_id, "fps": truth.fps,
+        "times_s": np.round(truth.times, 4).tolist(),
+        "face_boxes_xywh": np.round(truth.boxes, 2).tolist(),
+        "occluded": truth.occluded.tolist(),
+        "expression_mouth_brow": np.round(truth.expression, 4).tolist(),
+        "expressive": (np.abs(truth.expression).max(axis=1) > EXPRESSIVE).tolist(),
+    }
+    _write_text(path, json.dumps(content) + "\n")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +328,8 @@ def bdf_channels(
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Labels, (47, N) analogue data in µV and the (N,) Status codes of one synthetic BDF.
 
-    The .dat rows of each trial (baseline + playback) are placed on the timeline at 128 Hz in
+    The recording of each trial (``signals.recording``: the .dat rows, before the .dat's common
+    average reference in v2; baseline + playback) is placed on the timeline at 128 Hz in
     presentation order, low-level noise fills the gaps, and the whole is upsampled to ``sfreq``
     (``resample_poly``). Every EEG and EXG channel then gets one common reference signal (slow
     drift + 50 Hz line noise) that a common-average or bipolar reference removes: EXG1 - EXG2 =
@@ -314,15 +344,16 @@ def bdf_channels(
     factor = sfreq // df.SFREQ
     timeline = bdf_timeline(subject=subject, params=params)
     rng = _rng(params.seed, subject, _STREAM_BDF, 1)
-    n128, n_rows = timeline.n_samples, signals.data.shape[1]
+    recording = signals.recording  # before the .dat's common average reference (v2)
+    n128, n_rows = timeline.n_samples, recording.shape[1]
     filler = np.zeros((n_rows, n128))
     filler[:32] = _FILLER_EEG_UV * rng.standard_normal((32, n128))
     filler[32:36] = _EOG_NOISE_UV * rng.standard_normal((4, n128))
-    filler[36:] = signals.data[:, 36:].mean(axis=(0, 2))[:, None]
+    filler[36:] = recording[:, 36:].mean(axis=(0, 2))[:, None]
     baseline = df.BASELINE_SAMPLES
     for trial, onset in enumerate(timeline.playback, start=1):
         e = int(np.flatnonzero(signals.presentation_order == trial)[0])
-        filler[:, onset - baseline: onset - baseline + signals.data.shape[2]] = signals.data[e]
+        filler[:, onset - baseline: onset - baseline + recording.shape[2]] = recording[e]
     upsampled = resample_poly(filler, factor, 1, axis=-1)
     n = upsampled.shape[1]
     t = np.arange(n) / sfreq
@@ -387,6 +418,7 @@ def _manifest(params: SynthParams) -> dict[str, object]:
         "synthetic": True,
         "note": SYNTHETIC_NOTE,
         "generator": "pipeline.synth",
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": params.generator_version,
         "params": params.model_dump(mode="json"),
+        **({"face_truth_dir": FACE_TRUTH_DIR} if params.level is not None and params.videos else {}),
     }
