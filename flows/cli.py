@@ -63,6 +63,15 @@ def synth(
     with_bdf: Annotated[
         bool, typer.Option("--with-bdf", help="Also write data_original/sNN.bdf (raw 512 Hz BDF).")
     ] = False,
+    difficulty: Annotated[
+        Optional[str],
+        typer.Option(help="Generator v2 at easy, paper or hard (see the README's probe ceilings); "
+                     "unset: generator v1."),
+    ] = None,
+    data_format: Annotated[
+        str, typer.Option("--format", help="dat (data_preprocessed_python/sNN.dat) or mat "
+                          "(data_preprocessed_matlab/sNN.mat).")
+    ] = "dat",
 ) -> None:
     """Write a synthetic dataset in DEAP's exact layout and file formats, with planted signals."""
     from pydantic import ValidationError
@@ -72,8 +81,8 @@ def synth(
     try:
         params = SynthParams(
             subjects=subjects, trials=trials, seconds=seconds, seed=seed, fps=fps,
-            video_start=video_start, videos=videos, bdf=with_bdf,
-            missing_videos=parse_missing_videos(missing_videos) if missing_videos else (),
+            video_start=video_start, videos=videos, bdf=with_bdf, difficulty=difficulty,
+            format=data_format, missing_videos=parse_missing_videos(missing_videos) if missing_videos else (),
         )
     except (ValidationError, ValueError) as err:
         raise _fail(_one_line(err)) from None
@@ -83,7 +92,8 @@ def synth(
     console.print(
         f"wrote {len(report.files)} files, {report.total_bytes / 2**20:,.1f} MiB, to {out} "
         f"in {time.perf_counter() - started:.1f} s "
-        f"({subjects} subjects x {trials} trials x {seconds} s, seed {seed})"
+        f"({subjects} subjects x {trials} trials x {seconds} s, seed {seed}, "
+        f"{'generator v1' if difficulty is None else f'generator v2, {difficulty}'})"
     )
 
 

@@ -147,3 +147,17 @@ def test_python_m_flows_is_the_cli_and_serving_does_not_import_it() -> None:
     probe = subprocess.run([sys.executable, "-c", "import sys, flows.serve; print('flows.cli' in sys.modules)"],
                            capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip() == "False", probe.stderr
+
+
+def test_synth_writes_generator_v2_as_matlab_files_when_asked(tmp_path: Path) -> None:
+    out = tmp_path / "deap"
+    result = runner.invoke(app, ["synth", str(out), "--subjects", "1", "--trials", "2", "--seconds", "3",
+                                 "--fps", "5", "--difficulty", "paper", "--format", "mat"])
+    assert result.exit_code == 0, result.output
+    assert "generator v2, paper" in result.output
+    assert (out / "data_preprocessed_matlab" / "s01.mat").is_file()
+    assert not (out / "data_preprocessed_python").exists()
+    manifest = json.loads((out / "synth_manifest.json").read_text())
+    assert manifest["params"]["difficulty"] == "paper" and manifest["params"]["format"] == "mat"
+    scan = runner.invoke(app, ["inspect", str(out), "--json"])
+    assert scan.exit_code == 0 and json.loads(scan.output)["subjects"][0]["preprocessed_format"] == "mat"
