@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: the main job end to end on the built-in synthetic DEAP dataset.
+# `make demo`: the main job end to end on the built-in synthetic DEAP dataset, ending with what
+# the heads learned on held-out trials, against chance and against a probe of the same data.
 set -euo pipefail
 demo_dir=$(realpath -m "${1:-demo}")
 milmer=.venv/bin/milmer
@@ -7,40 +8,53 @@ export PREFECT_HOME=${PREFECT_HOME:-$demo_dir/prefect-home}
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 mkdir -p "$demo_dir"
 started=$SECONDS
+deap=$demo_dir/deap store=$demo_dir/store.zarr
+heads=scripts/demo_heads.json  # narrow heads (d_model 128, lr 1e-3): minutes, not hours, on 2 cores
+train_flags=(--labels deap4 --epochs 40 --folds 3 --config "$heads" --no-progress)
 
-echo "== 1/5 writing a synthetic DEAP dataset to $demo_dir/deap (2 subjects x 8 trials x 12 s)"
-rm -rf "$demo_dir/deap" "$demo_dir/store.zarr"
-"$milmer" synth "$demo_dir/deap" --subjects 2 --trials 8 --seconds 12 --seed 0 \
+echo "== 1/7 writing synthetic DEAP (generator v2, 'easy') to $deap: 3 subjects x 12 trials x 15 s"
+echo "   (EEG band power and a facial expression carry the ratings; whole-frame colour does not)"
+rm -rf "$deap" "$store" "$demo_dir/run" "$demo_dir/study" "$demo_dir/reports"
+"$milmer" synth "$deap" --subjects 3 --trials 12 --seconds 15 --fps 10 --seed 0 --difficulty easy \
     --missing-videos s02_trial05
 
 echo
-echo "== 2/5 inspecting it as a user would inspect the real DEAP folder"
-"$milmer" inspect "$demo_dir/deap"
+echo "== 2/7 inspecting it as a user would inspect the real DEAP folder"
+"$milmer" inspect "$deap"
 
 echo
-echo "== 3/5 running the preprocess-deap flow into $demo_dir/store.zarr: ingest, band-pass + ICA,"
-echo "   3 s segments, face crops, and Swin tokens."
-echo "   NOTICE: the demo uses RANDOMLY INITIALISED Swin weights (--weights random; no model hub is"
-echo "   reachable). The store records them as random. Give --weights PATH for real features."
-"$milmer" preprocess --deap "$demo_dir/deap" --store "$demo_dir/store.zarr" --weights random
-echo "-- and once more: every subject-stage is up to date, so nothing is recomputed"
-"$milmer" preprocess --deap "$demo_dir/deap" --store "$demo_dir/store.zarr" --weights random 2>/dev/null \
-    | tail -n 1
+echo "== 3/7 what a run would compute, and why (--plan starts nothing)"
+"$milmer" preprocess --deap "$deap" --store "$store" --weights random --plan | tail -n 1
+echo "   running the preprocess-deap flow: ingest, band-pass + ICA, 3 s segments, face crops, Swin tokens."
+echo "   NOTICE: RANDOMLY INITIALISED Swin weights (--weights random; no model hub is reachable),"
+echo "   recorded as random in the store. Give --weights PATH for real features."
+"$milmer" preprocess --deap "$deap" --store "$store" --weights random
+echo "-- the plan now, and a second run: everything up to date, nothing recomputed, Prefect not started"
+"$milmer" preprocess --deap "$deap" --store "$store" --weights random --plan | tail -n 1
+"$milmer" preprocess --deap "$deap" --store "$store" --weights random 2>/dev/null | tail -n 1
 
 echo
-echo "== 4/5 the store: what it holds, and a full verification"
-"$milmer" store info "$demo_dir/store.zarr"
-"$milmer" store verify "$demo_dir/store.zarr"
-"$milmer" store faces "$demo_dir/store.zarr" --subject 2 --out "$demo_dir/faces_s02.png"
+echo "== 4/7 the store: what it holds, a full verification, and what ICA and the face stage did"
+"$milmer" store info "$store"
+"$milmer" store verify "$store"
+"$milmer" store faces "$store" --subject 2 --out "$demo_dir/faces_s02.png"
+"$milmer" report "$store" --subjects 2 --out "$demo_dir/reports"
 
 echo
-echo "== 5/5 training the Milmer fusion heads from the cached tensors (5 epochs, 2 folds over whole trials)"
-echo "   This demo dataset (16 trials) is far too small to learn from, and its tokens come from random"
-echo "   weights: expect accuracy near chance. It shows the run, its outputs and their paths."
-"$milmer" train --store "$demo_dir/store.zarr" --out "$demo_dir/run" --epochs 5 --folds 2 --no-progress
-echo "   metrics: $demo_dir/run/metrics.json; plots: $demo_dir/run/confusion.png, $demo_dir/run/curves.png"
+echo "== 5/7 training the fusion heads (spectral EEG tokenizer) on cached tensors: DEAP-4, whole"
+echo "   trials held out (3 folds), epoch chosen on validation trials, test fold touched once"
+"$milmer" train --store "$store" --out "$demo_dir/run" "${train_flags[@]}"
 
 echo
-echo "Done in $((SECONDS - started)) s. Synthetic DEAP: $demo_dir/deap (one video, s02_trial05, left out"
-echo "on purpose to show how a missing video is reported). Feature store: $demo_dir/store.zarr."
-echo "Face crops of s02 (its trial 5 has no video): $demo_dir/faces_s02.png."
+echo "== 6/7 a short ablation: the EEG tokenizers (EEG only), same store, folds and epochs"
+"$milmer" ablate tokenizers --store "$store" --out "$demo_dir/study" --labels deap4 --epochs 40 \
+    --folds 3 --config "$heads"
+
+echo
+echo "== 7/7 what was learned"
+.venv/bin/python scripts/demo_summary.py "$store" "$demo_dir/run" "$demo_dir/study" --labels deap4 --folds 3
+echo
+echo "Pictures: $demo_dir/faces_s02.png (face crops; s02 trial 5 has no video, left out on purpose),"
+echo "  $demo_dir/run/confusion.png, $demo_dir/run/curves.png (train and validation), $demo_dir/study/study.png;"
+echo "  QC report: $demo_dir/reports/index.html. Metrics: $demo_dir/run/metrics.json, $demo_dir/study/study.md."
+echo "Done in $((SECONDS - started)) s."
