@@ -127,3 +127,32 @@ def test_a_broken_mat_fails_that_subject_with_the_file_named(
     with pytest.raises(DeapInputError, match="s02.mat") as raised:
         load_subject(root, 2)
     assert message in str(raised.value)
+
+
+def test_a_mat_only_folder_runs_the_eeg_stages_and_a_broken_mat_fails_only_its_subject(
+    dat_and_mat: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from flows.config import PreprocessConfig
+    from flows.preprocess import run_chain_inline
+    from store_schema.store import FeatureStore
+
+    dat, mat = dat_and_mat
+    stages = ["ingest", "eeg", "segment"]
+    from_mat = run_chain_inline(PreprocessConfig(deap=mat, store=str(tmp_path / "mat.zarr"), stages=stages))
+    from_dat = run_chain_inline(PreprocessConfig(deap=dat, store=str(tmp_path / "dat.zarr"), stages=stages))
+    assert from_mat.ok and from_dat.ok, from_mat.markdown()
+    mat_store, dat_store = FeatureStore.open(str(tmp_path / "mat.zarr")), FeatureStore.open(str(tmp_path / "dat.zarr"))
+    record = mat_store.record(1, "ingest")
+    assert set(record.inputs) == {"mat", "ratings"} and record.extra["preprocessed_format"] == "mat"
+    for subject in (1, 2):
+        np.testing.assert_array_equal(mat_store.read(subject, "segment", "eeg"),
+                                      dat_store.read(subject, "segment", "eeg"))
+
+    broken = tmp_path / "broken"
+    shutil.copytree(mat, broken)
+    mat_path(broken, 2).write_bytes(mat_path(broken, 2).read_bytes()[:200])  # truncated
+    summary = run_chain_inline(PreprocessConfig(deap=broken, store=str(tmp_path / "b.zarr"), stages=stages))
+    status = {(o.subject, o.stage.value): o.status for o in summary.outcomes}
+    assert all(status[(1, s)] == "computed" for s in stages)
+    failure = next(o for o in summary.outcomes if o.subject == 2 and o.stage.value == "ingest")
+    assert failure.status == "failed" and "s02.mat" in failure.error
