@@ -383,16 +383,8 @@ class StoreData:
                 reader, batch_size=None, shuffle=False, num_workers=workers,
                 prefetch_factor=max(1, prefetch), pin_memory=pin_memory,
                 multiprocessing_context="fork")
-            batches = iter(loader)
-            try:
-                for chunk, tokens in zip(chunks, batches, strict=True):
-                    yield make(chunk, tokens)
-            finally:
-                # Stop the workers now, also when the consumer stops early: left to the garbage
-                # collector they are killed mid-exit (exit code 1, an unraisable warning).
-                shutdown = getattr(batches, "_shutdown_workers", None)
-                if shutdown is not None:
-                    shutdown()
+            for chunk, tokens in zip(chunks, loader):
+                yield make(chunk, tokens)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="milmer-read") as pool:
             pending: deque = deque()
