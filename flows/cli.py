@@ -267,7 +267,7 @@ def preprocess(
     unless PREFECT_API_URL points at a server). Prints a subject x stage summary (computed /
     skipped / failed, seconds). Exit 0 only if every requested subject-stage is complete.
     """
-    from flows.preprocess import run_flow
+    from flows.plan import summary_if_up_to_date
     from store_schema.errors import MilmerError
 
     cfg = _config_from_flags(
@@ -281,7 +281,11 @@ def preprocess(
         _print_plan(cfg, as_json=as_json)
         raise typer.Exit(0)
     try:
-        summary = run_flow(cfg)
+        summary = summary_if_up_to_date(cfg) if cfg.report is None else None
+        if summary is None:
+            from flows.preprocess import run_flow  # Prefect: imported only when a run is needed
+
+            summary = run_flow(cfg)
     except MilmerError as err:
         raise _fail(str(err)) from None
     if as_json:

@@ -14,7 +14,6 @@ tests of stage semantics use it, and so can a notebook.
 
 import logging
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -232,18 +231,12 @@ def run_flow(config: PreprocessConfig, *, skip_when_up_to_date: bool = True) -> 
     returns every subject-stage as skipped without starting Prefect's temporary API (~10 s);
     a configured server always records the run.
     """
-    if skip_when_up_to_date and not os.environ.get("PREFECT_API_URL"):
-        from flows.plan import plan_run
+    if skip_when_up_to_date:
+        from flows.plan import summary_if_up_to_date
 
-        started = time.perf_counter()
-        plan = plan_run(config)
-        if plan.up_to_date:
-            seconds = (time.perf_counter() - started) / max(1, len(plan.entries))
-            summary = RunSummary(outcomes=[
-                StageOutcome(subject=e.subject, stage=e.stage, status="skipped",
-                             seconds=seconds, fingerprint=e.fingerprint) for e in plan.entries],
-                note="up to date: nothing to recompute (Prefect not started)")
-            return with_reports(config, summary)
+        skipped = summary_if_up_to_date(config)
+        if skipped is not None:
+            return with_reports(config, skipped)
     state = preprocess_deap(config=config, return_state=True)
     summary = state.result(raise_on_failure=False)
     # A subflow that raised (e.g. a DEAP folder without .dat files) comes back as the parent's
