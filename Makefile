@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pipeline.face_model  # BlazeFace model into ~/.cache/milmer (or $$MILMER_FACE_MODEL)
 	@# tests/test_report.py renders a QC report in headless Chromium (Debian's package)
 	if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
-		apt-get update && apt-get install -y chromium; fi
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; fi
 	touch $(STAMP)
 
 demo: setup
