@@ -281,11 +281,12 @@ def preprocess(
         _print_plan(cfg, as_json=as_json)
         raise typer.Exit(0)
     try:
+        # Checked here, before Prefect is imported; with --report the flow checks (and reports).
         summary = summary_if_up_to_date(cfg) if cfg.report is None else None
         if summary is None:
             from flows.preprocess import run_flow  # Prefect: imported only when a run is needed
 
-            summary = run_flow(cfg)
+            summary = run_flow(cfg, skip_when_up_to_date=cfg.report is not None)
     except MilmerError as err:
         raise _fail(str(err)) from None
     if as_json:

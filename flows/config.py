@@ -99,7 +99,8 @@ class PreprocessConfig(BaseModel):
             return self
         if not Path(self.weights).expanduser().exists():
             raise ValueError(f"weights {self.weights} does not exist")
-        from pipeline.tokens import WeightsError, check_weights  # torch: only for a checkpoint
+        from pipeline.errors import WeightsError
+        from pipeline.swin_weights import check_weights  # torch: only for a checkpoint
 
         try:
             check_weights(self.weights)  # a checkpoint that cannot load fails now, not after hours

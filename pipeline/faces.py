@@ -64,7 +64,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import DeapInputError
 from pipeline.video import TrialVideo, VideoStart, find_trial_videos, read_frames
-from pipeline.video import expected_videos  # noqa: F401 - re-exported for the stage table
 from store_schema.layout import CROP_SIZE, FRAMES_PER_SEGMENT
 
 FACES_CODE_VERSION = "1"

@@ -14,7 +14,6 @@ find them (a keyword argument, never hashed), their content hash is an input (``
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from pipeline import eeg, faces, ingest, segment
 from pipeline.deap import find_layout
 from pipeline.errors import ParameterError
 from pipeline.face_model import resolve_face_model
+from pipeline.video import expected_videos
 from store_schema.fingerprint import file_fingerprint
 from store_schema.layout import Stage
 from store_schema.table import Prepared, Read, Reader, StageContext, StageResult, StageRow
@@ -54,7 +54,7 @@ def _faces_inputs(params: faces.FacesParams, context: StageContext, read: Reader
     content; a missing file counts as ``missing``) and the model's sha256 (not its path)."""
     model_path, sha256 = resolve_face_model(params.model_path)
     video_dir = find_layout(context.deap).video_dir if context.deap is not None else None
-    videos = faces.expected_videos(video_dir, context.subject,
+    videos = expected_videos(video_dir, context.subject,
                                    read(Read(Stage.segment, array="presentation_trial")))
     return Prepared(
         params=params.model_copy(update={"model_path": None}),

@@ -31,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from pipeline.errors import TokensError, WeightsError
 from pipeline.swin_weights import MODEL_NAME, load_backbone, resolve_weights, weights_fingerprint
-from pipeline.swin_weights import check_weights  # noqa: F401 - re-exported for flows.config
 from store_schema.layout import CROP_SIZE, FRAMES_PER_SEGMENT, N_TOKENS, TOKEN_DIM
 
 TOKENS_CODE_VERSION = "1"

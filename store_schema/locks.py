@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from store_schema.errors import StoreError
-from store_schema.layout import STAGE_ORDER, Stage, ancestors, stage_path, subject_key
+from store_schema.layout import STAGE_ORDER, Stage, stage_path, subject_key
 
 try:
     import fcntl

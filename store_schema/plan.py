@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict
 
 from store_schema.errors import MilmerError
 from store_schema.fingerprint import stage_fingerprint
-from store_schema.runner import describe_error, subject_reader, upstream_inputs
+from store_schema.runner import describe_error, name_inputs
 from store_schema.store import FeatureStore, StageRecord
-from store_schema.table import Prepared, StageContext, StageRow
-from store_schema.layout import Stage, stage_spec
+from store_schema.table import StageContext, StageRow
+from store_schema.layout import SEGMENT_TABLE_INPUT, Stage, stage_spec
 
 Action = Literal["up to date", "would compute", "cannot run"]
 
@@ -56,12 +56,9 @@ def plan_stage(
             why += " (skips at run time if the segment table comes out the same)"
         return entry("would compute", why)
     try:
-        inputs = upstream_inputs(store, subject, stage)
-        prepared = (row.prepare(params, context, subject_reader(store, subject)) if row.prepare
-                    else Prepared(params=params))
+        prepared, inputs = name_inputs(store, row, params=params, context=context)
     except (MilmerError, OSError) as err:  # what the run would report as this stage's failure
         return entry("cannot run", describe_error(err))
-    inputs.update(prepared.inputs)
     params_json = prepared.params.model_dump(mode="json")
     code_version = row.code_version_now()
     fingerprint = stage_fingerprint(stage=stage.value, code_version=code_version,
@@ -94,7 +91,7 @@ def change_reason(record: StageRecord, *, code_version: str, params: dict[str, A
 
 
 def _input_change(name: str, before: str | None, now: str | None) -> str:
-    if name in {s.value for s in Stage} or name == "segment_table":
+    if name in {s.value for s in Stage} or name == SEGMENT_TABLE_INPUT:
         return f"upstream '{name}' was recomputed since"
     if before is None:
         return f"new input {name}"

@@ -112,8 +112,7 @@ def run_row(
     subject, stage = context.subject, row.stage
     read = subject_reader(store, subject)
     try:
-        upstream = upstream_inputs(store, subject, stage)
-        prepared = row.prepare(params, context, read) if row.prepare else Prepared(params=params)
+        prepared, inputs = name_inputs(store, row, params=params, context=context)
     except Exception as err:  # noqa: BLE001 - a missing input is this subject's failure only
         if not _is_expected(err):
             log.exception("s%02d %s: naming its inputs failed unexpectedly", subject, stage.value)
@@ -130,8 +129,19 @@ def run_row(
                            warnings=row.warnings(extra) if row.warnings else [])
 
     return run_stage(store, subject=subject, stage=stage, params=prepared.params,
-                     code_version=row.code_version_now(), inputs={**upstream, **prepared.inputs},
+                     code_version=row.code_version_now(), inputs=inputs,
                      compute=compute, libraries=row.libraries_for(prepared.params), force=force)
+
+
+def name_inputs(
+    store: FeatureStore, row: StageRow, *, params: BaseModel, context: StageContext,
+) -> tuple[Prepared, dict[str, str]]:
+    """The row's settings made concrete and every input it records (upstream records, then the
+    row's own ``prepare``), as the runner and the plan both name them. Cheap; may raise."""
+    upstream = upstream_inputs(store, context.subject, row.stage)
+    prepared = (row.prepare(params, context, subject_reader(store, context.subject))
+                if row.prepare else Prepared(params=params))
+    return prepared, {**upstream, **prepared.inputs}
 
 
 def upstream_inputs(store: FeatureStore, subject: int, stage: Stage | str) -> dict[str, str]:

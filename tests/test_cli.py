@@ -95,7 +95,7 @@ def test_flags_and_the_config_file_meet_in_one_validated_config(small_deap: Path
     from flows.summary import RunSummary
 
     seen = []
-    monkeypatch.setattr(flows.preprocess, "run_flow", lambda cfg: seen.append(cfg) or RunSummary(outcomes=[]))
+    monkeypatch.setattr(flows.preprocess, "run_flow", lambda cfg, **_: seen.append(cfg) or RunSummary(outcomes=[]))
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"eeg": {"h_freq": 40.0, "ica_seed": 3}, "workers": 3}))
     result = runner.invoke(app, ["preprocess", "--deap", str(small_deap), "--store", str(tmp_path / "s.zarr"),
