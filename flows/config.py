@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.eeg import ICLABEL_NEEDS_RAW, FilterIcaParams
+from pipeline.eeg_params import ICLABEL_NEEDS_RAW, FilterIcaParams
 from pipeline.errors import DeapInputError
 from pipeline.faces import FacesParams
 from pipeline.ingest import IngestParams, check_deap_folder

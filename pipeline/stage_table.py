@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from pipeline import eeg, faces, ingest, segment
+from pipeline import eeg_params, faces, ingest, segment
 from pipeline.deap import find_layout
 from pipeline.errors import ParameterError
 from pipeline.face_model import resolve_face_model
@@ -36,17 +36,23 @@ def _ingest_inputs(params: ingest.IngestParams, context: StageContext, read: Rea
         content_hash=context.content_hash))
 
 
-def _eeg_inputs(params: eeg.FilterIcaParams, context: StageContext, read: Reader) -> Prepared:
+def _eeg_inputs(params: eeg_params.FilterIcaParams, context: StageContext, read: Reader) -> Prepared:
     """With ICLabel, the raw BDF at 256 Hz (read by the stage when it computes); refused on the
     128 Hz ``.dat``."""
     if params.ica_labeler != "iclabel":
         return Prepared(params=params)
     if read(Read(Stage.ingest, param="source")) != "original" or context.deap is None:
-        raise ParameterError(eeg.ICLABEL_NEEDS_RAW)
+        raise ParameterError(eeg_params.ICLABEL_NEEDS_RAW)
     from pipeline.eeg_iclabel import ICLABEL_SFREQ
 
     return Prepared(params=params, kwargs={"high_rate": functools.partial(
         ingest.high_rate_trials, deap=context.deap, subject=context.subject, sfreq=ICLABEL_SFREQ)})
+
+
+def _clean_eeg(**kwargs: Any) -> StageResult:
+    from pipeline import eeg  # MNE: imported only when the stage computes
+
+    return eeg.clean_eeg(**kwargs)
 
 
 def _faces_inputs(params: faces.FacesParams, context: StageContext, read: Reader) -> Prepared:
@@ -117,8 +123,9 @@ STAGE_TABLE: dict[Stage, StageRow] = {
         libraries=lambda params: params.libraries(), function=ingest.ingest,
         prepare=_ingest_inputs, context=("deap", "subject")),
     Stage.eeg: StageRow(
-        stage=Stage.eeg, params=eeg.FilterIcaParams, code_version=eeg.FILTER_ICA_CODE_VERSION,
-        libraries=eeg.libraries, function=eeg.clean_eeg, context=("progress",),
+        stage=Stage.eeg, params=eeg_params.FilterIcaParams,
+        code_version=eeg_params.FILTER_ICA_CODE_VERSION, libraries=eeg_params.libraries,
+        function=_clean_eeg, context=("progress",),
         prepare=_eeg_inputs,
         reads={"eeg": Read(Stage.ingest, array="eeg"), "eog": Read(Stage.ingest, array="eog"),
                "sfreq": Read(Stage.ingest, extra="sfreq")}),
