@@ -21,7 +21,7 @@ from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
 from pipeline import deap_format as fmt
 from pipeline.deap import load_subject
-from pipeline.eeg import FilterIcaParams
+from pipeline.eeg_params import FilterIcaParams
 from pipeline.synth import SynthParams, write_synthetic_deap
 from store_schema.store import FeatureStore
 

@@ -27,14 +27,11 @@ import numpy as np
 
 from pipeline import deap_format as fmt
 from pipeline.errors import ParameterError
-from pipeline.eeg_params import (  # noqa: F401  (re-exported: the stage's public names)
-    FILTER_ICA_CODE_VERSION,
+from pipeline.eeg_params import (
     ICLABEL_CLASSES,
     ICLABEL_EXCLUDED,
     ICLABEL_NEEDS_RAW,
-    LIBRARIES,
     FilterIcaParams,
-    libraries,
 )
 
 _UV_PER_V = 1e6

@@ -21,15 +21,13 @@ from pipeline.eeg import (
     _MNE_VERBOSE,
     _MONTAGE,
     _UV_PER_V,
-    ICLABEL_CLASSES,
-    ICLABEL_EXCLUDED,
-    FilterIcaParams,
     IcaResult,
     bandpassed_raw,
     continuous_raw,
     eog_flags,
     sensor_space,
 )
+from pipeline.eeg_params import ICLABEL_CLASSES, ICLABEL_EXCLUDED, FilterIcaParams
 from pipeline.errors import ParameterError
 
 ICLABEL_BAND = (1.0, 100.0)

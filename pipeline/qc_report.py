@@ -34,11 +34,10 @@ from pipeline import deap_format as fmt  # noqa: E402
 from pipeline.contact_sheet import contact_sheet  # noqa: E402
 from pipeline.eeg import (  # noqa: E402
     _MONTAGE,
-    ICLABEL_CLASSES,
-    FilterIcaParams,
     bandpassed_raw,
     rebuild_ica,
 )
+from pipeline.eeg_params import ICLABEL_CLASSES, FilterIcaParams  # noqa: E402
 from store_schema.layout import Stage  # noqa: E402
 from store_schema.qc import SubjectQc  # noqa: E402
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipeline import deap_format as fmt
-from pipeline.eeg import FilterIcaParams, IcaResult, clean_eeg, filter_and_ica, rebuild_ica
+from pipeline.eeg import IcaResult, clean_eeg, filter_and_ica, rebuild_ica
+from pipeline.eeg_params import FilterIcaParams
 from pipeline.segment import SegmentParams, segment_trials
 from pipeline.errors import ParameterError
 from pipeline.synth import EOG_LEAK, SynthParams, subject_signals
@@ -438,7 +439,7 @@ def iclabel_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_iclabel_on_raw_bdf_records_probabilities_and_excludes_by_them(
     iclabel_store: tuple[Path, str],
 ) -> None:
-    from pipeline.eeg import ICLABEL_CLASSES
+    from pipeline.eeg_params import ICLABEL_CLASSES
     from store_schema.store import FeatureStore
 
     store = FeatureStore.open(iclabel_store[1], mode="r")

@@ -172,3 +172,15 @@ def test_the_checker_sees_lazy_imports_and_cycles(tmp_path: Path) -> None:
     assert import_cycles(tmp_path, ("low",)) == []  # b's imports of a and c do not run at import
     (tmp_path / "low" / "b.py").write_text("import low.c\n")
     assert import_cycles(tmp_path, ("low",)) == [["low.a", "low.b", "low.c"]]
+
+
+def test_naming_the_stages_does_not_import_mne() -> None:
+    """The plan and an up-to-date `milmer preprocess` only compare fingerprints: importing the
+    stage table must not pay for MNE (~0.35 s), which only the eeg stage's computation needs."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, pipeline.stage_table; print('mne' in sys.modules)"],
+        cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "False"
