@@ -64,7 +64,8 @@ def main() -> None:
     from pipeline.stage_table import STAGE_TABLE
     from pipeline.deap import find_layout
     from pipeline.face_model import resolve_face_model
-    from pipeline.faces import BlazeFace, FacesParams, find_trial_videos, read_frames, sample_frame_indices
+    from pipeline.faces import BlazeFace, find_trial_videos, read_frames, sample_frame_indices
+    from pipeline.faces_params import FacesParams
     from pipeline.synth import SynthParams, write_synthetic_deap
     from store_schema.layout import Stage, stage_path
     from store_schema.runner import run_row

@@ -598,7 +598,9 @@ def train(
 @app.command()
 def ablate(
     study: Annotated[str, typer.Argument(help="paper-table4, paper-table5, paper-table6 or tokenizers.")],
-    store: Annotated[str, typer.Option(help="Feature store folder or fsspec URL.")],
+    store: Annotated[list[str], typer.Option(help=(
+        "Feature store folder or fsspec URL. Repeat to compare token sets (the same data through "
+        "different Swin weights): every row runs once per store."))],
     out: Annotated[Path, typer.Option(help="Study folder: study.md, study.png, study.json, rows/.")],
     config: Annotated[Optional[str], typer.Option(
         help="JSON file of TrainConfig fields shared by every row; flags win.")] = None,
@@ -618,17 +620,19 @@ def ablate(
     from train.study import run_study, study_fields
 
     try:
-        fields = study_fields(config, store=store, labels=labels, protocol=protocol, epochs=epochs,
+        fields = study_fields(config, store=store[0], labels=labels, protocol=protocol, epochs=epochs,
                               folds=folds, device=device, seed=seed,
                               subjects=_parse_ints(subjects, "subjects"))
-        rows = run_study(study, out, fields=fields, console=err_console, progress=bool(progress))
+        rows = run_study(study, out, fields=fields, stores=store, console=err_console,
+                         progress=bool(progress))
     except MilmerError as err:
         raise _fail(str(err)) from None
     for row in rows:
-        console.print(f"{row['label']:<40} accuracy {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}"
-                      f"  macro F1 {row['macro_f1_mean']:.3f} ± {row['macro_f1_std']:.3f}"
+        tokens = f"tokens {row['tokens']}: " if len(store) > 1 else ""
+        console.print(f"{tokens}{row['label']:<40} accuracy {row['accuracy_mean']:.3f} ± "
+                      f"{row['accuracy_std']:.3f}  macro F1 {row['macro_f1_mean']:.3f} ± {row['macro_f1_std']:.3f}"
                       f"  (chance {row['chance']:.3f}, {row['protocol']}"
-                      f"{', LEAKY' if row['leaky'] else ''})", highlight=False)
+                      f"{', LEAKY' if row['leaky'] else ''})", highlight=False, markup=False)
     console.print(f"{out / 'study.md'}\n{out / 'study.png'}", highlight=False)
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipeline.eeg_params import ICLABEL_NEEDS_RAW, FilterIcaParams
 from pipeline.errors import DeapInputError
-from pipeline.faces import FacesParams
+from pipeline.faces_params import FacesParams
 from pipeline.ingest import IngestParams, check_deap_folder
 from pipeline.segment import SegmentParams
 from pipeline.stage_table import STAGE_TABLE, TokensSettings

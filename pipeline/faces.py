@@ -45,7 +45,7 @@ Bad videos
     the reason are listed in ``extra["video_problems"]``. The subject still completes. A video used
     with a caveat (no face in any sampled frame: centre crops; fewer frames per segment than
     sampled: frames repeat) is listed in ``extra["video_warnings"]``. Both reach the run summary as
-    warnings (:func:`problem_lines`).
+    warnings (:func:`pipeline.faces_params.problem_lines`).
 """
 
 from __future__ import annotations
@@ -56,48 +56,19 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import DeapInputError
-from pipeline.video import TrialVideo, VideoStart, find_trial_videos, read_frames
-from store_schema.layout import CROP_SIZE, FRAMES_PER_SEGMENT
-
-FACES_CODE_VERSION = "1"
-"""Bump when the face stage computes something different for the same parameters and inputs."""
-
-LIBRARIES = ("mediapipe", "opencv-contrib-python", "av", "numpy")
-"""Library versions recorded with the stage (not hashed)."""
+from pipeline.face_truth import planted_frames
+from pipeline.faces_params import Extra, FacesParams
+from pipeline.video import TrialVideo, find_trial_videos, read_frames
+from store_schema.layout import FRAMES_PER_SEGMENT
 
 Arrays = dict[str, np.ndarray]
-Extra = dict[str, Any]
 Box = tuple[float, float, float, float]
-
-
-class FacesParams(BaseModel):
-    """Settings of the face stage. The fingerprint hashes these, except ``model_path``: the model
-    enters the fingerprint by its sha256, wherever the file lies."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    frames_per_segment: int = Field(FRAMES_PER_SEGMENT, ge=1,
-                                    description="frames sampled per segment")
-    min_confidence: float = Field(0.7, gt=0.0, le=1.0, description="BlazeFace minimum score")
-    box_margin: float = Field(0.10, ge=0.0, le=1.0,
-                              description="box growth on each side, as a fraction of its size")
-    crop_size: int = Field(CROP_SIZE, ge=8, description="side of the square, center-padded crop")
-    video_start: Literal["auto", "baseline", "playback"] = Field(
-        "auto", description="video starts at the 3 s baseline or at playback; auto: from duration")
-    model_path: Path | None = Field(
-        None, description=("face_detection_short_range.tflite; default $MILMER_FACE_MODEL, then "
-                           "~/.cache/milmer/ (provisioned by `make setup`)"))
-
-    @property
-    def override(self) -> VideoStart | None:
-        return None if self.video_start == "auto" else self.video_start
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,6 +233,7 @@ def empty_face_arrays(n_segments: int, *, frames: int, size: int) -> Arrays:
         "boxes": np.zeros((n_segments, frames, 4), dtype=np.float32),
         "scores": np.zeros((n_segments, frames), dtype=np.float32),
         "has_video": np.zeros(n_segments, dtype=bool),
+        "frame_index": np.full((n_segments, frames), -1, dtype=np.int32),
     }
 
 
@@ -393,11 +365,14 @@ def _one_trial(
     arrays["boxes"][rows] = used[where]
     arrays["scores"][rows] = scores[where]
     arrays["has_video"][rows] = True
+    arrays["frame_index"][rows] = indices
     n_frames = indices.size
     n_detected = int(found[where].sum())
     return {
         "file": video.file,
+        "trial_index": int(video.trial_index),
         "video_start": video.video_start,
+        "offset_s": float(video.offset_s),
         "fps": info.fps,
         "frame_count": info.frame_count,
         "detected_fraction": round(n_detected / n_frames, 4),
@@ -419,20 +394,34 @@ def subject_faces(
     window_s: float,
     params: FacesParams,
     model_path: Path,
+    truth_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Arrays, Extra]:
     """The face stage of one subject from its segment table: probe, align and read its videos.
 
     ``trial_index``, ``presentation_trial`` and ``start_s`` are the segment table's columns;
     ``trial_seconds`` is the trial length after the baseline (decides each video's alignment).
+    ``truth_dir``: a synthetic folder's ``synth_face_truth`` (:mod:`pipeline.face_truth`); its
+    expressive frames among the sampled ones go to ``extra["planted_frames"]``.
     """
     pairs = sorted({(int(t), int(p)) for t, p in zip(np.asarray(trial_index).tolist(),
                                                       np.asarray(presentation_trial).tolist())})
     videos = find_trial_videos(video_dir=video_dir, subject=subject, trials=pairs,
                                trial_seconds=trial_seconds, video_start=params.override)
-    return faces_for_subject(videos=videos, trial_index=trial_index, start_s=start_s,
-                             window_s=window_s, params=params, model_path=model_path,
-                             progress=progress)
+    arrays, extra = faces_for_subject(videos=videos, trial_index=trial_index, start_s=start_s,
+                                      window_s=window_s, params=params, model_path=model_path,
+                                      progress=progress)
+    if truth_dir is not None:
+        used = {int(t["trial_index"]): t["file"] for t in extra["trials"]}
+        files = [used.get(int(t)) if ok else None
+                 for t, ok in zip(np.asarray(trial_index).tolist(), arrays["has_video"])]
+        planted, problem = planted_frames(truth_dir, subject=subject, files=files,
+                                          frame_index=arrays["frame_index"])
+        if planted is not None:
+            extra["planted_frames"] = planted
+        else:
+            extra["planted_frames_missing"] = problem
+    return arrays, extra
 
 
 def frame_rate_check(fps: float, *, window_s: float, n: int) -> tuple[str | None, str | None]:
@@ -450,26 +439,3 @@ def frame_rate_check(fps: float, *, window_s: float, n: int) -> tuple[str | None
         return None, (f"{fps:g} fps gives {per_window:.3g} frames per {window_s:g} s segment, "
                       f"fewer than the {n} sampled: frames repeat")
     return None, None
-
-
-def problem_lines(extra: Extra) -> list[str]:
-    """Unusable videos, then videos used with a caveat (no face found, frames repeated), for a
-    run summary: one line per reason (files named, paths when few)."""
-    return (_grouped(extra.get("video_problems", []), "its segments have no faces",
-                     "their segments have no faces")
-            + _grouped(extra.get("video_warnings", []), "", ""))
-
-
-def _grouped(entries: list[dict[str, str]], one: str, many: str) -> list[str]:
-    by_reason: dict[str, list[dict[str, str]]] = {}
-    for p in entries:
-        by_reason.setdefault(p["reason"], []).append(p)
-    lines = []
-    for reason, group in by_reason.items():
-        if len(group) <= 3:
-            lines += [f"{p['path'] or p['file']}: {reason}" + (f"; {one}" if one else "")
-                      for p in group]
-        else:
-            names = ", ".join(p["file"] for p in group[:3])
-            lines.append(f"{len(group)} videos ({names}, ...): {reason}" + (f"; {many}" if many else ""))
-    return lines

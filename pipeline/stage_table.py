@@ -19,10 +19,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from pipeline import eeg_params, faces, ingest, segment
+from pipeline import eeg_params, faces_params, ingest, segment
 from pipeline.deap import find_layout
 from pipeline.errors import ParameterError
 from pipeline.face_model import resolve_face_model
+from pipeline.face_truth import face_truth_dir
 from pipeline.video import expected_videos
 from store_schema.fingerprint import file_fingerprint
 from store_schema.layout import Stage
@@ -55,7 +56,7 @@ def _clean_eeg(**kwargs: Any) -> StageResult:
     return eeg.clean_eeg(**kwargs)
 
 
-def _faces_inputs(params: faces.FacesParams, context: StageContext, read: Reader) -> Prepared:
+def _faces_inputs(params: faces_params.FacesParams, context: StageContext, read: Reader) -> Prepared:
     """The segment table (an upstream input), every face video of the subject (size+mtime, or
     content; a missing file counts as ``missing``) and the model's sha256 (not its path)."""
     model_path, sha256 = resolve_face_model(params.model_path)
@@ -68,10 +69,13 @@ def _faces_inputs(params: faces.FacesParams, context: StageContext, read: Reader
                 **{f"video:{name}": file_fingerprint(path, content=context.content_hash)
                    if path is not None and path.is_file() else "missing"
                    for name, path in videos.items()}},
-        kwargs={"video_dir": video_dir, "model_path": model_path, "model_sha256": sha256})
+        kwargs={"video_dir": video_dir, "model_path": model_path, "model_sha256": sha256,
+                "truth_dir": face_truth_dir(context.deap)})
 
 
 def _faces(*, model_path: Path, model_sha256: str, **kwargs: Any) -> StageResult:
+    from pipeline import faces  # OpenCV and MediaPipe: imported only when the stage computes
+
     arrays, extra = faces.subject_faces(model_path=model_path, **kwargs)
     extra["model"] = {"path": str(model_path), "sha256": model_sha256}
     return arrays, extra
@@ -137,9 +141,10 @@ STAGE_TABLE: dict[Stage, StageRow] = {
                "presentation_trial": Read(Stage.ingest, array="presentation_trial"),
                "sfreq": Read(Stage.ingest, extra="sfreq")}),
     Stage.faces: StageRow(
-        stage=Stage.faces, params=faces.FacesParams, code_version=faces.FACES_CODE_VERSION,
-        libraries=faces.LIBRARIES, function=_faces, prepare=_faces_inputs,
-        context=("subject", "progress"), warnings=faces.problem_lines,
+        stage=Stage.faces, params=faces_params.FacesParams,
+        code_version=faces_params.FACES_CODE_VERSION, libraries=faces_params.LIBRARIES,
+        function=_faces, prepare=_faces_inputs,
+        context=("subject", "progress"), warnings=faces_params.problem_lines,
         reads={"trial_index": Read(Stage.segment, array="trial_index"),
                "presentation_trial": Read(Stage.segment, array="presentation_trial"),
                "start_s": Read(Stage.segment, array="start_s"),

@@ -179,6 +179,8 @@ STAGES: dict[Stage, StageSpec] = {
                "x, y, w, h in video pixels of the box used"),
             _a("scores", "float32", ("segment", "frame"), (None, None), "detection score (0 if none)"),
             _a("has_video", "bool", ("segment",), (None,), "the segment's video was usable"),
+            _a("frame_index", "int32", ("segment", "frame"), (None, None),
+               "the video frame each crop shows, 0-based (-1 without video)"),
         ),
     ),
     Stage.tokens: StageSpec(

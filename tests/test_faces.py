@@ -21,15 +21,18 @@ from pipeline import face_model
 from pipeline.deap import load_ratings
 from pipeline.errors import FaceModelError
 from pipeline.faces import (
-    FacesParams,
     center_pad,
     crop_region,
     faces_for_subject,
     fallback_box,
     fill_from_nearest,
     sample_frame_indices,
+    subject_faces,
 )
+from pipeline.face_truth import face_truth_dir
+from pipeline.faces_params import FacesParams
 from pipeline.synth import SynthParams, face_truth, write_synthetic_deap
+from pipeline.synth.expression import EXPRESSIVE
 from pipeline.video import TrialVideo, find_trial_videos, probe_video, read_frames
 from store_schema.store import FeatureStore
 from store_schema.verify import verify_store
@@ -113,6 +116,37 @@ def test_the_visible_face_is_found_in_95_percent_of_frames_with_iou_over_half(de
     assert arrays["has_video"].all() and extra["video_problems"] == []
     assert (arrays["scores"][arrays["detected"]] >= 0.7).all()
     assert extra["trials"][0]["video_start"] == "baseline"
+
+
+def test_frame_index_records_the_sampled_frames(detected) -> None:
+    arrays, extra, _, _, sampled = detected
+    np.testing.assert_array_equal(arrays["frame_index"], sampled)
+    assert [t["offset_s"] for t in extra["trials"]] == [3.0] * FACE.trials  # baseline-start videos
+
+
+def test_a_synthetic_folder_s_face_truth_marks_the_planted_frames(tmp_path: Path, model: Path) -> None:
+    """v2 folders keep per-frame truth beside the videos: the stage records which sampled frames
+    are expressive (to score MIL), and a video without its truth file records why there are none."""
+    params = SynthParams(subjects=1, trials=2, seconds=6, fps=10.0, seed=4, difficulty="paper")
+    deap = write(tmp_path / "DEAP", params)
+    videos, trial_index, start_s = segment_table(deap, params)
+    rows = load_ratings(deap / fmt.METADATA_DIR / fmt.RATINGS_FILE).by_subject[1]
+    presentation = np.array([r.trial for r in sorted(rows, key=lambda r: r.experiment_id)])[trial_index]
+    run = dict(video_dir=deap / fmt.VIDEO_DIR, subject=1, trial_index=trial_index,
+               presentation_trial=presentation, start_s=start_s, trial_seconds=float(params.seconds),
+               window_s=3.0, params=FacesParams(), model_path=model)
+    arrays, extra = subject_faces(**run, truth_dir=face_truth_dir(deap))
+    want = []
+    for row, trial in enumerate(trial_index):
+        truth = face_truth(subject=1, experiment_id=int(trial) + 1, params=params)
+        expressive = np.abs(truth.expression).max(axis=1) > EXPRESSIVE
+        want.append([int(k) for k in np.flatnonzero(expressive[arrays["frame_index"][row]])])
+    assert extra["planted_frames"] == want and any(want) and not all(len(w) == 10 for w in want)
+    _, plain = subject_faces(**run)  # real DEAP: no truth folder, nothing recorded
+    assert "planted_frames" not in plain
+    (face_truth_dir(deap) / "s01" / f"{Path(videos[0].file).stem}.json").unlink()
+    _, partial = subject_faces(**run, truth_dir=face_truth_dir(deap))
+    assert "planted_frames" not in partial and videos[0].file in partial["planted_frames_missing"]
 
 
 def test_occluded_frames_are_not_detected_and_borrow_the_nearest_box_in_time(detected) -> None:

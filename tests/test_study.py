@@ -38,7 +38,7 @@ def test_paper_table4_study_runs_resumes_and_writes_its_table(tmp_path: Path, mo
     table = (tmp_path / "study" / "study.md").read_text()
     assert table.count("\n| ") == 2 + len(rows)  # header, rule, one line per row
     first = rows[0]
-    assert (f"| {first['label']} | `balance-none` | trial | {first['accuracy_mean']:.3f} ± "
+    assert (f"| {first['label']} | `balance-none` | random:0 | trial | {first['accuracy_mean']:.3f} ± "
             f"{first['accuracy_std']:.3f} |") in table
     assert (tmp_path / "study" / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the n_queries of each row reached its run
@@ -64,6 +64,25 @@ def test_segment_protocol_rows_are_marked_leaky_and_unknown_studies_refused(tmp_
     assert "segment (leaky)" in (tmp_path / "s" / "study.md").read_text()
     with pytest.raises(TrainError, match="unknown study 'nope'"):
         run_study("nope", tmp_path / "x", fields=fields)
+
+
+def test_a_study_over_two_token_sets_runs_every_row_on_each_and_names_the_weights(
+        tmp_path: Path) -> None:
+    fine_tuned = "sha256:" + "cd" * 32
+    stores = []
+    for name, fp in (("random", "random:0"), ("ft", fine_tuned)):
+        url = str(tmp_path / f"{name}.zarr")
+        write_planted_store(url, subjects=1, trials=6, segments_per_trial=1, weights_fingerprint=fp)
+        stores.append(url)
+    fields = {"epochs": 1, "folds": 2, "lr": 1e-3, "model": SMALL, "device": "cpu"}
+    rows = run_study("paper-table6", tmp_path / "s", fields=fields, stores=stores)
+    presets = [r.preset for r in STUDIES["paper-table6"]]
+    assert [(r["store"], r["preset"]) for r in rows] == [(u, p) for u in stores for p in presets]
+    assert {r["tokens"] for r in rows[:len(presets)]} == {"random:0"}
+    assert {r["tokens"] for r in rows[len(presets):]} == {fine_tuned[:19] + "..."}
+    assert (tmp_path / "s" / "rows" / f"2-{presets[0]}" / "metrics.json").is_file()
+    table = (tmp_path / "s" / "study.md").read_text()
+    assert table.count("| random:0 |") == len(presets) and table.count(f"| {fine_tuned[:19]}... |") == len(presets)
 
 
 def test_milmer_ablate_runs_a_study_from_the_command_line(tmp_path: Path) -> None:

@@ -105,8 +105,10 @@ class StoreData:
     weights_fingerprint: str | None = None
     random_weights: bool | None = None
     planted_frames: np.ndarray | None = None
-    """(N, 10) bool: the frames a synthetic store planted the face cue in (its tokens record's
-    ``planted_frames``), to score MIL's picks; ``None`` for a store without them."""
+    """(N, 10) bool: the frames a synthetic store planted the face cue in, to score MIL's picks
+    (``planted_frames`` of the faces record, which the face stage takes from a synthetic DEAP
+    folder's per-frame truth, or of the tokens record of :mod:`train.synthetic`); ``None`` for a
+    store without them."""
     _eeg: torch.Tensor | None = None
     _tokens: torch.Tensor | None = None
 
@@ -179,8 +181,7 @@ class StoreData:
                 skipped.append(f"s{s:02d}: ratings unusable for labels ({err})")
                 continue
             planted = np.zeros((n, FRAMES_PER_SEGMENT), bool)
-            tokens_record = store.record(s, Stage.tokens) if needs_tokens else None
-            listed = tokens_record.extra.get("planted_frames") if tokens_record is not None else None
+            listed = _planted_frames(store, s) if needs_tokens else None
             if isinstance(listed, list) and len(listed) == n:
                 for row, frames in enumerate(listed):
                     planted[row, frames] = True
@@ -420,6 +421,15 @@ class _TokenBatches(torch.utils.data.Dataset):
         rows = self.chunks[i]
         return torch.from_numpy(self._store.read_rows(Stage.tokens, "tokens", self.subject[rows],
                                                       self.local[rows]))
+
+
+def _planted_frames(store: FeatureStore, subject: int) -> object:
+    """The subject's ``planted_frames`` list (faces record first, then tokens), if any."""
+    for stage in (Stage.faces, Stage.tokens):
+        record = store.record(subject, stage)
+        if record is not None and record.extra.get("planted_frames") is not None:
+            return record.extra["planted_frames"]
+    return None
 
 
 def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tuple[SubjectInfo | None, str]:

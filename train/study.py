@@ -94,37 +94,54 @@ def study_fields(config: str | None = None, **flags: Any) -> dict[str, Any]:
     return _deep_update(load_config_source(config), {k: v for k, v in flags.items() if v is not None})
 
 
-def run_study(name: str, out: Path | str, *, fields: dict[str, Any],
+def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: list[str] | None = None,
               console: Console | None = None, progress: bool = False) -> list[dict[str, Any]]:
     """Run (or resume) study ``name`` with ``fields`` (TrainConfig fields shared by every row:
-    store, protocol, epochs, folds...); write ``study.md``, ``study.png`` and ``study.json``."""
+    store, protocol, epochs, folds...); write ``study.md``, ``study.png`` and ``study.json``.
+
+    ``stores``: several stores (token sets: the same faces through different Swin weights, e.g.
+    random vs fine-tuned) run every row once per store, in ``rows/<k>-<preset>/``; one store (or
+    ``fields["store"]``) keeps ``rows/<preset>/``."""
     if name not in STUDIES:
         raise TrainError(f"unknown study {name!r}; studies: {', '.join(STUDIES)}")
     out = Path(out)
     console = console or Console(stderr=True, soft_wrap=True)
+    stores = list(stores) if stores else [fields.get("store", "")]
     rows = []
-    for row in STUDIES[name]:
-        preset = ABLATIONS[row.preset]
-        data = _deep_update(dict(fields), {"model": preset.model})
-        try:
-            config = TrainConfig.model_validate(data)
-        except ValueError as err:
-            raise TrainError(f"study {name}, row {row.preset}: {str(err).splitlines()[0]}") from None
-        run = out / "rows" / row.preset
-        metrics_path = run / "metrics.json"
-        done = metrics_path.is_file() and _same_run(run, config)
-        if not done:
-            console.print(f"study {name}: {row.preset} ({row.label})", highlight=False)
-            run_training(config, run, resume=(run / "config.json").is_file(), progress=progress,
-                         console=console)
-        metrics = json.loads(metrics_path.read_text())
-        rows.append({"preset": row.preset, "label": row.label, "paper": row.paper,
-                     **_row_figures(run, metrics)})
+    for k, store in enumerate(stores, start=1):
+        for row in STUDIES[name]:
+            preset = ABLATIONS[row.preset]
+            data = _deep_update(dict(fields), {"model": preset.model, "store": store})
+            try:
+                config = TrainConfig.model_validate(data)
+            except ValueError as err:
+                raise TrainError(f"study {name}, row {row.preset}: {str(err).splitlines()[0]}") from None
+            run = out / "rows" / (row.preset if len(stores) == 1 else f"{k}-{row.preset}")
+            metrics_path = run / "metrics.json"
+            done = metrics_path.is_file() and _same_run(run, config)
+            if not done:
+                console.print(f"study {name}: {row.preset} ({row.label})"
+                              + (f", store {k}/{len(stores)} {store}" if len(stores) > 1 else ""),
+                              highlight=False)
+                run_training(config, run, resume=(run / "config.json").is_file(), progress=progress,
+                             console=console)
+            metrics = json.loads(metrics_path.read_text())
+            rows.append({"preset": row.preset, "label": row.label, "paper": row.paper,
+                         "store": store, "tokens": _token_set(metrics), **_row_figures(run, metrics)})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps({"study": name, "rows": rows}, indent=1) + "\n")
-    (out / "study.md").write_text(study_markdown(name, rows, fields))
+    (out / "study.json").write_text(json.dumps({"study": name, "stores": stores, "rows": rows},
+                                               indent=1) + "\n")
+    (out / "study.md").write_text(study_markdown(name, rows, {**fields, "store": ", ".join(stores)}))
     plot_study(out / "study.png", name, rows)
     return rows
+
+
+def _token_set(metrics: dict[str, Any]) -> str:
+    """The row's token weights as a reader says them: ``random:0``, or a fingerprint's start."""
+    fp = metrics.get("weights_fingerprint")
+    if not fp:
+        return "no tokens (EEG only)"
+    return fp if str(fp).startswith("random:") else f"{str(fp)[:19]}..."
 
 
 def _same_run(run: Path, config: TrainConfig) -> bool:
@@ -146,14 +163,15 @@ def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]
         f"{fields.get('epochs', 100)} epochs, {len(rows[0]['accuracy']) if rows else 0} fold(s), "
         f"seed {fields.get('seed', 0)}; mean ± std over folds; epoch chosen on validation.",
         "",
-        "| row | preset | protocol | accuracy | macro F1 | chance | selected epochs | top-K picks on "
-        "planted frames | paper |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| row | preset | token weights | protocol | accuracy | macro F1 | chance | selected epochs "
+        "| top-K picks on planted frames | paper |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         proto = r["protocol"] + (" (leaky)" if r["leaky"] else "")
         lines.append(
-            f"| {r['label']} | `{r['preset']}` | {proto} | {r['accuracy_mean']:.3f} ± "
+            f"| {r['label']} | `{r['preset']}` | {r.get('tokens', '?')} | {proto} | "
+            f"{r['accuracy_mean']:.3f} ± "
             f"{r['accuracy_std']:.3f} | {r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f} | "
             f"{r['chance']:.3f} | {', '.join(map(str, r['selected_epochs'] or []))} | "
             f"{_hits(r['mil_hit_rate'])} | {r['paper'] or 'not recorded (real DEAP, fine-tuned Swin)'} |")
@@ -176,7 +194,9 @@ def plot_study(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
                color=colour, capsize=3, label=key.replace("_", " ") + " (mean ± std over folds)")
     if rows:
         ax.axhline(rows[0]["chance"], color="grey", linestyle=":", label=f"chance {rows[0]['chance']:.2f}")
-    ax.set_xticks(x, [r["preset"] + (" (leaky)" if r["leaky"] else "") for r in rows], rotation=20,
+    several = len({r.get("store") for r in rows}) > 1
+    ax.set_xticks(x, [r["preset"] + (f"\n{r.get('tokens')}" if several else "")
+                      + (" (leaky)" if r["leaky"] else "") for r in rows], rotation=20,
                   ha="right", fontsize=8)
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{name}: protocol {rows[0]['protocol'] if rows else '?'}", fontsize=10)

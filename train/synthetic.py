@@ -169,7 +169,9 @@ def write_planted_store(
             subject=subject, stage=Stage.faces,
             arrays={"crops": np.zeros((n, FRAMES_PER_SEGMENT, 224, 224, 3), np.uint8),
                     "detected": detected, "boxes": np.zeros((n, FRAMES_PER_SEGMENT, 4), np.float32),
-                    "scores": detected.astype(np.float32), "has_video": has_video},
+                    "scores": detected.astype(np.float32), "has_video": has_video,
+                    "frame_index": np.where(has_video[:, None], np.arange(FRAMES_PER_SEGMENT),
+                                            -1).astype(np.int32)},
             params={"synthetic": "zeros"},
             inputs={"segment_table": store.segment_table_fingerprint(subject),
                     "model": "sha256:synthetic"}, **common)

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline import deap_format as df
+from pipeline.face_truth import FACE_TRUTH_DIR
 from pipeline.synth.expression import EXPRESSIVE
 from pipeline.synth.face_video import (
     FRAME_H,
@@ -252,10 +253,6 @@ def _write_subject_videos(
                                              truth))
         say(f"{tag}: wrote {name} ({trial}/{params.trials}, {truth.n_frames} frames)")
     return written
-
-
-FACE_TRUTH_DIR = "synth_face_truth"
-"""v2: per video ``sNN/sNN_trialTT.json``, the per-frame truth that scores MIL frame selection."""
 
 
 def _write_face_truth(path: Path, truth: FaceTruth) -> Path:
