@@ -131,7 +131,9 @@ class TrainConfig(BaseModel):
     prefetch_batches: int = Field(4, ge=1)
     read_workers: int = Field(0, ge=0, description=(
         "processes reading token batches when streaming; 0 (default): one background thread of "
-        "the training process, the faster choice on the 2-core machines measured"))
+        "the training process, the faster choice on the 2-core machines measured. Workers come "
+        "from a fork server: a script calling the trainer with workers needs the usual "
+        "`if __name__ == '__main__':` guard"))
     validation_fraction: float = Field(0.2, ge=0, lt=1, description=(
         "share of each training fold's trials held out for validation (whole trials, per class, "
         "drawn by seed; at least one trial of a class that has two or more); the epoch is chosen "

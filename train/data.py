@@ -31,7 +31,9 @@ and did not beat the thread on a 2-core machine). EEG, labels and masks (1/15 of
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -351,8 +353,8 @@ class StoreData:
         """Batches over ``positions`` (in order, or shuffled by ``seed``); tensors on the CPU.
 
         ``stream=None`` streams tokens exactly when they are not loaded. Streamed tokens are read
-        by ``workers`` processes (``0``: one thread of this process), ``prefetch`` batches each
-        ahead of the model.
+        by ``workers`` processes (``0``: one thread of this process; processes come from a fork
+        server, see :func:`_reader_context`), ``prefetch`` batches each ahead of the model.
         """
         positions = np.asarray(positions, np.int64)
         if shuffle:
@@ -383,9 +385,17 @@ class StoreData:
             loader = torch.utils.data.DataLoader(
                 reader, batch_size=None, shuffle=False, num_workers=workers,
                 prefetch_factor=max(1, prefetch), pin_memory=pin_memory,
-                multiprocessing_context="fork")
-            for chunk, tokens in zip(chunks, loader):
-                yield make(chunk, tokens)
+                multiprocessing_context=_reader_context())
+            # The loader's own iterator is run to its end (which shuts its workers down) and shut
+            # down in ``finally`` when the consumer stops early: a worker left to the garbage
+            # collector can die later, inside another caller's code, as "exited unexpectedly".
+            tokens_of = iter(loader)
+            try:
+                for chunk, tokens in zip(chunks, tokens_of):
+                    yield make(chunk, tokens)
+                next(tokens_of, None)  # past the last batch: the iterator shuts its workers down
+            finally:
+                _shut_down(tokens_of)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="milmer-read") as pool:
             pending: deque = deque()
@@ -403,6 +413,26 @@ class StoreData:
                 submit()
                 tokens = torch.from_numpy(future.result())
                 yield make(chunk, tokens.pin_memory() if pin_memory else tokens)
+
+
+def _reader_context() -> multiprocessing.context.BaseContext:
+    """Where DataLoader workers come from: a fork server that imported this module once, so a
+    worker starts in milliseconds from a clean process. Forking the trainer itself would copy
+    whatever threads and locks it holds (Zarr's event loop, a Prefect or Dask client); forked
+    workers of a long test session exited with code 1 while being shut down."""
+    if sys.platform == "win32":
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def _shut_down(iterator: object) -> None:
+    """Stop a DataLoader iterator's worker processes now (idempotent; DataLoader offers no public
+    close, its ``__del__`` calls the same method)."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 class _TokenBatches(torch.utils.data.Dataset):
