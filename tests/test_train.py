@@ -605,3 +605,21 @@ def test_a_subject_uncommitted_between_listing_and_reading_is_skipped_not_a_cras
     data = StoreData.open(racing, needs_tokens=False)
     assert data.subject_numbers == [1]
     assert any(line.startswith("s02:") and "uncommitted" in line for line in data.skipped), data.skipped
+
+
+def test_cpu_bf16_runs_the_step_in_bfloat16_only_when_asked(store_url: str, tmp_path: Path) -> None:
+    from train.trainer import Trainer
+
+    data = StoreData.open(store_url)
+    layer = torch.nn.Linear(8, 8)
+    for asked, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        trainer = Trainer(small_config(store_url, cpu_bf16=asked), data, torch.device("cpu"), stream=False)
+        with trainer.autocast():
+            assert layer(torch.ones(2, 8)).dtype == dtype
+    metrics = run_training(small_config(store_url, cpu_bf16=True, epochs=2, folds=2,
+                                        model={"kind": "eeg", "eeg_tokenizer": "log_power"}),
+                           tmp_path / "bf16", progress=False)
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["cpu_bf16"] is True
+    history = json.loads((tmp_path / "bf16" / "folds" / "fold0.json").read_text())["history"]
+    assert len(history) == 2 and all(np.isfinite(row["train_loss"]) for row in history)
+    assert 0.0 <= metrics["accuracy"] <= 1.0

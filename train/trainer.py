@@ -47,7 +47,7 @@ from train.data import Batch, Split, StoreData
 from train.models import build_model, count_parameters
 from train.report import classification_metrics, majority_rate, plot_confusion, plot_curves
 
-RESUMABLE_CHANGES = {"epochs", "device", "amp", "in_memory", "memory_fraction", "prefetch_batches",
+RESUMABLE_CHANGES = {"epochs", "device", "amp", "cpu_bf16", "in_memory", "memory_fraction", "prefetch_batches",
                      "read_workers", "checkpoint_every", "run_folds"}
 """Fields a resumed run may change: they alter the length or the speed of a run, not its model,
 data or folds."""
@@ -105,6 +105,9 @@ class Trainer:
         amp = config.amp and device.type == "cuda"
         self.amp_dtype = (torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16)
         self.autocast = (lambda: torch.autocast("cuda", dtype=self.amp_dtype)) if amp else nullcontext
+        if config.cpu_bf16 and device.type == "cpu":
+            self.amp_dtype = torch.bfloat16
+            self.autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp and self.amp_dtype == torch.float16)
         self.loss_fn = nn.CrossEntropyLoss()
 
