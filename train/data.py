@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -386,14 +385,12 @@ class StoreData:
                 reader, batch_size=None, shuffle=False, num_workers=workers,
                 prefetch_factor=max(1, prefetch), pin_memory=pin_memory,
                 multiprocessing_context=_reader_context())
-            # The loader's own iterator is run to its end (which shuts its workers down) and shut
-            # down in ``finally`` when the consumer stops early: a worker left to the garbage
-            # collector can die later, inside another caller's code, as "exited unexpectedly".
+            # Workers are shut down here, at the end or when the consumer stops early: one left
+            # to the garbage collector can die later, inside another caller's code.
             tokens_of = iter(loader)
             try:
                 for chunk, tokens in zip(chunks, tokens_of):
                     yield make(chunk, tokens)
-                next(tokens_of, None)  # past the last batch: the iterator shuts its workers down
             finally:
                 _shut_down(tokens_of)
             return
@@ -420,8 +417,6 @@ def _reader_context() -> multiprocessing.context.BaseContext:
     worker starts in milliseconds from a clean process. Forking the trainer itself would copy
     whatever threads and locks it holds (Zarr's event loop, a Prefect or Dask client); forked
     workers of a long test session exited with code 1 while being shut down."""
-    if sys.platform == "win32":
-        return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return context

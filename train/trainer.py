@@ -102,13 +102,13 @@ class Trainer:
         self.stream = stream
         self.use_eeg = "eeg" in config.model.modalities
         self.use_face = "face" in config.model.modalities
-        amp = config.amp and device.type == "cuda"
-        self.amp_dtype = (torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16)
-        self.autocast = (lambda: torch.autocast("cuda", dtype=self.amp_dtype)) if amp else nullcontext
-        if config.cpu_bf16 and device.type == "cpu":
-            self.amp_dtype = torch.bfloat16
-            self.autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=amp and self.amp_dtype == torch.float16)
+        cuda_amp = config.amp and device.type == "cuda"
+        cpu_bf16 = config.cpu_bf16 and device.type == "cpu"
+        self.amp_dtype = (torch.bfloat16 if cpu_bf16 or (cuda_amp and torch.cuda.is_bf16_supported())
+                          else torch.float16)
+        self.autocast = ((lambda: torch.autocast(device.type, dtype=self.amp_dtype))
+                         if cuda_amp or cpu_bf16 else nullcontext)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp and self.amp_dtype == torch.float16)
         self.loss_fn = nn.CrossEntropyLoss()
 
     def new_model(self, fold: int) -> tuple[nn.Module, torch.optim.Optimizer]:
