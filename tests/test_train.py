@@ -26,7 +26,7 @@ from train.data import StoreData
 from train.models import Milmer, build_model, count_parameters
 from train.synthetic import write_planted_store
 from train.probe import band_power_probe
-from train.trainer import cosine_factor, run_training, select_epoch
+from train.trainer import Trainer, cosine_factor, run_training, select_epoch
 
 SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
          "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
@@ -457,6 +457,29 @@ def test_spectral_standardisation_uses_the_fitted_rows_only(trained, store_url: 
     assert not torch.allclose(saved["eeg_tokenizer.mean"], everything, atol=1e-3)
     de = SpectralTokenizer(bands=DE_BANDS)
     assert de(torch.randn(2, 32, 384)).shape == (2, 32, 768)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_face_standardisation_uses_the_fitted_rows_only(store_url: str, stream: bool) -> None:
+    config = small_config(store_url, folds=2, model={"kind": "face", "face_norm": "standardize"})
+    data = StoreData.open(store_url)
+    if not stream:
+        data.load()
+    split = data.splits("trial", folds=2, seed=0)[0]
+    fit, _ = data.hold_out_validation(split.train, fraction=0.2, seed=0, fold=0)
+    model = build_model(config.model, num_classes=4)
+    Trainer(config, data, torch.device("cpu"), stream=stream).prepare(model, fit)
+    tokens = torch.from_numpy(data.read_tokens(fit)).double()  # (n, 10, 49, 768)
+    torch.testing.assert_close(model.face_mean, tokens.mean(dim=(0, 1)).float(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(model.face_std, tokens.std(dim=(0, 1), unbiased=False).float(),
+                               rtol=1e-3, atol=1e-3)
+    everything = torch.from_numpy(data.read_tokens(np.arange(len(data)))).double().mean(dim=(0, 1))
+    assert not torch.allclose(model.face_mean, everything.float(), atol=1e-3)
+    # what MIL and the projection see: the fit rows' frames have mean 0 and std 1 per channel
+    seen = model.face_input(torch.from_numpy(data.read_tokens(fit))).double()
+    assert seen.mean(dim=(0, 1)).abs().max() < 1e-3
+    assert build_model(ModelConfig(kind="face"), num_classes=4).face_input(
+        torch.ones(1, 10, 49, 768, dtype=torch.float16)).eq(1).all()  # "none": tokens as cached
 
 
 def test_topk_picks_hit_the_planted_expressive_frames_above_the_random_rate(trained) -> None:  # noqa: ANN001

@@ -21,6 +21,7 @@ from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TO
 ModelKind = Literal["fusion", "concat", "deepcca", "eeg", "face"]
 MilMode = Literal["topk", "all", "none", "mean", "amil"]
 EegTokenizerKind = Literal["raw", "log_power", "de"]
+FaceNorm = Literal["none", "standardize"]
 BalanceMode = Literal["cross_attention", "none", "mlp"]
 Protocol = Literal["trial", "segment", "loso"]
 
@@ -54,6 +55,12 @@ class ModelConfig(BaseModel):
         "raw: the paper's LayerNorm(384) -> Linear -> ReLU on samples; log_power: log power in "
         "2 Hz bins 1-45 Hz; de: differential entropy (log band power) in δ θ α β γ; spectral "
         "ones are Hann-windowed, standardised with training-fold statistics, then Linear"))
+    face_norm: FaceNorm = Field("none", description=(
+        "none: the cached tokens as Swin gave them (the paper); standardize: per token position "
+        "and channel, minus the mean and over the std of the training fold's frames (kept as "
+        "buffers in checkpoints), before MIL and the projection. Frozen (random or ImageNet) "
+        "tokens are dominated by what every face shares; the expression is a small deviation "
+        "from it"))
     mil: MilMode = Field("topk", description=(
         "topk: attention top-K frames weighted by their scores; all: every frame's tokens, no "
         "selection (Table 6's multiple picture); none: first frame; mean: mean of all frames; "

@@ -130,7 +130,7 @@ class Milmer(nn.Module):
         self, *, num_classes: int = 4, kind: str = "fusion", d_model: int = 768,
         token_dim: int = 768, n_frames: int = 10, n_face_tokens: int = 49, eeg_channels: int = 32,
         eeg_samples: int = 384, eeg_sfreq: float = 128.0, eeg_tokenizer: str = "raw",
-        mil: str = "topk", top_k: int = 3, mil_hidden: int = 128,
+        face_norm: str = "none", mil: str = "topk", top_k: int = 3, mil_hidden: int = 128,
         mask_undetected: bool = False, balance: str = "cross_attention", n_queries: int = 64,
         balance_heads: int = 12, mlp_hidden: int = 3072, fusion_layers: int = 2,
         fusion_heads: int = 12, fusion_ff: int = 2048, dropout: float = 0.2,
@@ -156,6 +156,10 @@ class Milmer(nn.Module):
             self.eeg_tokenizer = make_eeg_tokenizer(
                 c.eeg_tokenizer, eeg_samples=c.eeg_samples, eeg_channels=c.eeg_channels,
                 sfreq=c.eeg_sfreq, d_model=c.d_model)
+        self.face_norm = c.face_norm if self.use_face else "none"
+        if self.face_norm == "standardize":
+            self.register_buffer("face_mean", torch.zeros(c.n_face_tokens, c.token_dim))
+            self.register_buffer("face_std", torch.ones(c.n_face_tokens, c.token_dim))
         if c.kind == "deepcca":
             self.cca = DeepCcaHead(eeg_dim=c.d_model, face_dim=c.token_dim, hidden=c.cca_hidden,
                                    dim=c.cca_dim, num_classes=num_classes, reg=c.cca_reg,
@@ -196,9 +200,24 @@ class Milmer(nn.Module):
 
     # -- pieces ----------------------------------------------------------------------------
 
+    @torch.no_grad()
+    def fit_face_statistics(self, mean: Tensor, std: Tensor) -> None:
+        """Per (token position, channel) mean and std of the training fold's frames, for
+        ``face_norm="standardize"`` (a no-op otherwise)."""
+        if self.face_norm == "standardize":
+            self.face_mean.copy_(mean)
+            self.face_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def face_input(self, face: Tensor) -> Tensor:
+        """Cached tokens (float16 from the store) in the parameters' dtype, standardised when
+        ``face_norm`` says so."""
+        if self.face_norm == "standardize":
+            face = (face.float() - self.face_mean) / self.face_std
+        return face.to(self.param_dtype())
+
     def face_tokens(self, face: Tensor, frame_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """(B, F, 49, 768) cached tokens -> balanced face tokens (B, T, d) and MIL frame scores."""
-        face = face.to(self.param_dtype())  # float16 from the store
+        face = self.face_input(face)
         tokens, scores = self.mil(face, frame_mask if self.mask_undetected else None)
         return self.balancer(self.face_proj(tokens)), scores
 
@@ -229,7 +248,7 @@ class Milmer(nn.Module):
         if self.kind == "deepcca":
             if face is None:
                 raise ValueError("a deepcca model needs face tokens")
-            face_pooled = face.to(self.param_dtype()).mean(dim=(1, 2))
+            face_pooled = self.face_input(face).mean(dim=(1, 2))
             return self.cca.project(eeg_tok.mean(dim=1), face_pooled)
         if self.use_face:
             if face is None:
