@@ -129,10 +129,11 @@ def test_face_path_gives_the_specified_token_counts(mil: str, balance: str, toke
     assert face_tokens.shape == (2, tokens, 64) and model.n_face_out == tokens
 
 
-@pytest.mark.parametrize("mil", ["topk", "amil"])
-def test_mil_scorer_receives_gradient_and_learns(mil: str) -> None:
+@pytest.mark.parametrize(("mil", "scorer_input"), [("topk", "mean"), ("amil", "mean"),
+                                                   ("topk", "tokens")])
+def test_mil_scorer_receives_gradient_and_learns(mil: str, scorer_input: str) -> None:
     torch.manual_seed(0)
-    model = Milmer(num_classes=4, mil=mil)  # the paper's sizes
+    model = Milmer(num_classes=4, mil=mil, mil_scorer_input=scorer_input)  # the paper's sizes
     scorer = model.mil.scorer
     before = [p.detach().clone() for p in scorer.parameters()]
     loss = torch.nn.functional.cross_entropy(
@@ -460,24 +461,35 @@ def test_spectral_standardisation_uses_the_fitted_rows_only(trained, store_url: 
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_face_standardisation_uses_the_fitted_rows_only(store_url: str, stream: bool) -> None:
-    config = small_config(store_url, folds=2, model={"kind": "face", "face_norm": "standardize"})
+def test_face_normalisation_uses_the_fitted_rows_only(store_url: str, stream: bool) -> None:
     data = StoreData.open(store_url)
     if not stream:
         data.load()
     split = data.splits("trial", folds=2, seed=0)[0]
     fit, _ = data.hold_out_validation(split.train, fraction=0.2, seed=0, fold=0)
-    model = build_model(config.model, num_classes=4)
-    Trainer(config, data, torch.device("cpu"), stream=stream).prepare(model, fit)
     tokens = torch.from_numpy(data.read_tokens(fit)).double()  # (n, 10, 49, 768)
-    torch.testing.assert_close(model.face_mean, tokens.mean(dim=(0, 1)).float(), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(model.face_std, tokens.std(dim=(0, 1), unbiased=False).float(),
-                               rtol=1e-3, atol=1e-3)
     everything = torch.from_numpy(data.read_tokens(np.arange(len(data)))).double().mean(dim=(0, 1))
-    assert not torch.allclose(model.face_mean, everything.float(), atol=1e-3)
-    # what MIL and the projection see: the fit rows' frames have mean 0 and std 1 per channel
-    seen = model.face_input(torch.from_numpy(data.read_tokens(fit))).double()
-    assert seen.mean(dim=(0, 1)).abs().max() < 1e-3
+
+    def prepared(face_norm: str) -> Milmer:
+        config = small_config(store_url, folds=2, model={"kind": "face", "face_norm": face_norm})
+        model = build_model(config.model, num_classes=4)
+        Trainer(config, data, torch.device("cpu"), stream=stream).prepare(model, fit)
+        return model
+
+    standard = prepared("standardize")
+    torch.testing.assert_close(standard.face_mean, tokens.mean(dim=(0, 1)).float(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(standard.face_std, tokens.std(dim=(0, 1), unbiased=False).float(),
+                               rtol=1e-3, atol=1e-3)
+    assert not torch.allclose(standard.face_mean, everything.float(), atol=1e-3)
+    seen = standard.face_input(torch.from_numpy(data.read_tokens(fit))).double()
+    assert seen.mean(dim=(0, 1)).abs().max() < 1e-3  # what MIL and the projection see
+
+    white = prepared("whiten")
+    torch.testing.assert_close(white.face_mean, standard.face_mean)
+    seen = white.face_input(torch.from_numpy(data.read_tokens(fit))).double().reshape(-1, 768)
+    values = torch.linalg.eigvalsh(seen.T @ seen / len(seen))
+    # every direction the fit rows span comes out at unit variance (the ridge shrinks the rest)
+    assert values.max() < 1.01 and (values > 0.5).sum() >= min(len(seen) // 49, 768) // 2
     assert build_model(ModelConfig(kind="face"), num_classes=4).face_input(
         torch.ones(1, 10, 49, 768, dtype=torch.float16)).eq(1).all()  # "none": tokens as cached
 

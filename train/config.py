@@ -21,7 +21,7 @@ from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TO
 ModelKind = Literal["fusion", "concat", "deepcca", "eeg", "face"]
 MilMode = Literal["topk", "all", "none", "mean", "amil"]
 EegTokenizerKind = Literal["raw", "log_power", "de"]
-FaceNorm = Literal["none", "standardize"]
+FaceNorm = Literal["none", "standardize", "whiten"]
 BalanceMode = Literal["cross_attention", "none", "mlp"]
 Protocol = Literal["trial", "segment", "loso"]
 
@@ -56,17 +56,23 @@ class ModelConfig(BaseModel):
         "2 Hz bins 1-45 Hz; de: differential entropy (log band power) in δ θ α β γ; spectral "
         "ones are Hann-windowed, standardised with training-fold statistics, then Linear"))
     face_norm: FaceNorm = Field("none", description=(
-        "none: the cached tokens as Swin gave them (the paper); standardize: per token position "
-        "and channel, minus the mean and over the std of the training fold's frames (kept as "
-        "buffers in checkpoints), before MIL and the projection. Frozen (random or ImageNet) "
-        "tokens are dominated by what every face shares; the expression is a small deviation "
-        "from it"))
+        "none: the cached tokens as Swin gave them (the paper, which fine-tunes Swin); "
+        "standardize: minus the mean and over the std of the training fold's frames, per token "
+        "position and channel; whiten: minus the per-position mean, then times the inverse "
+        "square root of the channels' covariance (ZCA, ridge 0.01 x the mean eigenvalue). "
+        "Statistics come from the fit rows only and are kept in checkpoints. Frozen random-weight "
+        "tokens have an effective rank of ~5 of 768 (measured): what every face shares swamps "
+        "the expression, and a head fits it in a few epochs only once whitened"))
     mil: MilMode = Field("topk", description=(
         "topk: attention top-K frames weighted by their scores; all: every frame's tokens, no "
         "selection (Table 6's multiple picture); none: first frame; mean: mean of all frames; "
         "amil: attention-weighted sum of all frames (Ilse et al. 2018)"))
     top_k: int = Field(3, ge=1, description="frames kept by mil=topk")
     mil_hidden: int = Field(128, ge=1, description="hidden width of the MIL scorer (V in eq. 3)")
+    mil_scorer_input: Literal["mean", "tokens"] = Field("mean", description=(
+        "what the MIL scorer sees of a frame: mean: its mean token (x_q of eq. 3, pooled); "
+        "tokens: every token through V and tanh, then averaged, so a cue in a few patches "
+        "(the mouth) is not averaged away first"))
     mask_undetected: bool = Field(False, description=(
         "exclude frames without a face detection from MIL scoring (off in the paper)"))
     balance: BalanceMode = Field("cross_attention", description=(

@@ -125,8 +125,7 @@ class Trainer:
         if self.use_eeg and hasattr(tokenizer, "fit_statistics"):
             tokenizer.fit_statistics(self.data.eeg_rows(fit).to(self.device))
         if self.use_face and getattr(model, "face_norm", "none") != "none":
-            mean, std = self.data.token_statistics(fit)
-            model.fit_face_statistics(mean.to(self.device), std.to(self.device))
+            model.fit_face_statistics(*(t.to(self.device) for t in self.data.token_statistics(fit)))
 
     def batches(self, positions: np.ndarray, *, shuffle: bool, seed: list[int]):  # noqa: ANN201
         return self.data.batches(
@@ -186,7 +185,7 @@ class Trainer:
             batch = _to(batch, self.device)
             with self.autocast():
                 face = model.face_input(batch.face)
-                scores = mil.scorer(face.mean(dim=2), batch.frame_mask if model.mask_undetected else None)
+                scores = mil.scores(face, batch.frame_mask if model.mask_undetected else None)
             picks.append(scores.float().topk(mil.top_k, dim=1).indices.cpu().numpy())
         return np.concatenate(picks)
 

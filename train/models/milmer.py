@@ -39,6 +39,9 @@ from train.models.deepcca import DeepCcaHead
 from train.models.eeg_tokenizers import RawTokenizer, make_eeg_tokenizer
 
 
+WHITEN_RIDGE = 0.01
+"""``face_norm="whiten"``: added to the covariance's eigenvalues, times their mean."""
+
 EegTokenizer = RawTokenizer
 """The paper's EEG tokenizer (``eeg_tokenizer="raw"``)."""
 
@@ -51,8 +54,14 @@ class FrameScorer(nn.Module):
         self.V = nn.Linear(dim, hidden)
         self.w = nn.Linear(hidden, 1, bias=False)
 
-    def forward(self, pooled: Tensor, mask: Tensor | None = None) -> Tensor:  # (B, F, D) -> (B, F)
-        logits = self.w(torch.tanh(self.V(pooled))).squeeze(-1)
+    def forward(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
+        """(B, F, D) pooled frame vectors, or (B, F, T, D) tokens scored one by one and averaged
+        over T (``wᵀ mean_t tanh(V x_t)``: a deviation in a few patches, such as the mouth's,
+        is not averaged away before the non-linearity) -> (B, F) scores."""
+        hidden = torch.tanh(self.V(frames))
+        if frames.dim() == 4:
+            hidden = hidden.mean(dim=2)
+        logits = self.w(hidden).squeeze(-1)
         if mask is not None:
             usable = mask.any(dim=1, keepdim=True)  # a bag with no detected frame scores them all
             logits = logits.masked_fill(~mask & usable, float("-inf"))
@@ -63,15 +72,21 @@ class MilPooling(nn.Module):
     """Frames (B, F, T, D) -> face tokens (B, T', D) and the frame scores (B, F) (or None)."""
 
     def __init__(self, *, mode: str = "topk", token_dim: int = 768, hidden: int = 128,
-                 top_k: int = 3, n_frames: int = 10) -> None:
+                 top_k: int = 3, n_frames: int = 10, scorer_input: str = "mean") -> None:
         super().__init__()
         self.mode = mode
+        self.scorer_input = scorer_input
         self.n_frames = n_frames
         self.top_k = min(top_k, n_frames)
         self.scorer = FrameScorer(dim=token_dim, hidden=hidden) if mode in ("topk", "amil") else None
 
     def out_frames(self) -> int:
         return {"topk": self.top_k, "all": self.n_frames}.get(self.mode, 1)
+
+    def scores(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
+        """(B, F, T, D) -> (B, F) attention scores of the frames (``topk`` and ``amil``)."""
+        assert self.scorer is not None
+        return self.scorer(frames.mean(dim=2) if self.scorer_input == "mean" else frames, mask)
 
     def forward(self, frames: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         b, n_frames, n_tok, dim = frames.shape
@@ -81,8 +96,7 @@ class MilPooling(nn.Module):
             return frames.reshape(b, n_frames * n_tok, dim), None
         if self.mode == "mean":
             return frames.mean(dim=1), None
-        assert self.scorer is not None
-        scores = self.scorer(frames.mean(dim=2), mask)  # (B, F)
+        scores = self.scores(frames, mask)  # (B, F)
         if self.mode == "amil":
             return torch.einsum("bf,bftd->btd", scores, frames), scores
         top = scores.topk(self.top_k, dim=1).indices.sort(dim=1).values  # kept frames, time order
@@ -131,6 +145,7 @@ class Milmer(nn.Module):
         token_dim: int = 768, n_frames: int = 10, n_face_tokens: int = 49, eeg_channels: int = 32,
         eeg_samples: int = 384, eeg_sfreq: float = 128.0, eeg_tokenizer: str = "raw",
         face_norm: str = "none", mil: str = "topk", top_k: int = 3, mil_hidden: int = 128,
+        mil_scorer_input: str = "mean",
         mask_undetected: bool = False, balance: str = "cross_attention", n_queries: int = 64,
         balance_heads: int = 12, mlp_hidden: int = 3072, fusion_layers: int = 2,
         fusion_heads: int = 12, fusion_ff: int = 2048, dropout: float = 0.2,
@@ -157,9 +172,12 @@ class Milmer(nn.Module):
                 c.eeg_tokenizer, eeg_samples=c.eeg_samples, eeg_channels=c.eeg_channels,
                 sfreq=c.eeg_sfreq, d_model=c.d_model)
         self.face_norm = c.face_norm if self.use_face else "none"
-        if self.face_norm == "standardize":
+        if self.face_norm != "none":
             self.register_buffer("face_mean", torch.zeros(c.n_face_tokens, c.token_dim))
+        if self.face_norm == "standardize":
             self.register_buffer("face_std", torch.ones(c.n_face_tokens, c.token_dim))
+        if self.face_norm == "whiten":
+            self.register_buffer("face_whiten", torch.eye(c.token_dim))
         if c.kind == "deepcca":
             self.cca = DeepCcaHead(eeg_dim=c.d_model, face_dim=c.token_dim, hidden=c.cca_hidden,
                                    dim=c.cca_dim, num_classes=num_classes, reg=c.cca_reg,
@@ -167,7 +185,8 @@ class Milmer(nn.Module):
             return
         if self.use_face:
             self.mil = MilPooling(mode=c.mil, token_dim=c.token_dim, hidden=c.mil_hidden,
-                                  top_k=c.top_k, n_frames=c.n_frames)
+                                  top_k=c.top_k, n_frames=c.n_frames,
+                                  scorer_input=c.mil_scorer_input)
             self.face_proj = (nn.Identity() if c.token_dim == c.d_model
                               else nn.Linear(c.token_dim, c.d_model))
             self.balancer = Balancer(mode=c.balance, d_model=c.d_model, n_queries=c.n_queries,
@@ -201,18 +220,28 @@ class Milmer(nn.Module):
     # -- pieces ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def fit_face_statistics(self, mean: Tensor, std: Tensor) -> None:
-        """Per (token position, channel) mean and std of the training fold's frames, for
-        ``face_norm="standardize"`` (a no-op otherwise)."""
+    def fit_face_statistics(self, mean: Tensor, std: Tensor, cov: Tensor) -> None:
+        """The training fold's token statistics (:meth:`train.data.StoreData.token_statistics`)
+        for ``face_norm``: per position mean (49, 768) and std, and the covariance (768, 768)
+        of the centred tokens. ``whiten`` keeps its inverse square root, the eigenvalues raised
+        by ``WHITEN_RIDGE`` x their mean so that directions the fold barely spans stay finite."""
+        if self.face_norm == "none":
+            return
+        self.face_mean.copy_(mean)
         if self.face_norm == "standardize":
-            self.face_mean.copy_(mean)
             self.face_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+        else:
+            values, vectors = torch.linalg.eigh(cov.double())
+            values = values.clamp_min(0) + WHITEN_RIDGE * values.clamp_min(0).mean()
+            self.face_whiten.copy_((vectors * values.rsqrt()) @ vectors.T)
 
     def face_input(self, face: Tensor) -> Tensor:
-        """Cached tokens (float16 from the store) in the parameters' dtype, standardised when
-        ``face_norm`` says so."""
+        """Cached tokens (float16 from the store) in the parameters' dtype, standardised or
+        whitened when ``face_norm`` says so."""
         if self.face_norm == "standardize":
             face = (face.float() - self.face_mean) / self.face_std
+        elif self.face_norm == "whiten":
+            face = (face.float() - self.face_mean) @ self.face_whiten
         return face.to(self.param_dtype())
 
     def face_tokens(self, face: Tensor, frame_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
