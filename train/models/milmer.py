@@ -5,6 +5,9 @@ Swin-tiny, optionally a (10,) bool mask of frames with a face detection.
 
 Path of the face tokens (``kind`` fusion / concat / face):
 
+0. ``face_norm`` (default ``none``, the paper's): ``standardize`` or ``whiten`` the cached tokens with
+   statistics of the training fold (:meth:`Milmer.fit_face_statistics`). Frozen random-weight
+   tokens have an effective rank of ~5 of 768; unwhitened, the heads cannot fit the expression.
 1. MIL over the 10 frames (:class:`MilPooling`). The scorer is the attention of Ilse et al.
    (2018), the paper's eq. 3: ``a_q = softmax_q(wᵀ tanh(V x_q))`` with ``x_q`` the frame's mean
    token. ``topk`` keeps the K highest-scoring frames in time order and multiplies each kept
