@@ -330,33 +330,32 @@ class StoreData:
         self.load_eeg()
         return self._eeg[torch.from_numpy(np.asarray(positions, np.int64))]  # type: ignore[index]
 
-    def token_statistics(self, positions: np.ndarray, *, chunk: int = 64
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Over every frame of ``positions``: the mean and std (49, 768) per token position and
-        channel, and the (768, 768) covariance of the tokens minus their position's mean, pooled
-        over positions; float32. What ``face_norm`` uses (computed on the fit rows only)."""
+    def token_statistics(self, positions: np.ndarray, *, covariance: bool = True, chunk: int = 64
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Over every frame of ``positions``, in one pass over their tokens: the mean and std
+        (49, 768) per token position and channel, and (``covariance``) the (768, 768) covariance
+        of the tokens minus their position's mean, pooled over positions; float32. What
+        ``face_norm`` uses (computed on the fit rows only)."""
         positions = np.asarray(positions, np.int64)
-
-        def chunks() -> Iterator[torch.Tensor]:
-            for start in range(0, len(positions), chunk):
-                rows = positions[start:start + chunk]
-                yield (self._tokens[torch.from_numpy(rows)] if self._tokens is not None
-                       else torch.from_numpy(self.read_tokens(rows))).double()
-
         total = torch.zeros((N_TOKENS, TOKEN_DIM), dtype=torch.float64)
         square = torch.zeros_like(total)
-        for tokens in chunks():
-            total += tokens.sum(dim=(0, 1))
-            square += tokens.square().sum(dim=(0, 1))
+        outer = torch.zeros((TOKEN_DIM, TOKEN_DIM), dtype=torch.float64) if covariance else None
+        for start in range(0, len(positions), chunk):
+            rows = positions[start:start + chunk]
+            tokens = (self._tokens[torch.from_numpy(rows)] if self._tokens is not None
+                      else torch.from_numpy(self.read_tokens(rows))).float()
+            total += tokens.sum(dim=(0, 1), dtype=torch.float64)
+            square += tokens.square().sum(dim=(0, 1), dtype=torch.float64)
+            if outer is not None:  # float32 products of float16 tokens, summed in float64
+                flat = tokens.reshape(-1, TOKEN_DIM)
+                outer += (flat.T @ flat).double()
         n = max(len(positions) * FRAMES_PER_SEGMENT, 1)
         mean = total / n
         std = (square / n - mean.square()).clamp_min(0).sqrt()
-        cov = torch.zeros((TOKEN_DIM, TOKEN_DIM), dtype=torch.float64)
-        for tokens in chunks():  # a second pass: centred by the final means, no cancellation
-            centred = (tokens - mean).reshape(-1, TOKEN_DIM)
-            cov += centred.T @ centred
-        cov /= max(n * N_TOKENS, 1)
-        return mean.float(), std.float(), cov.float()
+        cov = None
+        if outer is not None:  # E[x xᵀ] - E over positions of μ_p μ_pᵀ
+            cov = (outer / (n * N_TOKENS) - mean.T @ mean / N_TOKENS).float()
+        return mean.float(), std.float(), cov
 
     def read_tokens(self, positions: np.ndarray) -> np.ndarray:
         """Rows' tokens (n, 10, 49, 768) float16, their chunks read concurrently from the store."""

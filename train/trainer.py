@@ -125,7 +125,9 @@ class Trainer:
         if self.use_eeg and hasattr(tokenizer, "fit_statistics"):
             tokenizer.fit_statistics(self.data.eeg_rows(fit).to(self.device))
         if self.use_face and getattr(model, "face_norm", "none") != "none":
-            model.fit_face_statistics(*(t.to(self.device) for t in self.data.token_statistics(fit)))
+            mean, std, cov = self.data.token_statistics(fit, covariance=model.face_norm == "whiten")
+            model.fit_face_statistics(mean.to(self.device), std.to(self.device),
+                                      None if cov is None else cov.to(self.device))
 
     def batches(self, positions: np.ndarray, *, shuffle: bool, seed: list[int]):  # noqa: ANN201
         return self.data.batches(

@@ -223,7 +223,7 @@ class Milmer(nn.Module):
     # -- pieces ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def fit_face_statistics(self, mean: Tensor, std: Tensor, cov: Tensor) -> None:
+    def fit_face_statistics(self, mean: Tensor, std: Tensor, cov: Tensor | None) -> None:
         """The training fold's token statistics (:meth:`train.data.StoreData.token_statistics`)
         for ``face_norm``: per position mean (49, 768) and std, and the covariance (768, 768)
         of the centred tokens. ``whiten`` keeps its inverse square root, the eigenvalues raised
@@ -234,17 +234,20 @@ class Milmer(nn.Module):
         if self.face_norm == "standardize":
             self.face_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
         else:
+            assert cov is not None, "face_norm=whiten needs the covariance"
             values, vectors = torch.linalg.eigh(cov.double())
             values = values.clamp_min(0) + WHITEN_RIDGE * values.clamp_min(0).mean()
             self.face_whiten.copy_((vectors * values.rsqrt()) @ vectors.T)
 
     def face_input(self, face: Tensor) -> Tensor:
         """Cached tokens (float16 from the store) in the parameters' dtype, standardised or
-        whitened when ``face_norm`` says so."""
-        if self.face_norm == "standardize":
-            face = (face.float() - self.face_mean) / self.face_std
-        elif self.face_norm == "whiten":
-            face = (face.float() - self.face_mean) @ self.face_whiten
+        whitened when ``face_norm`` says so, in float32 even under autocast (the inverse square
+        root multiplies the low-variance directions that carry the cue by up to 10)."""
+        with torch.autocast(device_type=face.device.type, enabled=False):
+            if self.face_norm == "standardize":
+                face = (face.float() - self.face_mean) / self.face_std
+            elif self.face_norm == "whiten":
+                face = (face.float() - self.face_mean) @ self.face_whiten
         return face.to(self.param_dtype())
 
     def face_tokens(self, face: Tensor, frame_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
