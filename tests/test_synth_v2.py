@@ -104,7 +104,7 @@ def test_v2_expression_moves_only_pixels_inside_the_face_box() -> None:
 def test_v2_expression_is_sparse_in_time_during_playback_and_follows_the_class_mostly() -> None:
     params = synth.SynthParams(subjects=1, trials=40, seconds=30, fps=10, difficulty="paper")
     ratings = synth.subject_signals(subject=1, params=params).ratings
-    expressive_fraction, agree, windows_with = [], [], []
+    expressive_fraction, agree, windows_with = [], {"mouth": [], "brow": []}, []
     for e in range(1, params.trials + 1):
         truth = synth.face_truth(subject=1, experiment_id=e, params=params)
         playing = truth.times >= df.BASELINE_SECONDS
@@ -112,14 +112,16 @@ def test_v2_expression_is_sparse_in_time_during_playback_and_follows_the_class_m
         strong = np.abs(truth.expression) > EXPRESSIVE
         expressive_fraction.append(strong[playing].any(axis=1).mean())
         classes = np.where(ratings[e - 1, :2] >= 5, 1.0, -1.0)
-        signs = np.sign(truth.expression[strong.all(axis=1)])
-        agree += list((signs == classes).ravel())
+        for column, part in enumerate(("mouth", "brow")):
+            moving = strong[:, column]
+            agree[part] += list(np.sign(truth.expression[moving, column]) == classes[column])
         # The 10 frames the face stage samples from each 3 s window (one every 0.3 s).
         sampled = strong.any(axis=1)[playing][1::3][: 10 * 10].reshape(10, 10)
         windows_with += list(sampled.sum(axis=1))
     assert 0.1 < np.mean(expressive_fraction) < 0.45
     level = synth.difficulty.LEVELS["paper"]
-    assert np.mean(agree) == pytest.approx(level.agreement, abs=0.06)
+    assert np.mean(agree["mouth"]) == pytest.approx(level.agreement, abs=0.06)
+    assert np.mean(agree["brow"]) == pytest.approx(level.brow_agreement, abs=0.06)
     windows_with = np.array(windows_with)
     assert (windows_with == 0).mean() > 0.1 and (windows_with == 10).mean() < 0.05
 

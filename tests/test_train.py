@@ -130,7 +130,7 @@ def test_face_path_gives_the_specified_token_counts(mil: str, balance: str, toke
 
 
 @pytest.mark.parametrize(("mil", "scorer_input"), [("topk", "mean"), ("amil", "mean"),
-                                                   ("topk", "tokens")])
+                                                   ("topk", "tokens"), ("topk", "deviation")])
 def test_mil_scorer_receives_gradient_and_learns(mil: str, scorer_input: str) -> None:
     torch.manual_seed(0)
     model = Milmer(num_classes=4, mil=mil, mil_scorer_input=scorer_input)  # the paper's sizes
@@ -193,6 +193,24 @@ def test_topk_keeps_the_highest_scoring_frames_in_time_order() -> None:
         torch.testing.assert_close(tokens[b], expected)
 
 
+def test_topk_gradient_all_reaches_the_frames_left_out_with_the_same_forward_pass() -> None:
+    torch.manual_seed(0)
+    frames = torch.randn(2, 10, 49, 768)
+    probe = torch.randn(2, 147, 768)
+    grads, outputs = {}, {}
+    for mode in ("kept", "all"):
+        torch.manual_seed(1)
+        pool = Milmer(num_classes=2, **{**SMALL, "topk_gradient": mode}).mil
+        x = frames.clone().requires_grad_(True)
+        tokens, scores = pool(x)
+        (tokens * probe).sum().backward()
+        outputs[mode], grads[mode] = tokens.detach(), x.grad.abs().sum(dim=(2, 3))
+        left_out = torch.ones_like(scores, dtype=torch.bool).scatter(1, scores.topk(3, 1).indices, False)
+    torch.testing.assert_close(outputs["kept"], outputs["all"])
+    # kept: a frame left out gets nothing but rounding error; all: a real gradient
+    assert torch.all(grads["kept"][left_out] < 1e-3 * grads["all"][left_out])
+
+
 def test_undetected_frames_are_never_kept_when_masked() -> None:
     model = Milmer(num_classes=2, **{**SMALL, "mask_undetected": True})
     mask = torch.zeros(4, 10, dtype=torch.bool)
@@ -204,6 +222,29 @@ def test_undetected_frames_are_never_kept_when_masked() -> None:
 
 
 # -- data contract --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["fusion", "concat"])
+def test_modality_dropout_hides_the_dropped_tokens_in_training_only(kind: str) -> None:
+    torch.manual_seed(0)
+    model = Milmer(num_classes=4, **{**SMALL, "kind": kind, "modality_dropout": 0.5, "dropout": 0.0,
+                                     "cls_dropout": 0.0, "eeg_tokenizer": "log_power"})
+    eeg, face = torch.randn(64, 32, 384), torch.randn(64, 10, 49, 768)
+    other_eeg, other_face = torch.randn_like(eeg), torch.randn_like(face)
+    model.train()
+    torch.manual_seed(1)
+    dropped = model.dropped_modalities(64, device=eeg.device)
+    assert dropped.any(0).all() and not dropped.all(1).any()  # both kinds occur, never both at once
+    runs = {}
+    for name, args in {"base": (eeg, face), "eeg": (other_eeg, face), "face": (eeg, other_face)}.items():
+        torch.manual_seed(1)  # the same draw as `dropped`
+        runs[name] = model(*args)
+    for modality, column in (("eeg", 0), ("face", 1)):
+        changed = (runs[modality] - runs["base"]).abs().amax(1) > 1e-5
+        assert torch.equal(changed, ~dropped[:, column]), modality  # only the kept inputs count
+    model.eval()
+    assert ((model(other_eeg, face) - model(eeg, face)).abs().amax(1) > 1e-5).all()
+    assert ((model(eeg, other_face) - model(eeg, face)).abs().amax(1) > 1e-5).all()
+
 
 
 def test_store_data_reads_labels_and_masks_from_the_store(store_url: str) -> None:

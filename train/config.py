@@ -69,10 +69,19 @@ class ModelConfig(BaseModel):
         "amil: attention-weighted sum of all frames (Ilse et al. 2018)"))
     top_k: int = Field(3, ge=1, description="frames kept by mil=topk")
     mil_hidden: int = Field(128, ge=1, description="hidden width of the MIL scorer (V in eq. 3)")
-    mil_scorer_input: Literal["mean", "tokens"] = Field("mean", description=(
+    mil_scorer_input: Literal["mean", "tokens", "deviation"] = Field("mean", description=(
         "what the MIL scorer sees of a frame: mean: its mean token (x_q of eq. 3, pooled); "
         "tokens: every token through V and tanh, then averaged, so a cue in a few patches "
-        "(the mouth) is not averaged away first"))
+        "(the mouth) is not averaged away first; deviation: as tokens, each token minus the "
+        "same position's mean over the segment's frames, so what the frames share (the face, "
+        "the light) cancels and a short expression stands out"))
+    topk_gradient: Literal["kept", "all"] = Field("kept", description=(
+        "mil=topk, backward pass only (the weights are K a_q / Σ_kept a either way): kept: the "
+        "gradient reaches the kept frames' scores relative to each other, never a frame left "
+        "out, so a frame enters the top K only when the kept ones fall below it by chance; "
+        "all: Σ_kept a is held constant, so a kept frame's weight follows its softmax score, "
+        "whose normaliser runs over every frame: lowering a useless kept frame raises the "
+        "others"))
     mask_undetected: bool = Field(False, description=(
         "exclude frames without a face detection from MIL scoring (off in the paper)"))
     balance: BalanceMode = Field("cross_attention", description=(
@@ -86,6 +95,14 @@ class ModelConfig(BaseModel):
     fusion_ff: int = Field(2048, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1, description="transformer and balancer dropout")
     cls_dropout: float = Field(0.1, ge=0, lt=1)
+    modality_dropout: float = Field(0.0, ge=0, le=0.5, description=(
+        "fusion and concat, training only: each segment loses its EEG tokens with this "
+        "probability and, with the same probability, its face tokens instead (never both; "
+        "ModDrop, Neverova et al. 2015). 0: off (the paper). The dropped tokens are masked out "
+        "of the fusion transformer's attention (concat: their pooled vector is zeroed), so each "
+        "path must classify alone and neither can carry the fit by itself: on a few hundred "
+        "trials the EEG band powers identify each training trial, and a joint model fits the "
+        "labels through them instead of the face"))
     position_embeddings: bool = Field(True, description="learned position embeddings per modality")
     modality_embeddings: bool = Field(True, description="token-type (modality) embeddings")
     concat_hidden: int = Field(768, ge=1, description="hidden width of the concat baseline's MLP")

@@ -13,7 +13,8 @@ Timeline per trial (seeded by subject and Experiment_id): bursts start as a Pois
 ``Level.burst_rate`` per second during playback (never in the baseline), each a half sine of
 ``U(*Level.burst_seconds)`` s with peak ``U(0.6, 1.0)``; mouth and brow share a burst's envelope.
 The mouth's sign is the valence class (+ for valence >= 5) and the brow's the arousal class, each
-flipped independently with probability ``1 - Level.agreement``.
+flipped independently with probability ``1 - Level.agreement`` (mouth) and
+``1 - Level.brow_agreement`` (brow).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def expression_timeline(
     while onset < stop:
         length = rng.uniform(*level.burst_seconds)
         peak = rng.uniform(0.6, 1.0)
-        flips = np.where(rng.random(2) < level.agreement, 1.0, -1.0)
+        flips = np.where(rng.random(2) < [level.agreement, level.brow_agreement], 1.0, -1.0)
         inside = (tau >= onset) & (tau < onset + length)
         envelope = np.sin(np.pi * (tau[inside] - onset) / length)
         out[inside] += peak * envelope[:, None] * signs * flips

@@ -10,12 +10,15 @@ Path of the face tokens (``kind`` fusion / concat / face):
    tokens have an effective rank of ~5 of 768; unwhitened, the heads cannot fit the expression.
 1. MIL over the 10 frames (:class:`MilPooling`). The scorer is the attention of Ilse et al.
    (2018), the paper's eq. 3: ``a_q = softmax_q(wᵀ tanh(V x_q))`` with ``x_q`` the frame's mean
-   token. ``topk`` keeps the K highest-scoring frames in time order and multiplies each kept
-   frame's tokens by ``K * a_q / Σ_kept a``: the score weights the tokens, so the scorer gets
-   gradient (the released code's 1.4 B-parameter scorer only fed ``torch.topk`` and never
-   learned), and uniform scores leave the tokens unchanged. ``amil`` is the weighted sum
-   ``Σ_q a_q X_q`` over all frames (49 tokens); ``all`` every frame's tokens, unselected
-   (490); ``mean`` the plain mean; ``none`` frame 0.
+   token (``mil_scorer_input``: or each token scored and the scores averaged, ``tokens``; or so
+   on each token minus the same position's mean over the bag's frames, ``deviation``).
+   ``topk`` keeps the K highest-scoring frames in time order and multiplies each kept frame's
+   tokens by ``K * a_q / Σ_kept a``: the score weights the tokens, so the scorer gets gradient
+   (the released code's 1.4 B-parameter scorer only fed ``torch.topk`` and never learned), and
+   uniform scores leave the tokens unchanged (``topk_gradient="all"``: ``Σ_kept a`` is held
+   constant in the backward pass, so the gradient reaches the frames left out too). ``amil`` is
+   the weighted sum ``Σ_q a_q X_q`` over all frames (49 tokens); ``all`` every frame's tokens,
+   unselected (490); ``mean`` the plain mean; ``none`` frame 0.
 2. A linear map 768 -> ``d_model`` when they differ (identity at the paper's width).
 3. Balancing (:class:`Balancer`): cross-attention from N learnable queries onto the selected
    tokens (no norm on the keys and values, so the MIL weights matter), a per-token MLP, or
@@ -27,9 +30,11 @@ standardised with training-fold statistics, -> Linear).
 
 Fusion: ``[CLS] + (EEG tokens + pos_eeg + type_eeg) + (face tokens + pos_face + type_face)``
 -> TransformerEncoder (post-norm, as ``nn.TransformerEncoderLayer`` defaults and the paper's code)
--> CLS output -> Dropout(0.1) -> Linear. ``eeg``/``face`` drop the other modality; ``concat``
-replaces the transformer by the concatenation of the two mean-pooled token sets and an MLP;
-``deepcca`` is the Deep CCA baseline (:mod:`train.models.deepcca`).
+-> CLS output -> Dropout(0.1) -> Linear. ``modality_dropout`` p (training only, off in the
+paper): a segment's EEG tokens are masked out of attention with probability p, else its face
+tokens with probability p, so each path learns to classify alone. ``eeg``/``face`` drop the
+other modality; ``concat`` replaces the transformer by the concatenation of the two mean-pooled
+token sets and an MLP; ``deepcca`` is the Deep CCA baseline (:mod:`train.models.deepcca`).
 """
 
 from __future__ import annotations
@@ -75,9 +80,11 @@ class MilPooling(nn.Module):
     """Frames (B, F, T, D) -> face tokens (B, T', D) and the frame scores (B, F) (or None)."""
 
     def __init__(self, *, mode: str = "topk", token_dim: int = 768, hidden: int = 128,
-                 top_k: int = 3, n_frames: int = 10, scorer_input: str = "mean") -> None:
+                 top_k: int = 3, n_frames: int = 10, scorer_input: str = "mean",
+                 topk_gradient: str = "kept") -> None:
         super().__init__()
         self.mode = mode
+        self.topk_gradient = topk_gradient
         self.scorer_input = scorer_input
         self.n_frames = n_frames
         self.top_k = min(top_k, n_frames)
@@ -89,7 +96,13 @@ class MilPooling(nn.Module):
     def scores(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
         """(B, F, T, D) -> (B, F) attention scores of the frames (``topk`` and ``amil``)."""
         assert self.scorer is not None
-        return self.scorer(frames.mean(dim=2) if self.scorer_input == "mean" else frames, mask)
+        if self.scorer_input == "mean":
+            return self.scorer(frames.mean(dim=2), mask)
+        if self.scorer_input == "deviation":
+            # What a frame does that the bag's other frames do not: the face, the light and the
+            # head pose a window's frames share cancel, a short expression stands out.
+            frames = frames - frames.mean(dim=1, keepdim=True)
+        return self.scorer(frames, mask)
 
     def forward(self, frames: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         b, n_frames, n_tok, dim = frames.shape
@@ -104,7 +117,13 @@ class MilPooling(nn.Module):
             return torch.einsum("bf,bftd->btd", scores, frames), scores
         top = scores.topk(self.top_k, dim=1).indices.sort(dim=1).values  # kept frames, time order
         kept = scores.gather(1, top)  # (B, K)
-        weights = kept * (self.top_k / kept.sum(dim=1, keepdim=True))
+        total = kept.sum(dim=1, keepdim=True)
+        if self.topk_gradient == "all":
+            # Same weights forward; backward, a kept frame's weight moves with its softmax score
+            # alone, whose normaliser runs over every frame: lowering a useless kept frame raises
+            # the frames left out, so one of them can enter the top K.
+            total = total.detach()
+        weights = kept * (self.top_k / total)
         chosen = frames.gather(1, top[:, :, None, None].expand(b, self.top_k, n_tok, dim))
         chosen = chosen * weights[:, :, None, None].to(chosen.dtype)
         return chosen.reshape(b, self.top_k * n_tok, dim), scores
@@ -148,11 +167,12 @@ class Milmer(nn.Module):
         token_dim: int = 768, n_frames: int = 10, n_face_tokens: int = 49, eeg_channels: int = 32,
         eeg_samples: int = 384, eeg_sfreq: float = 128.0, eeg_tokenizer: str = "raw",
         face_norm: str = "none", mil: str = "topk", top_k: int = 3, mil_hidden: int = 128,
-        mil_scorer_input: str = "mean",
+        mil_scorer_input: str = "mean", topk_gradient: str = "kept",
         mask_undetected: bool = False, balance: str = "cross_attention", n_queries: int = 64,
         balance_heads: int = 12, mlp_hidden: int = 3072, fusion_layers: int = 2,
         fusion_heads: int = 12, fusion_ff: int = 2048, dropout: float = 0.2,
-        cls_dropout: float = 0.1, position_embeddings: bool = True, modality_embeddings: bool = True,
+        cls_dropout: float = 0.1, modality_dropout: float = 0.0, position_embeddings: bool = True,
+        modality_embeddings: bool = True,
         concat_hidden: int = 768, cca_dim: int = 8, cca_hidden: int = 256, cca_reg: float = 1e-3,
         cca_weight: float = 1.0,
     ) -> None:
@@ -165,6 +185,7 @@ class Milmer(nn.Module):
         self.num_classes = num_classes
         self.d_model = c.d_model
         self.mask_undetected = c.mask_undetected
+        self.modality_dropout = c.modality_dropout
         self.use_eeg = "eeg" in c.modalities
         self.use_face = "face" in c.modalities
         self.n_eeg_tokens = c.eeg_channels if self.use_eeg else 0
@@ -189,7 +210,8 @@ class Milmer(nn.Module):
         if self.use_face:
             self.mil = MilPooling(mode=c.mil, token_dim=c.token_dim, hidden=c.mil_hidden,
                                   top_k=c.top_k, n_frames=c.n_frames,
-                                  scorer_input=c.mil_scorer_input)
+                                  scorer_input=c.mil_scorer_input,
+                                  topk_gradient=c.topk_gradient)
             self.face_proj = (nn.Identity() if c.token_dim == c.d_model
                               else nn.Linear(c.token_dim, c.d_model))
             self.balancer = Balancer(mode=c.balance, d_model=c.d_model, n_queries=c.n_queries,
@@ -289,15 +311,34 @@ class Milmer(nn.Module):
             if face is None:
                 raise ValueError(f"a {self.kind} model needs face tokens")
             face_tok, _ = self.face_tokens(face, frame_mask)
-        if self.kind == "concat":
-            return torch.cat([eeg_tok.mean(dim=1), face_tok.mean(dim=1)], dim=1)
         batch = (eeg if eeg is not None else face).shape[0]  # type: ignore[union-attr]
+        dropped = self.dropped_modalities(batch, device=(eeg if eeg is not None else face).device)  # type: ignore[union-attr]
+        if self.kind == "concat":
+            eeg_vec, face_vec = eeg_tok.mean(dim=1), face_tok.mean(dim=1)
+            if dropped is not None:
+                eeg_vec = eeg_vec.masked_fill(dropped[:, :1], 0.0)
+                face_vec = face_vec.masked_fill(dropped[:, 1:], 0.0)
+            return torch.cat([eeg_vec, face_vec], dim=1)
         parts.append(self.cls_token.expand(batch, -1, -1))
         if self.use_eeg:
             parts.append(self._embed(eeg_tok, self.pos_eeg, 0))
         if self.use_face:
             parts.append(self._embed(face_tok, self.pos_face, 1))
-        return self.encoder(torch.cat(parts, dim=1))[:, 0]
+        padding = None
+        if dropped is not None:  # True: masked out of attention (the CLS token never is)
+            padding = torch.cat([dropped.new_zeros(batch, 1),
+                                 dropped[:, :1].expand(batch, self.n_eeg_tokens),
+                                 dropped[:, 1:].expand(batch, self.n_face_out)], dim=1)
+        return self.encoder(torch.cat(parts, dim=1), src_key_padding_mask=padding)[:, 0]
+
+    def dropped_modalities(self, batch: int, *, device: torch.device) -> Tensor | None:
+        """(B, 2) bool, [EEG dropped, face dropped] per segment, when ``modality_dropout``
+        applies (training a two-modality fusion or concat head); else ``None``."""
+        if not (self.training and self.modality_dropout > 0 and self.use_eeg and self.use_face):
+            return None
+        draw = torch.rand(batch, device=device)
+        p = self.modality_dropout
+        return torch.stack([draw < p, (draw >= p) & (draw < 2 * p)], dim=1)
 
     def forward_head(self, features: Tensor) -> Tensor:
         if self.kind == "deepcca":
