@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from train import study as study_module
 from train.config import TrainError
+from train.data import StoreData
+from train.probe import band_power_probe, modality_probes
 from train.study import STUDIES, run_study
 from train.synthetic import write_planted_store
 
@@ -61,7 +64,13 @@ def test_segment_protocol_rows_are_marked_leaky_and_unknown_studies_refused(tmp_
               "validation_fraction": 0.0}
     rows = run_study("tokenizers", tmp_path / "s", fields=fields)
     assert all(r["leaky"] for r in rows)
-    assert "segment (leaky)" in (tmp_path / "s" / "study.md").read_text()
+    table = (tmp_path / "s" / "study.md").read_text()
+    assert "segment (leaky)" in table
+    # the band-power probe's ceiling on the same windows and (segment) folds sits beside the rows
+    data = StoreData.open(url, needs_tokens=False)
+    probe = band_power_probe(data, data.splits("segment", folds=2, seed=0))
+    assert "Probe ceilings on the same windows and folds" in table
+    assert f"| EEG: log band power | {np.mean(probe['folds']):.3f} ± {np.std(probe['folds']):.3f} |" in table
     with pytest.raises(TrainError, match="unknown study 'nope'"):
         run_study("nope", tmp_path / "x", fields=fields)
 
@@ -83,6 +92,22 @@ def test_a_study_over_two_token_sets_runs_every_row_on_each_and_names_the_weight
     assert (tmp_path / "s" / "rows" / f"2-{presets[0]}" / "metrics.json").is_file()
     table = (tmp_path / "s" / "study.md").read_text()
     assert table.count("| random:0 |") == len(presets) and table.count(f"| {fine_tuned[:19]}... |") == len(presets)
+
+
+def test_paper_table5_states_the_eeg_face_and_fused_probe_ceilings(tmp_path: Path) -> None:
+    url = str(tmp_path / "store.zarr")
+    write_planted_store(url, subjects=2, trials=8, segments_per_trial=2)
+    fields = {"store": url, "epochs": 1, "folds": 2, "lr": 1e-3, "model": SMALL, "device": "cpu"}
+    rows = run_study("paper-table5", tmp_path / "s", fields=fields)
+    assert [r["preset"] for r in rows] == [r.preset for r in STUDIES["paper-table5"]]
+    probes = json.loads((tmp_path / "s" / "study.json").read_text())["probes"]
+    assert len(probes) == 1 and probes[0]["store"] == url
+    data = StoreData.open(url)
+    want = modality_probes(data, data.splits("trial", folds=2, seed=0))
+    for key in ("eeg", "face", "fusion"):
+        assert probes[0][key]["folds"] == want[key]["folds"]
+    table = (tmp_path / "s" / "study.md").read_text()
+    assert f"| fusion of the two probes | {want['fusion']['mean']:.3f} ± {want['fusion']['std']:.3f} |" in table
 
 
 def test_milmer_ablate_runs_a_study_from_the_command_line(tmp_path: Path) -> None:

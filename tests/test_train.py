@@ -25,7 +25,7 @@ from train.config import ModelConfig, TrainConfig, TrainError, resolve_config
 from train.data import StoreData
 from train.models import Milmer, build_model, count_parameters
 from train.synthetic import write_planted_store
-from train.probe import band_power_probe
+from train.probe import band_power_probe, modality_probes
 from train.trainer import Trainer, cosine_factor, run_training, select_epoch
 
 SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
@@ -478,6 +478,27 @@ def test_spectral_tokenizer_learns_band_power_near_the_probe_and_raw_does_not(
     assert probe["accuracy"] >= 0.6  # the windows carry it
     assert spectral["accuracy"] >= 0.8 * probe["accuracy"], (spectral["accuracy"], probe)
     assert raw["accuracy"] < spectral["accuracy"] - 0.15  # the paper's tokenizer barely sees it
+
+
+def test_fused_probe_adds_what_each_modality_lacks_and_chooses_without_the_test_labels(
+        store_url: str) -> None:
+    # The planted store: EEG carries arousal always, the face valence always (each the other
+    # dimension in half the segments), so each probe alone tops out near 0.75 on DEAP-4.
+    data = StoreData.open(store_url)
+    data.load()
+    splits = data.splits("trial", folds=2, seed=0)
+    probes = modality_probes(data, splits)
+    print({k: probes[k]["accuracy"] for k in ("eeg", "face", "fusion")}, probes["choices"])
+    assert min(probes["eeg"]["accuracy"], probes["face"]["accuracy"]) >= 0.6
+    assert probes["fusion"]["accuracy"] >= max(probes["eeg"]["accuracy"], probes["face"]["accuracy"]) + 0.1
+    # Fold 0's test labels scrambled: its score drops, its choices (C, fusion weights) stay.
+    test = splits[0].test
+    scrambled = data.labels.copy()
+    scrambled[test] = np.random.default_rng(0).permutation(scrambled[test])
+    data.labels = scrambled
+    again = modality_probes(data, splits[:1])
+    assert again["choices"] == probes["choices"][:1]
+    assert again["fusion"]["folds"][0] < probes["fusion"]["folds"][0] - 0.3
 
 
 def test_spectral_standardisation_uses_the_fitted_rows_only(trained, store_url: str) -> None:  # noqa: ANN001

@@ -1,10 +1,16 @@
-"""The yardstick for EEG heads: a logistic regression on log band power of the same windows.
+"""Yardsticks for the heads: logistic regressions on simple features of the same windows.
 
 What a linear model reaches from the per-channel log band powers (the features of the spectral
 tokenizers, :mod:`train.models.eeg_tokenizers`), under the same protocol and folds as a run:
 fitted on each fold's training rows (standardised with their statistics), tested on its test
 rows, predictions pooled over folds. An EEG head that stays far below it is not learning what
 the windows carry.
+
+:func:`modality_probes` adds the face (the mean of every frame's tokens) and their fusion (a
+weighted sum of the two probes' log-probabilities), with every choice made on validation
+trials carved out of each training fold: what a linear read-out of each modality reaches, and
+how much a fusion of the two can add. A fusion head that does not beat the face head by about
+what the fused probe adds to the face probe is not combining the modalities.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from store_schema.layout import FRAMES_PER_SEGMENT
 from train.data import Split, StoreData
 from train.models.eeg_tokenizers import LOG_POWER_BANDS, band_matrix, log_band_power
 
@@ -46,3 +53,83 @@ def band_power_probe(data: StoreData, splits: Sequence[Split], *,
     return {"accuracy": correct / max(total, 1), "folds": per_fold, "n_features": features.shape[1],
             "model": f"logistic regression (C={c}) on standardised log band power, "
                      f"{len(bands)} bands x 32 channels"}
+
+
+PROBE_C = (0.01, 0.1, 1.0)
+"""Inverse regularisation strengths each modality's probe chooses from, on validation."""
+FUSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+"""Weights w of the EEG probe's log-probabilities in ``log p_face + w log p_eeg``; w = 0 is the
+face alone, and the EEG alone is tried too."""
+
+
+def mean_token_features(data: StoreData, *, chunk: int = 64) -> np.ndarray:
+    """(N, 768): the mean of every frame's 49 tokens, per row (read in chunks when streaming)."""
+    rows = np.arange(len(data))
+    out = np.empty((len(data), 768), np.float32)
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        tokens = (data._tokens[torch.from_numpy(part)] if data._tokens is not None
+                  else torch.from_numpy(data.read_tokens(part)))
+        out[part] = tokens.float().mean(dim=(1, 2)).numpy()
+    return out
+
+
+def _fit(features: np.ndarray, labels: np.ndarray, c: float, seed: int):  # noqa: ANN202
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed))
+    return model.fit(features, labels)
+
+
+def _log_proba(model, features: np.ndarray, n_classes: int) -> np.ndarray:  # noqa: ANN001
+    """(n, n_classes) log-probabilities; a class absent from the fit rows gets -30."""
+    out = np.full((len(features), n_classes), -30.0)
+    out[:, model.classes_] = np.log(np.clip(model.predict_proba(features), 1e-12, None))
+    return out
+
+
+def modality_probes(data: StoreData, splits: Sequence[Split], *, validation_fraction: float = 0.2,
+                    seed: int = 0) -> dict[str, object]:
+    """EEG (log band power), face (mean token) and fused probes over ``splits``.
+
+    Per fold: validation trials are held out of the training rows as the trainer does
+    (:meth:`StoreData.hold_out_validation`); each modality's C is chosen on them among
+    :data:`PROBE_C`, then the fusion weight among :data:`FUSION_WEIGHTS` (and the EEG alone);
+    each probe is refitted on all training rows with its choices and the test fold is predicted
+    once. ``data`` must hold face tokens (``needs_tokens``)."""
+    labels, n_classes = data.labels, len(data.class_names)
+    features = {"eeg": log_band_power_features(data), "face": mean_token_features(data)}
+    per_fold: dict[str, list[float]] = {"eeg": [], "face": [], "fusion": []}
+    correct = {k: 0 for k in per_fold}
+    choices = []
+    for split in splits:
+        fit, val = data.hold_out_validation(split.train, fraction=validation_fraction, seed=seed,
+                                            fold=split.fold)
+        chosen_c, val_logp = {}, {}
+        for name, x in features.items():
+            scored = []
+            for c in PROBE_C:
+                logp = _log_proba(_fit(x[fit], labels[fit], c, seed), x[val], n_classes)
+                scored.append((float(np.mean(logp.argmax(1) == labels[val])), -c, c, logp))
+            best = max(scored, key=lambda t: t[:2])  # ties: the stronger regularisation
+            chosen_c[name], val_logp[name] = best[2], best[3]
+        candidates = [(w, 1.0) for w in FUSION_WEIGHTS] + [(1.0, 0.0)]  # (EEG weight, face weight)
+        accuracy = [float(np.mean((w * val_logp["eeg"] + f * val_logp["face"]).argmax(1) == labels[val]))
+                    for w, f in candidates]
+        w_eeg, w_face = candidates[int(np.argmax(accuracy))]
+        test_logp = {name: _log_proba(_fit(x[split.train], labels[split.train], chosen_c[name], seed),
+                                      x[split.test], n_classes) for name, x in features.items()}
+        fused = w_eeg * test_logp["eeg"] + w_face * test_logp["face"]
+        for name, logp in (*test_logp.items(), ("fusion", fused)):
+            hits = logp.argmax(1) == labels[split.test]
+            per_fold[name].append(float(hits.mean()))
+            correct[name] += int(hits.sum())
+        choices.append({"fold": split.fold, "c_eeg": chosen_c["eeg"], "c_face": chosen_c["face"],
+                        "w_eeg": w_eeg, "w_face": w_face})
+    total = sum(len(s.test) for s in splits)
+    return {name: {"accuracy": correct[name] / max(total, 1), "folds": per_fold[name],
+                   "mean": float(np.mean(per_fold[name])), "std": float(np.std(per_fold[name]))}
+            for name in per_fold} | {
+        "choices": choices,
+        "model": ("logistic regressions on standardised features: EEG log band power "
+                  f"({len(LOG_POWER_BANDS)} bands x 32 channels), face the mean of the "
+                  f"{FRAMES_PER_SEGMENT} frames' tokens; fusion log p_face + w log p_eeg; C and w "
+                  "chosen on validation trials of each training fold")}

@@ -12,6 +12,8 @@ yet (the paper's numbers are on real DEAP with fine-tuned Swin, not comparable w
 and random tokens), so that column says so instead of inventing one. ``OUT/study.png`` draws
 the same figures. Rows with top-K MIL on a synthetic store also say how often the kept frames
 are the ones the store planted the face cue in, beside the rate of picking at random.
+``paper-table5`` also states the linear-probe ceilings of :mod:`train.probe` (EEG, face and their
+fusion) and ``tokenizers`` the band-power probe's, on the same windows, protocol and folds.
 """
 
 from __future__ import annotations
@@ -128,12 +130,60 @@ def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: lis
             metrics = json.loads(metrics_path.read_text())
             rows.append({"preset": row.preset, "label": row.label, "paper": row.paper,
                          "store": store, "tokens": _token_set(metrics), **_row_figures(run, metrics)})
+    probes = [study_probes(name, fields, store) for store in stores] if name in PROBED else []
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps({"study": name, "stores": stores, "rows": rows},
-                                               indent=1) + "\n")
-    (out / "study.md").write_text(study_markdown(name, rows, {**fields, "store": ", ".join(stores)}))
+    (out / "study.json").write_text(json.dumps({"study": name, "stores": stores, "rows": rows,
+                                                "probes": probes}, indent=1) + "\n")
+    (out / "study.md").write_text(study_markdown(name, rows, {**fields, "store": ", ".join(stores)},
+                                                 probes=probes))
     plot_study(out / "study.png", name, rows)
     return rows
+
+
+PROBED = ("paper-table5", "tokenizers")
+"""Studies whose ``study.md`` states linear-probe ceilings on the same windows and folds."""
+
+
+def study_probes(name: str, fields: dict[str, Any], store: str) -> dict[str, Any]:
+    """The yardsticks of :mod:`train.probe` for study ``name`` on ``store``, with the rows' data,
+    protocol, folds and seed: EEG, face and fused probes for ``paper-table5`` (validation trials
+    drawn as the trainer draws them), the band-power probe for ``tokenizers``."""
+    from train.data import StoreData
+    from train.probe import band_power_probe, modality_probes
+
+    config = TrainConfig.model_validate(_deep_update(dict(fields), {"store": store}))
+    with_faces = name == "paper-table5"
+    data = StoreData.open(config.store, labels=config.labels, boundaries=config.deap3,
+                          subjects=config.subjects, needs_tokens=with_faces,
+                          keep_faceless=config.keep_faceless)
+    splits = data.splits(config.protocol, folds=config.folds, seed=config.seed)
+    if config.run_folds is not None:
+        splits = [s for s in splits if s.fold in set(config.run_folds)]
+    if with_faces:
+        found = modality_probes(data, splits, validation_fraction=config.validation_fraction,
+                                seed=config.seed)
+        return {"store": store, "model": found["model"], "choices": found["choices"],
+                **{k: found[k] for k in ("eeg", "face", "fusion")}}
+    found = band_power_probe(data, splits, seed=config.seed)
+    folds = found["folds"]
+    return {"store": store, "model": found["model"],
+            "eeg": {"accuracy": found["accuracy"], "folds": folds, "mean": float(np.mean(folds)),
+                    "std": float(np.std(folds))}}
+
+
+def _probe_lines(probes: list[dict[str, Any]]) -> list[str]:
+    if not probes:
+        return []
+    names = {"eeg": "EEG: log band power", "face": "face: mean token",
+             "fusion": "fusion of the two probes"}
+    lines = ["", "Probe ceilings on the same windows and folds (" + probes[0]["model"] + "):", "",
+             "| store | probe | accuracy | per fold |", "| --- | --- | --- | --- |"]
+    for p in probes:
+        for key, label in names.items():
+            if key in p:
+                lines.append(f"| `{p['store']}` | {label} | {p[key]['mean']:.3f} ± {p[key]['std']:.3f} | "
+                             f"{' / '.join(f'{a:.3f}' for a in p[key]['folds'])} |")
+    return lines
 
 
 def _token_set(metrics: dict[str, Any]) -> str:
@@ -153,7 +203,8 @@ def _same_run(run: Path, config: TrainConfig) -> bool:
     return old == config
 
 
-def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]) -> str:
+def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any], *,
+                   probes: list[dict[str, Any]] | None = None) -> str:
     protocol = rows[0]["protocol"] if rows else fields.get("protocol", "trial")
     lines = [
         f"# Study `{name}`",
@@ -175,6 +226,7 @@ def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]
             f"{r['accuracy_std']:.3f} | {r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f} | "
             f"{r['chance']:.3f} | {', '.join(map(str, r['selected_epochs'] or []))} | "
             f"{_hits(r['mil_hit_rate'])} | {r['paper'] or 'not recorded (real DEAP, fine-tuned Swin)'} |")
+    lines += _probe_lines(probes or [])
     return "\n".join(lines) + "\n"
 
 
