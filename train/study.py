@@ -136,7 +136,7 @@ def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: lis
                                                 "probes": probes}, indent=1) + "\n")
     (out / "study.md").write_text(study_markdown(name, rows, {**fields, "store": ", ".join(stores)},
                                                  probes=probes))
-    plot_study(out / "study.png", name, rows)
+    plot_study(out / "study.png", name, rows, probes=probes)
     return rows
 
 
@@ -236,7 +236,8 @@ def _hits(rate: dict[str, Any] | None) -> str:
     return f"{rate['rate']:.2f} (random {rate['random_rate']:.2f})"
 
 
-def plot_study(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
+def plot_study(path: Path, name: str, rows: list[dict[str, Any]], *,
+               probes: list[dict[str, Any]] | None = None) -> None:
     fig = Figure(figsize=(max(6, 1.3 * len(rows) + 2), 4.2), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -246,6 +247,12 @@ def plot_study(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
                color=colour, capsize=3, label=key.replace("_", " ") + " (mean ± std over folds)")
     if rows:
         ax.axhline(rows[0]["chance"], color="grey", linestyle=":", label=f"chance {rows[0]['chance']:.2f}")
+    styles = {"eeg": ("tab:green", "EEG"), "face": ("tab:purple", "face"), "fusion": ("black", "fused")}
+    for probe in (probes or [])[:1]:  # one store's ceilings; several stores: see study.md
+        for key, (colour, what) in styles.items():
+            if key in probe:
+                ax.axhline(probe[key]["mean"], color=colour, linestyle="--", linewidth=1,
+                           label=f"{what} probe {probe[key]['mean']:.2f}")
     several = len({r.get("store") for r in rows}) > 1
     ax.set_xticks(x, [r["preset"] + (f"\n{r.get('tokens')}" if several else "")
                       + (" (leaky)" if r["leaky"] else "") for r in rows], rotation=20,
