@@ -133,7 +133,8 @@ def test_v1_colour_shortcut_is_gone_in_v2_and_the_ceilings_are_as_documented() -
     v2 = probe_accuracies(params, probes=("colour", "expression"))
     for target in ("valence", "arousal"):
         assert abs(v2["colour"][target] - v2["colour"][f"{target}_majority"]) <= 0.1
-        assert 0.6 <= v2["expression"][target] <= 0.9  # measured 0.76-0.85 (seeds 0-2)
+        # measured (seeds 0-2): valence 0.76-0.85, arousal 0.65-0.68 (the brows agree 0.7)
+        assert 0.6 <= v2["expression"][target] <= 0.9
     v1 = probe_accuracies(params.model_copy(update={"difficulty": None, "subjects": 2}),
                           probes=("colour",))
     assert v1["colour"]["valence"] >= 0.85 and v1["colour"]["arousal"] >= 0.8
