@@ -311,8 +311,9 @@ class Milmer(nn.Module):
             if face is None:
                 raise ValueError(f"a {self.kind} model needs face tokens")
             face_tok, _ = self.face_tokens(face, frame_mask)
-        batch = (eeg if eeg is not None else face).shape[0]  # type: ignore[union-attr]
-        dropped = self.dropped_modalities(batch, device=(eeg if eeg is not None else face).device)  # type: ignore[union-attr]
+        first = eeg if eeg is not None else face
+        batch = first.shape[0]  # type: ignore[union-attr]
+        dropped = self.dropped_modalities(batch, device=first.device)  # type: ignore[union-attr]
         if self.kind == "concat":
             eeg_vec, face_vec = eeg_tok.mean(dim=1), face_tok.mean(dim=1)
             if dropped is not None:
