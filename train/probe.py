@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from store_schema.layout import FRAMES_PER_SEGMENT
+from store_schema.layout import FRAMES_PER_SEGMENT, TOKEN_DIM
 from train.data import Split, StoreData
 from train.models.eeg_tokenizers import LOG_POWER_BANDS, band_matrix, log_band_power
 
@@ -65,7 +65,7 @@ face alone, and the EEG alone is tried too."""
 def mean_token_features(data: StoreData, *, chunk: int = 64) -> np.ndarray:
     """(N, 768): the mean of every frame's 49 tokens, per row (read in chunks when streaming)."""
     rows = np.arange(len(data))
-    out = np.empty((len(data), 768), np.float32)
+    out = np.empty((len(data), TOKEN_DIM), np.float32)
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
         tokens = (data._tokens[torch.from_numpy(part)] if data._tokens is not None
