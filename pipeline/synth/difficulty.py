@@ -28,7 +28,8 @@ Face
       while the EEG carries arousal (band power) as well as valence (asymmetry). Each modality
       then holds what the other lacks, so fusion has something to gain: with the brows as
       large and reliable as the mouth, the best weighted sum of a face and an EEG linear probe
-      beat the face probe by 0.013 (DEAP-4, a pipeline-built store), below the fold std.
+      (the weight picked in hindsight) beat the face probe by 0.013 (DEAP-4, a pipeline-built
+      store), below the fold std.
     - Outside the face nothing depends on the ratings: colour tint, contrast and lighting vary at
       random per trial and slowly within it.
 """
