@@ -340,10 +340,8 @@ class StoreData:
         total = torch.zeros((N_TOKENS, TOKEN_DIM), dtype=torch.float64)
         square = torch.zeros_like(total)
         outer = torch.zeros((TOKEN_DIM, TOKEN_DIM), dtype=torch.float64) if covariance else None
-        for start in range(0, len(positions), chunk):
-            rows = positions[start:start + chunk]
-            tokens = (self._tokens[torch.from_numpy(rows)] if self._tokens is not None
-                      else torch.from_numpy(self.read_tokens(rows))).float()
+        for _, tokens in self.token_chunks(positions, chunk=chunk):
+            tokens = tokens.float()
             total += tokens.sum(dim=(0, 1), dtype=torch.float64)
             square += tokens.square().sum(dim=(0, 1), dtype=torch.float64)
             if outer is not None:  # float32 products of float16 tokens, summed in float64
@@ -356,6 +354,16 @@ class StoreData:
         if outer is not None:  # E[x xᵀ] - E over positions of μ_p μ_pᵀ
             cov = (outer / (n * N_TOKENS) - mean.T @ mean / N_TOKENS).float()
         return mean.float(), std.float(), cov
+
+    def token_chunks(self, positions: np.ndarray, *, chunk: int = 64
+                     ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """``(rows, tokens)`` for ``positions`` in chunks of ``chunk`` rows: float16 tokens
+        (n, 10, 49, 768) from memory once loaded, else read from the store."""
+        positions = np.asarray(positions, np.int64)
+        for start in range(0, len(positions), chunk):
+            rows = positions[start:start + chunk]
+            yield rows, (self._tokens[torch.from_numpy(rows)] if self._tokens is not None
+                         else torch.from_numpy(self.read_tokens(rows)))
 
     def read_tokens(self, positions: np.ndarray) -> np.ndarray:
         """Rows' tokens (n, 10, 49, 768) float16, their chunks read concurrently from the store."""

@@ -64,13 +64,9 @@ face alone, and the EEG alone is tried too."""
 
 def mean_token_features(data: StoreData, *, chunk: int = 64) -> np.ndarray:
     """(N, 768): the mean of every frame's 49 tokens, per row (read in chunks when streaming)."""
-    rows = np.arange(len(data))
     out = np.empty((len(data), TOKEN_DIM), np.float32)
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        tokens = (data._tokens[torch.from_numpy(part)] if data._tokens is not None
-                  else torch.from_numpy(data.read_tokens(part)))
-        out[part] = tokens.float().mean(dim=(1, 2)).numpy()
+    for rows, tokens in data.token_chunks(np.arange(len(data)), chunk=chunk):
+        out[rows] = tokens.float().mean(dim=(1, 2)).numpy()
     return out
 
 
