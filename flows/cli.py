@@ -557,8 +557,9 @@ def train(
     model: Annotated[Optional[str], typer.Option(
         help="fusion (default), concat, deepcca, eeg or face.")] = None,
     eeg_tokenizer: Annotated[Optional[str], typer.Option(
-        help="raw (the paper's, default), log_power (2 Hz bins) or de (differential entropy in "
-             "5 bands): spectral ones see random-phase band power.")] = None,
+        help="raw (the paper's, default), log_power (2 Hz bins, one token per channel), de "
+             "(differential entropy in 5 bands) or band_maps (2 Hz bins, one token per band): "
+             "spectral ones see random-phase band power.")] = None,
     folds: Annotated[Optional[int], typer.Option(help="k of the trial/segment protocols (default 5).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (default), cpu, cuda, cuda:N.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of folds, init and shuffling (default 0).")] = None,

@@ -522,6 +522,21 @@ def test_spectral_standardisation_uses_the_fitted_rows_only(trained, store_url: 
     assert de(torch.randn(2, 32, 384)).shape == (2, 32, 768)
 
 
+def test_band_maps_tokens_hold_one_band_of_every_channel() -> None:
+    from train.models.eeg_tokenizers import LOG_POWER_BANDS
+
+    model = Milmer(num_classes=4, kind="eeg", eeg_tokenizer="band_maps", **SMALL)
+    maps = model.eeg_tokenizer
+    eeg = torch.randn(3, 32, 384)
+    maps.fit_statistics(torch.randn(20, 32, 384))
+    standard = (maps.features(eeg) - maps.mean) / maps.std  # (3, 32 channels, 22 bands)
+    tokens = maps(eeg)
+    assert tokens.shape == (3, len(LOG_POWER_BANDS), SMALL["d_model"])
+    torch.testing.assert_close(tokens, maps.proj(standard.transpose(1, 2)))
+    # the transformer gets one position embedding per band token
+    assert model.pos_eeg.shape[1] == len(LOG_POWER_BANDS) and model(eeg).shape == (3, 4)
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_face_normalisation_uses_the_fitted_rows_only(store_url: str, stream: bool) -> None:
     data = StoreData.open(store_url)

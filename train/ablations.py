@@ -77,7 +77,7 @@ _PRESETS = (
        "CCA objective, a linear classifier on their projections", kind="deepcca"),
     # EEG tokenizers (issue: heads that learn EEG)
     *(_a(f"eeg-{t.replace('_', '-')}", "tokenizer", f"EEG-only with the {t} tokenizer", kind="eeg",
-         eeg_tokenizer=t) for t in ("raw", "log_power", "de")),
+         eeg_tokenizer=t) for t in ("raw", "log_power", "de", "band_maps")),
 )
 
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in _PRESETS}

@@ -20,7 +20,7 @@ from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TO
 
 ModelKind = Literal["fusion", "concat", "deepcca", "eeg", "face"]
 MilMode = Literal["topk", "all", "none", "mean", "amil"]
-EegTokenizerKind = Literal["raw", "log_power", "de"]
+EegTokenizerKind = Literal["raw", "log_power", "de", "band_maps"]
 FaceNorm = Literal["none", "standardize", "whiten"]
 BalanceMode = Literal["cross_attention", "none", "mlp"]
 Protocol = Literal["trial", "segment", "loso"]
@@ -53,7 +53,9 @@ class ModelConfig(BaseModel):
     eeg_sfreq: float = Field(128.0, gt=0, description="sampling rate of the stored EEG windows (Hz)")
     eeg_tokenizer: EegTokenizerKind = Field("raw", description=(
         "raw: the paper's LayerNorm(384) -> Linear -> ReLU on samples; log_power: log power in "
-        "2 Hz bins 1-45 Hz; de: differential entropy (log band power) in δ θ α β γ; spectral "
+        "2 Hz bins 1-45 Hz; de: differential entropy (log band power) in δ θ α β γ (both one "
+        "token per channel); band_maps: the log_power features as one token per 2 Hz band, its "
+        "32 channels' powers (asymmetries between channels are linear in one token); spectral "
         "ones are Hann-windowed, standardised with training-fold statistics, then Linear"))
     face_norm: FaceNorm = Field("none", description=(
         "none: the cached tokens as Swin gave them (the paper, which fine-tunes Swin); "

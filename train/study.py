@@ -69,6 +69,7 @@ STUDIES: dict[str, tuple[StudyRow, ...]] = {
         StudyRow("eeg-raw", "raw samples (paper)"),
         StudyRow("eeg-log-power", "log power, 2 Hz bins"),
         StudyRow("eeg-de", "differential entropy, 5 bands"),
+        StudyRow("eeg-band-maps", "log power, 2 Hz bins, one token per band"),
     ),
 }
 

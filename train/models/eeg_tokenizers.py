@@ -10,6 +10,11 @@
 * ``de``: differential entropy in the classic bands δ 1-4, θ 4-8, α 8-14, β 14-31, γ 31-45 Hz.
   For a band-limited Gaussian signal DE = ½ log(2πe σ²), σ² its band power, so after the
   standardisation it equals log band power in those 5 bands (Duan et al. 2013); then Linear(5 -> d).
+* ``band_maps``: the ``log_power`` features turned around: one token per 2 Hz band (22 tokens),
+  holding the standardised log powers of the 32 channels in that band (its scalp map), then
+  Linear(32 -> d). A spatial pattern within a band, such as frontal alpha asymmetry (left minus
+  right), is linear in one token; with one token per channel it needs attention to subtract one
+  channel's token from another's.
 
 The spectra are computed on the fly from the stored windows, so the store contract does not
 change, in float32 even under autocast.
@@ -22,7 +27,7 @@ from torch import Tensor, nn
 
 LOG_POWER_BANDS: tuple[tuple[float, float], ...] = tuple((f, f + 2.0) for f in range(1, 45, 2))
 DE_BANDS: tuple[tuple[float, float], ...] = ((1, 4), (4, 8), (8, 14), (14, 31), (31, 45))
-TOKENIZER_BANDS = {"log_power": LOG_POWER_BANDS, "de": DE_BANDS}
+TOKENIZER_BANDS = {"log_power": LOG_POWER_BANDS, "de": DE_BANDS, "band_maps": LOG_POWER_BANDS}
 
 
 class RawTokenizer(nn.Module):
@@ -33,6 +38,7 @@ class RawTokenizer(nn.Module):
         self.norm = nn.LayerNorm(eeg_samples)
         self.proj = nn.Linear(eeg_samples, d_model)
         self.act = nn.ReLU()
+        self.n_tokens: int | None = None  # one per channel: as many as the input has
 
     def forward(self, eeg: Tensor) -> Tensor:  # (B, C, S) -> (B, C, d)
         return self.act(self.proj(self.norm(eeg)))
@@ -61,16 +67,20 @@ def log_band_power(eeg: Tensor, window: Tensor, bands: Tensor) -> Tensor:
 
 
 class SpectralTokenizer(nn.Module):
-    """One token per channel from its log band powers, standardised with training statistics."""
+    """Log band powers standardised with training statistics: one token per channel (its
+    spectrum), or with ``per_band`` one token per band (its scalp map)."""
 
     def __init__(self, *, bands: tuple[tuple[float, float], ...], eeg_samples: int = 384,
-                 eeg_channels: int = 32, sfreq: float = 128.0, d_model: int = 768) -> None:
+                 eeg_channels: int = 32, sfreq: float = 128.0, d_model: int = 768,
+                 per_band: bool = False) -> None:
         super().__init__()
+        self.per_band = per_band
+        self.n_tokens = len(bands) if per_band else eeg_channels
         self.register_buffer("window", torch.hann_window(eeg_samples, periodic=False))
         self.register_buffer("bands", band_matrix(bands, samples=eeg_samples, sfreq=sfreq))
         self.register_buffer("mean", torch.zeros(eeg_channels, len(bands)))
         self.register_buffer("std", torch.ones(eeg_channels, len(bands)))
-        self.proj = nn.Linear(len(bands), d_model)
+        self.proj = nn.Linear(eeg_channels if per_band else len(bands), d_model)
 
     def features(self, eeg: Tensor) -> Tensor:
         return log_band_power(eeg, self.window, self.bands)
@@ -90,8 +100,10 @@ class SpectralTokenizer(nn.Module):
         self.mean.copy_(mean.float())
         self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)).float())
 
-    def forward(self, eeg: Tensor) -> Tensor:  # (B, C, S) -> (B, C, d)
+    def forward(self, eeg: Tensor) -> Tensor:  # (B, C, S) -> (B, C or n_bands, d)
         standard = (self.features(eeg) - self.mean) / self.std
+        if self.per_band:
+            standard = standard.transpose(1, 2)  # (B, n_bands, C)
         return self.proj(standard.to(self.proj.weight.dtype))
 
 
@@ -101,6 +113,7 @@ def make_eeg_tokenizer(kind: str, *, eeg_samples: int, eeg_channels: int, sfreq:
         return RawTokenizer(eeg_samples=eeg_samples, d_model=d_model)
     if kind in TOKENIZER_BANDS:
         return SpectralTokenizer(bands=TOKENIZER_BANDS[kind], eeg_samples=eeg_samples,
-                                 eeg_channels=eeg_channels, sfreq=sfreq, d_model=d_model)
+                                 eeg_channels=eeg_channels, sfreq=sfreq, d_model=d_model,
+                                 per_band=kind == "band_maps")
     raise ValueError(f"unknown eeg_tokenizer {kind!r}: raw, {', '.join(TOKENIZER_BANDS)}")
 

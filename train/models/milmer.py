@@ -26,7 +26,8 @@ Path of the face tokens (``kind`` fusion / concat / face):
 
 EEG: one token per channel, 32 tokens (:mod:`train.models.eeg_tokenizers`): the paper's raw
 samples -> LayerNorm(384) -> Linear(384 -> d) -> ReLU, or a spectral tokenizer (log band power,
-standardised with training-fold statistics, -> Linear).
+standardised with training-fold statistics, -> Linear); ``band_maps``: one token per 2 Hz band
+instead, the band's power over the 32 channels (22 tokens).
 
 Fusion: ``[CLS] + (EEG tokens + pos_eeg + type_eeg) + (face tokens + pos_face + type_face)``
 -> TransformerEncoder (post-norm, as ``nn.TransformerEncoderLayer`` defaults and the paper's code)
@@ -195,6 +196,7 @@ class Milmer(nn.Module):
             self.eeg_tokenizer = make_eeg_tokenizer(
                 c.eeg_tokenizer, eeg_samples=c.eeg_samples, eeg_channels=c.eeg_channels,
                 sfreq=c.eeg_sfreq, d_model=c.d_model)
+            self.n_eeg_tokens = self.eeg_tokenizer.n_tokens or c.eeg_channels
         self.face_norm = c.face_norm if self.use_face else "none"
         if self.face_norm != "none":
             self.register_buffer("face_mean", torch.zeros(c.n_face_tokens, c.token_dim))
