@@ -11,10 +11,13 @@
   For a band-limited Gaussian signal DE = ½ log(2πe σ²), σ² its band power, so after the
   standardisation it equals log band power in those 5 bands (Duan et al. 2013); then Linear(5 -> d).
 * ``band_maps``: the ``log_power`` features turned around: one token per 2 Hz band (22 tokens),
-  holding the standardised log powers of the 32 channels in that band (its scalp map), then
-  Linear(32 -> d). A spatial pattern within a band, such as frontal alpha asymmetry (left minus
-  right), is linear in one token; with one token per channel it needs attention to subtract one
-  channel's token from another's.
+  holding the standardised log powers of the 32 channels in that band (its scalp map), then a
+  Linear(32 -> d) of the band's own (:class:`TokenwiseLinear`). A spatial pattern within a band,
+  such as frontal alpha asymmetry (left minus right), is linear in one token; with one token per
+  channel it needs attention to subtract one channel's token from another's. The weights are
+  not shared between bands: with one Linear for all bands, alpha and beta power on the same
+  channels give the same token and only the position embeddings tell them apart (measured: on
+  the planted training store such a head stayed at chance after 10 epochs).
 
 The spectra are computed on the fly from the stored windows, so the store contract does not
 change, in float32 even under autocast.
@@ -66,6 +69,20 @@ def log_band_power(eeg: Tensor, window: Tensor, bands: Tensor) -> Tensor:
         return torch.log10(power @ bands + 1e-10)
 
 
+class TokenwiseLinear(nn.Module):
+    """(B, n, in) -> (B, n, out) with a separate Linear(in -> out) for each of the n tokens,
+    initialised as ``nn.Linear`` is."""
+
+    def __init__(self, n_tokens: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = in_features ** -0.5
+        self.weight = nn.Parameter(torch.empty(n_tokens, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_tokens, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.einsum("bni,nio->bno", x, self.weight) + self.bias
+
+
 class SpectralTokenizer(nn.Module):
     """Log band powers standardised with training statistics: one token per channel (its
     spectrum), or with ``per_band`` one token per band (its scalp map)."""
@@ -80,7 +97,8 @@ class SpectralTokenizer(nn.Module):
         self.register_buffer("bands", band_matrix(bands, samples=eeg_samples, sfreq=sfreq))
         self.register_buffer("mean", torch.zeros(eeg_channels, len(bands)))
         self.register_buffer("std", torch.ones(eeg_channels, len(bands)))
-        self.proj = nn.Linear(eeg_channels if per_band else len(bands), d_model)
+        self.proj = (TokenwiseLinear(len(bands), eeg_channels, d_model) if per_band
+                     else nn.Linear(len(bands), d_model))
 
     def features(self, eeg: Tensor) -> Tensor:
         return log_band_power(eeg, self.window, self.bands)
