@@ -13,7 +13,7 @@ from train import study as study_module
 from train.config import TrainError
 from train.data import StoreData
 from train.probe import band_power_probe, modality_probes
-from train.study import STUDIES, run_study
+from train.study import STUDIES, paired_differences, run_study
 from train.synthetic import write_planted_store
 
 SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
@@ -43,6 +43,11 @@ def test_paper_table4_study_runs_resumes_and_writes_its_table(tmp_path: Path, mo
     first = rows[0]
     assert (f"| {first['label']} | `balance-none` | random:0 | trial | {first['accuracy_mean']:.3f} ± "
             f"{first['accuracy_std']:.3f} |") in table
+    paired = first["vs_reference"]  # balance-none against queries-64, fold by fold
+    reference = next(r for r in rows if r["preset"] == "queries-64")
+    assert paired["folds"] == pytest.approx(np.subtract(first["accuracy"], reference["accuracy"]).tolist())
+    assert f"| {paired['mean']:+.3f} ± {paired['std']:.3f} ({paired['won']}/{paired['lost']}/" in table
+    assert reference["vs_reference"] is None
     assert (tmp_path / "study" / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the n_queries of each row reached its run
     config = json.loads((tmp_path / "study" / "rows" / "queries-196" / "config.json").read_text())
@@ -55,6 +60,18 @@ def test_paper_table4_study_runs_resumes_and_writes_its_table(tmp_path: Path, mo
     monkeypatch.setattr(study_module, "run_training", no_training)
     again = run_study("paper-table4", tmp_path / "study", fields=fields)
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+
+
+def test_rows_stand_beside_the_reference_fold_by_fold() -> None:
+    rows = [{"preset": "concat", "store": "s", "accuracy": [0.5, 0.3, 0.4]},
+            {"preset": "fusion", "store": "s", "accuracy": [0.4, 0.3, 0.2]},
+            {"preset": "concat", "store": "t", "accuracy": [0.9, 0.9, 0.9]}]  # no reference on t
+    paired_differences(rows, "fusion")
+    diff = rows[0]["vs_reference"]
+    assert diff["folds"] == pytest.approx([0.1, 0.0, 0.2]) and diff["mean"] == pytest.approx(0.1)
+    assert diff["std"] == pytest.approx(np.std([0.1, 0.0, 0.2]))
+    assert (diff["won"], diff["lost"], diff["tied"]) == (2, 0, 1)
+    assert rows[1]["vs_reference"] is None and rows[2]["vs_reference"] is None
 
 
 def test_segment_protocol_rows_are_marked_leaky_and_unknown_studies_refused(tmp_path: Path) -> None:

@@ -14,6 +14,11 @@ the same figures. Rows with top-K MIL on a synthetic store also say how often th
 are the ones the store planted the face cue in, beside the rate of picking at random.
 ``paper-table5`` also states the linear-probe ceilings of :mod:`train.probe` (EEG, face and their
 fusion) and ``tokenizers`` the band-power probe's, on the same windows, protocol and folds.
+
+Every row also stands beside the study's reference row (:data:`REFERENCE`: the Milmer row, or the
+paper's tokenizer) fold by fold: rows share their folds, so the per-fold difference of
+accuracies removes what makes a fold hard for every model, and its mean ± std and the number of
+folds a row wins say more about two rows than the two stds over folds side by side.
 """
 
 from __future__ import annotations
@@ -74,6 +79,28 @@ STUDIES: dict[str, tuple[StudyRow, ...]] = {
 }
 
 
+REFERENCE: dict[str, str] = {"paper-table4": "queries-64", "paper-table5": "fusion",
+                             "paper-table6": "mil-topk", "tokenizers": "eeg-raw"}
+"""The row each study's rows are compared with fold by fold (:func:`paired_differences`)."""
+
+
+def paired_differences(rows: list[dict[str, Any]], reference: str) -> None:
+    """Add ``vs_reference`` to every row: its per-fold accuracy minus the reference row's on the
+    same store and folds (mean, std over folds, folds won, lost and tied); None for the
+    reference itself or where the folds differ."""
+    for row in rows:
+        ref = next((r for r in rows if r["preset"] == reference and r.get("store") == row.get("store")),
+                   None)
+        if ref is None or ref is row or len(ref["accuracy"]) != len(row["accuracy"]):
+            row["vs_reference"] = None
+            continue
+        diff = np.asarray(row["accuracy"]) - np.asarray(ref["accuracy"])
+        row["vs_reference"] = {"reference": reference, "folds": diff.round(6).tolist(),
+                               "mean": float(diff.mean()), "std": float(diff.std()),
+                               "won": int((diff > 1e-9).sum()), "lost": int((diff < -1e-9).sum()),
+                               "tied": int((np.abs(diff) <= 1e-9).sum())}
+
+
 def _row_figures(run: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     """Per-fold accuracy and macro F1 of a finished run, and their mean ± std."""
     accuracy, macro_f1 = [], []
@@ -131,6 +158,7 @@ def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: lis
             metrics = json.loads(metrics_path.read_text())
             rows.append({"preset": row.preset, "label": row.label, "paper": row.paper,
                          "store": store, "tokens": _token_set(metrics), **_row_figures(run, metrics)})
+    paired_differences(rows, REFERENCE[name])
     probes = [study_probes(name, fields, store) for store in stores] if name in PROBED else []
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.json").write_text(json.dumps({"study": name, "stores": stores, "rows": rows,
@@ -215,9 +243,10 @@ def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]
         f"{fields.get('epochs', 100)} epochs, {len(rows[0]['accuracy']) if rows else 0} fold(s), "
         f"seed {fields.get('seed', 0)}; mean ± std over folds; epoch chosen on validation.",
         "",
-        "| row | preset | token weights | protocol | accuracy | macro F1 | chance | selected epochs "
-        "| top-K picks on planted frames | paper |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| row | preset | token weights | protocol | accuracy | macro F1 | chance "
+        f"| accuracy − `{REFERENCE.get(name, '?')}`, paired by fold (won/lost/tied) "
+        "| selected epochs | top-K picks on planted frames | paper |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         proto = r["protocol"] + (" (leaky)" if r["leaky"] else "")
@@ -225,10 +254,18 @@ def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]
             f"| {r['label']} | `{r['preset']}` | {r.get('tokens', '?')} | {proto} | "
             f"{r['accuracy_mean']:.3f} ± "
             f"{r['accuracy_std']:.3f} | {r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f} | "
-            f"{r['chance']:.3f} | {', '.join(map(str, r['selected_epochs'] or []))} | "
+            f"{r['chance']:.3f} | {_paired(r.get('vs_reference'))} | "
+            f"{', '.join(map(str, r['selected_epochs'] or []))} | "
             f"{_hits(r['mil_hit_rate'])} | {r['paper'] or 'not recorded (real DEAP, fine-tuned Swin)'} |")
     lines += _probe_lines(probes or [])
     return "\n".join(lines) + "\n"
+
+
+def _paired(diff: dict[str, Any] | None) -> str:
+    if not diff:
+        return "—"
+    return (f"{diff['mean']:+.3f} ± {diff['std']:.3f} "
+            f"({diff['won']}/{diff['lost']}/{diff['tied']})")
 
 
 def _hits(rate: dict[str, Any] | None) -> str:
