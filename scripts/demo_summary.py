@@ -29,6 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     metrics = json.loads((args.run / "metrics.json").read_text())
+    tokenizer = json.loads((args.run / "config.json").read_text())["model"]["eeg_tokenizer"]
     folds = [f["accuracy"] for f in metrics["folds"]]
     margin = metrics["accuracy"] - metrics["chance"]
     eeg_data = StoreData.open(args.store, labels=args.labels, needs_tokens=False)
@@ -36,7 +37,7 @@ def main() -> None:
     rows = {r["preset"]: r for r in json.loads((args.study / "study.json").read_text())["rows"]}
     best = max(rows.values(), key=lambda r: r["accuracy_mean"])
 
-    print(f"Fusion heads ({metrics['model']}, EEG tokenizer log_power), {metrics['labels']}, "
+    print(f"Fusion heads ({metrics['model']}, EEG tokenizer {tokenizer}), {metrics['labels']}, "
           f"protocol {metrics['protocol']} (whole test trials never seen in training), "
           f"{len(folds)} folds, epoch chosen on validation trials:")
     print(f"  accuracy {metrics['accuracy']:.3f} on {metrics['n_test']} held-out windows "
