@@ -17,7 +17,8 @@
   channel it needs attention to subtract one channel's token from another's. The weights are
   not shared between bands: with one Linear for all bands, alpha and beta power on the same
   channels give the same token and only the position embeddings tell them apart (measured: on
-  the planted training store such a head stayed at chance after 10 epochs).
+  the small planted training store such a head reached 0.14 after 10 epochs, chance 0.25, against
+  0.42 with a Linear per band).
 
 The spectra are computed on the fly from the stored windows, so the store contract does not
 change, in float32 even under autocast.
