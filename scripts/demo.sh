@@ -52,7 +52,7 @@ echo "== 6/7 a short ablation: the EEG tokenizers (EEG only), same store, folds 
 
 echo
 echo "== 7/7 what was learned"
-.venv/bin/python scripts/demo_summary.py "$store" "$demo_dir/run" "$demo_dir/study" --labels deap4 --folds 3
+.venv/bin/python scripts/demo_summary.py "$demo_dir/run" "$demo_dir/study"
 echo
 echo "Pictures: $demo_dir/faces_s02.png (face crops; s02 trial 5 has no video, left out on purpose),"
 echo "  $demo_dir/run/confusion.png, $demo_dir/run/curves.png (train and validation), $demo_dir/study/study.png;"

@@ -1,10 +1,11 @@
 """The demo's last lines: what was learned, against chance and against a probe on the same data.
 
-    .venv/bin/python scripts/demo_summary.py STORE RUN_DIR STUDY_DIR --labels deap4 --folds 3
+    .venv/bin/python scripts/demo_summary.py RUN_DIR STUDY_DIR
 
-Reads the fusion run's ``metrics.json`` and the tokenizer study's ``study.json``, and fits the
-yardstick for EEG heads (``train.probe``: logistic regression on log band power) on the same
-store, protocol and folds, then says in plain words what the heads learned.
+Reads the fusion run's ``metrics.json`` and the tokenizer study's ``study.json``, which holds the
+yardstick for EEG heads (``train.probe``: logistic regression on log band power) that
+``milmer ablate tokenizers`` fitted on the same store, protocol and folds, then says in plain
+words what the heads learned.
 """
 
 from __future__ import annotations
@@ -15,26 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data import StoreData
-from train.probe import band_power_probe
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("store")
     parser.add_argument("run", type=Path)
     parser.add_argument("study", type=Path)
-    parser.add_argument("--labels", default="deap4")
-    parser.add_argument("--folds", type=int, default=3)
     args = parser.parse_args()
 
     metrics = json.loads((args.run / "metrics.json").read_text())
     tokenizer = json.loads((args.run / "config.json").read_text())["model"]["eeg_tokenizer"]
     folds = [f["accuracy"] for f in metrics["folds"]]
     margin = metrics["accuracy"] - metrics["chance"]
-    eeg_data = StoreData.open(args.store, labels=args.labels, needs_tokens=False)
-    probe = band_power_probe(eeg_data, eeg_data.splits("trial", folds=args.folds, seed=0))
-    rows = {r["preset"]: r for r in json.loads((args.study / "study.json").read_text())["rows"]}
+    study = json.loads((args.study / "study.json").read_text())
+    rows = {r["preset"]: r for r in study["rows"]}
+    probe = study["probes"][0]["eeg"]
     best = max(rows.values(), key=lambda r: r["accuracy_mean"])
 
     print(f"Fusion heads ({metrics['model']}, EEG tokenizer {tokenizer}), {metrics['labels']}, "

@@ -38,21 +38,27 @@ def log_band_power_features(data: StoreData, *, bands: Sequence[tuple[float, flo
     return log_band_power(eeg, window, matrix).flatten(1).numpy()
 
 
+def _fit(features: np.ndarray, labels: np.ndarray, c: float, seed: int):  # noqa: ANN202
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed))
+    return model.fit(features, labels)
+
+
 def band_power_probe(data: StoreData, splits: Sequence[Split], *,
                      bands: Sequence[tuple[float, float]] = LOG_POWER_BANDS, c: float = 1.0,
                      seed: int = 0) -> dict[str, object]:
-    """Pooled test accuracy and per-fold accuracies of the probe over ``splits``."""
+    """Pooled test accuracy, per-fold accuracies and their mean ± std, of the probe over
+    ``splits`` (the shape of each entry of :func:`modality_probes`)."""
     features = log_band_power_features(data, bands=bands)
     correct, total, per_fold = 0, 0, []
     for split in splits:
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
-        probe.fit(features[split.train], data.labels[split.train])
+        probe = _fit(features[split.train], data.labels[split.train], c, seed)
         hits = probe.predict(features[split.test]) == data.labels[split.test]
         correct += int(hits.sum())
         total += len(hits)
         per_fold.append(float(hits.mean()))
-    return {"accuracy": correct / max(total, 1), "folds": per_fold, "n_features": features.shape[1],
-            "model": f"logistic regression (C={c}) on standardised log band power, "
+    return {"accuracy": correct / max(total, 1), "folds": per_fold,
+            "mean": float(np.mean(per_fold)), "std": float(np.std(per_fold)),
+            "n_features": features.shape[1], "model": f"logistic regression (C={c}) on standardised log band power, "
                      f"{len(bands)} bands x 32 channels"}
 
 
@@ -69,11 +75,6 @@ def mean_token_features(data: StoreData, *, chunk: int = 64) -> np.ndarray:
     for rows, tokens in data.token_chunks(np.arange(len(data)), chunk=chunk):
         out[rows] = tokens.float().mean(dim=(1, 2)).numpy()
     return out
-
-
-def _fit(features: np.ndarray, labels: np.ndarray, c: float, seed: int):  # noqa: ANN202
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed))
-    return model.fit(features, labels)
 
 
 def _log_proba(model, features: np.ndarray, n_classes: int) -> np.ndarray:  # noqa: ANN001

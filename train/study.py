@@ -194,10 +194,8 @@ def study_probes(name: str, fields: dict[str, Any], store: str) -> dict[str, Any
         return {"store": store, "model": found["model"], "choices": found["choices"],
                 **{k: found[k] for k in ("eeg", "face", "fusion")}}
     found = band_power_probe(data, splits, seed=config.seed)
-    folds = found["folds"]
     return {"store": store, "model": found["model"],
-            "eeg": {"accuracy": found["accuracy"], "folds": folds, "mean": float(np.mean(folds)),
-                    "std": float(np.std(folds))}}
+            "eeg": {k: found[k] for k in ("accuracy", "folds", "mean", "std")}}
 
 
 def _probe_lines(probes: list[dict[str, Any]]) -> list[str]:
