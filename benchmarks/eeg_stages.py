@@ -19,11 +19,11 @@ import numpy as np
 
 from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
-from pipeline import deap_format as fmt
-from pipeline.deap import load_subject
-from pipeline.eeg_params import FilterIcaParams
+from pipeline.readers import deap_format as fmt
+from pipeline.readers.deap import load_subject
+from pipeline.stages.eeg.params import FilterIcaParams
 from pipeline.synth import SynthParams, write_synthetic_deap
-from store_schema.store import FeatureStore
+from store_schema.engine.store import FeatureStore
 
 
 def paper_style_ica_seconds(eeg: np.ndarray, params: FilterIcaParams) -> float:

@@ -3,7 +3,7 @@
 For each codec, writes a synthetic subject (720x576 video), builds its segment table with the EEG
 stages (not timed), then measures on one CPU core:
 
-- the whole face stage as the flow runs it (``store_schema.runner.run_row`` with the faces row, ``force``): probe
+- the whole face stage as the flow runs it (``store_schema.run.runner.run_row`` with the faces row, ``force``): probe
   the videos, decode the sampled frames, detect, crop, pad, write and commit to the Zarr store;
 - BlazeFace detection alone on the same frames, already decoded (decoding not timed).
 
@@ -61,16 +61,16 @@ def main() -> None:
 
     from flows.config import PreprocessConfig
     from flows.preprocess import run_chain_inline
-    from pipeline.stage_table import STAGE_TABLE
-    from pipeline.deap import find_layout
-    from pipeline.face_model import resolve_face_model
-    from pipeline.faces import BlazeFace, find_trial_videos, read_frames, sample_frame_indices
-    from pipeline.faces_params import FacesParams
+    from pipeline.stages import STAGE_TABLE
+    from pipeline.readers.deap import find_layout
+    from pipeline.weights.face_model import resolve_face_model
+    from pipeline.stages.faces.detect import BlazeFace, find_trial_videos, read_frames, sample_frame_indices
+    from pipeline.stages.faces.params import FacesParams
     from pipeline.synth import SynthParams, write_synthetic_deap
-    from store_schema.layout import Stage, stage_path
-    from store_schema.runner import run_row
-    from store_schema.store import FeatureStore
-    from store_schema.table import StageContext
+    from store_schema.contract.layout import Stage, stage_path
+    from store_schema.run.runner import run_row
+    from store_schema.engine.store import FeatureStore
+    from store_schema.contract.table import StageContext
 
     model, _ = resolve_face_model()
     params = FacesParams()

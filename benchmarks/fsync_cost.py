@@ -2,7 +2,7 @@
 fsync (the default) and without (``MILMER_FSYNC=0``).
 
 Prints, per stage, its seconds and the seconds spent in fsync (timed around every sync call of
-:mod:`store_schema.durable`), and the same stages' seconds without fsync. ``--tokens-array`` also
+:mod:`store_schema.engine.durable`), and the same stages' seconds without fsync. ``--tokens-array`` also
 writes one full-size subject's tokens array (800 segments x 10 x 49 x 768 float16, random: it
 barely compresses, as real tokens) and times its fsync: the tokens stage's own compute is not run.
 
@@ -24,7 +24,8 @@ import zarr
 from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
 from pipeline.synth import SynthParams, write_synthetic_deap
-from store_schema import durable, store
+from store_schema.engine import durable
+from store_schema.engine import store
 
 STAGES = ["ingest", "eeg", "segment"]
 

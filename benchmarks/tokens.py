@@ -30,14 +30,14 @@ import numpy as np
 import torch
 import zarr
 
-from pipeline.tokens import (
+from pipeline.stages.tokens.extract import (
     TokenExtractor,
     TokensParams,
     cpu_has_native_bf16,
     tokens_for_subject,
 )
-from store_schema.layout import FRAMES_PER_SEGMENT, Stage, stage_spec
-from store_schema.store import COMPRESSOR
+from store_schema.contract.layout import FRAMES_PER_SEGMENT, Stage, stage_spec
+from store_schema.engine.store import COMPRESSOR
 
 DEAP_FRAMES = 176_000
 

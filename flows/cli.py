@@ -110,7 +110,7 @@ def inspect(
 
     Exit 0 when the folder is usable (at least one usable subject and no folder-wide error).
     """
-    from pipeline.deap import scan_deap
+    from pipeline.readers.deap import scan_deap
     from pipeline.errors import DeapInputError
 
     try:
@@ -132,7 +132,7 @@ def inspect(
     raise typer.Exit(0 if ok else 1)
 
 
-def _print_scan(scan) -> None:  # noqa: ANN001 - pipeline.deap.DeapScan, imported lazily
+def _print_scan(scan) -> None:  # noqa: ANN001 - pipeline.readers.deap.DeapScan, imported lazily
     layout = scan.layout
     console.print(f"[bold]DEAP folder[/] {layout.root}")
     for label, path in (("preprocessed", layout.preprocessed_dir), ("ratings", layout.ratings_csv),
@@ -292,7 +292,7 @@ def preprocess(
     if as_json:
         print(summary.model_dump_json(indent=2))
     else:
-        _print_summary(summary, random_weights=str(cfg.weights).startswith("random"))
+        _print_summary(summary, random_weights=str(cfg.tokens.weights).startswith("random"))
     raise typer.Exit(0 if summary.ok else 1)
 
 
@@ -391,9 +391,9 @@ store_app = typer.Typer(help="Look into a feature store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 
 
-def _open_store(url: str):  # noqa: ANN202 - store_schema.store.FeatureStore
+def _open_store(url: str):  # noqa: ANN202 - store_schema.engine.store.FeatureStore
     from store_schema.errors import StoreError
-    from store_schema.store import FeatureStore
+    from store_schema.engine.store import FeatureStore
 
     try:
         return FeatureStore.open(url, mode="r")
@@ -407,7 +407,7 @@ def store_info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Per subject and stage: committed or not, fingerprint, shapes, bytes on disk."""
-    from store_schema.info import store_report
+    from store_schema.views.info import store_report
 
     report = store_report(_open_store(store))
     if as_json:
@@ -448,7 +448,7 @@ def store_verify(
 
     Exit 2: the store cannot be opened, or the repair could not write to it.
     """
-    from store_schema.verify import pending_stages, repair_store, verify_store
+    from store_schema.engine.verify import pending_stages, repair_store, verify_store
 
     opened = _open_store(store)
     problems = verify_store(opened, read_chunks=not quick)
@@ -459,7 +459,7 @@ def store_verify(
         console.print(f"{len(problems)} problem(s) in {committed} committed subject-stages")
     if problems and repair:
         from store_schema.errors import StoreError
-        from store_schema.store import FeatureStore
+        from store_schema.engine.store import FeatureStore
 
         try:
             writable = FeatureStore.open(store, mode="a")
@@ -487,9 +487,9 @@ def store_faces(
 ) -> None:
     """Contact sheet of a subject's face crops: a row per segment, ten frames each; frames without
     a detection are outlined in red."""
-    from pipeline.contact_sheet import contact_sheet, sheet_rows, write_png
+    from pipeline.qc.contact_sheet import contact_sheet, sheet_rows, write_png
     from store_schema.errors import StoreError
-    from store_schema.face_sheet import read_face_sheet
+    from store_schema.views.face_sheet import read_face_sheet
 
     try:
         sheet = read_face_sheet(_open_store(store), subject,

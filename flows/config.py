@@ -7,22 +7,35 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.eeg_params import ICLABEL_NEEDS_RAW, FilterIcaParams
+from pydantic import create_model
+
 from pipeline.errors import DeapInputError
-from pipeline.faces_params import FacesParams
-from pipeline.ingest import IngestParams, check_deap_folder
-from pipeline.segment import SegmentParams
-from pipeline.stage_table import STAGE_TABLE, TokensSettings
+from pipeline.stages import STAGE_TABLE
+from pipeline.stages.eeg.params import ICLABEL_NEEDS_RAW
+from pipeline.stages.faces.params import FacesParams
+from pipeline.stages.ingest.recording import check_deap_folder
 from store_schema.errors import StoreError
-from store_schema.layout import CROP_SIZE, FRAMES_PER_SEGMENT, Stage
-from store_schema.store import FeatureStore
+from store_schema.contract.layout import CROP_SIZE, FRAMES_PER_SEGMENT, Stage
+from store_schema.engine.store import FeatureStore
 
 IMPLEMENTED_STAGES: tuple[Stage, ...] = tuple(STAGE_TABLE)
 """Stages this version can run (the stage table's rows), in order; ``all`` means these."""
 
+StageSettings = create_model(
+    "StageSettings", __config__=ConfigDict(extra="forbid"),
+    **{stage.value: (row.params, Field(default_factory=row.params,
+                                       description=f"settings of the {stage.value} stage"))
+       for stage, row in STAGE_TABLE.items()})
+"""One field per stage, named for it, typed by its row's params model: a stage's settings are
+declared once, in its package."""
 
-class PreprocessConfig(BaseModel):
-    """Everything ``milmer preprocess`` (and the ``preprocess-deap`` flow) needs."""
+TOKENS_SHORTHANDS = {"weights": "weights", "device": "device", "tokens_batch_size": "batch_size"}
+"""Top-level names earlier configs (and the deployment's parameters) gave the tokens settings."""
+
+
+class PreprocessConfig(StageSettings):  # type: ignore[misc, valid-type]
+    """Everything ``milmer preprocess`` (and the ``preprocess-deap`` flow) needs: the run's
+    inputs and runner settings, and each stage's settings (the fields named for the stages)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,18 +44,9 @@ class PreprocessConfig(BaseModel):
     subjects: list[int] | None = Field(
         None, description="subject numbers; default: every sNN.dat (source original: sNN.bdf) found")
     stages: list[Stage] = Field(default_factory=lambda: list(IMPLEMENTED_STAGES))
-    ingest: IngestParams = IngestParams()
-    eeg: FilterIcaParams = FilterIcaParams()
-    segment: SegmentParams = SegmentParams()
-    faces: FacesParams = FacesParams()
     report: Path | None = Field(
         None, description="after the run, write a QC report per subject (MNE Report HTML) and an "
         "index.html into this folder; the flow links it as a Prefect artifact")
-    weights: str | None = Field(
-        None, description="Swin weights for the tokens stage: a timm checkpoint file, a Hugging Face "
-        "Swin folder, or 'random' (random init, recorded as such)")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="tokens stage device")
-    tokens_batch_size: int | None = Field(None, ge=1, description="frames per forward (default: 32 CPU, 256 CUDA)")
     content_hash: bool = Field(False, description="fingerprint input files by content, not size+mtime")
     force: bool = Field(False, description="recompute even when fingerprints match")
     storage_options: dict[str, Any] | None = Field(None, description="fsspec options for the store URL")
@@ -65,12 +69,26 @@ class PreprocessConfig(BaseModel):
                                  durable=self.durable)
 
     def stage_params(self, stage: Stage) -> BaseModel:
-        """The settings this run gives ``stage`` (its row of the stage table names the model)."""
-        if stage == Stage.tokens:
-            assert self.weights is not None  # refused by the validator when tokens run
-            return TokensSettings(weights=self.weights, device=self.device,
-                                  batch_size=self.tokens_batch_size)
-        return getattr(self, stage.value)  # each stage's settings are the field of its name
+        """The settings this run gives ``stage``: the field of its name."""
+        return getattr(self, Stage(stage).value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tokens_shorthands(cls, data: Any) -> Any:
+        """``weights``, ``device`` and ``tokens_batch_size`` at the top level (the CLI's flags,
+        earlier config files, the deployment's parameters) are the tokens stage's settings."""
+        if not isinstance(data, dict) or not any(k in data for k in TOKENS_SHORTHANDS):
+            return data
+        data = dict(data)
+        tokens = data.get("tokens") or {}
+        tokens = dict(tokens) if isinstance(tokens, dict) else tokens.model_dump()
+        for flat, field in TOKENS_SHORTHANDS.items():
+            if flat in data:
+                value = data.pop(flat)
+                if value is not None:
+                    tokens[field] = value
+        data["tokens"] = tokens
+        return data
 
     @field_validator("dask_address")
     @classmethod
@@ -90,20 +108,21 @@ class PreprocessConfig(BaseModel):
     def _tokens_have_weights(self) -> "PreprocessConfig":
         if Stage.tokens not in self.stages:
             return self
-        if self.weights is None:
+        weights = self.tokens.weights
+        if weights is None:
             raise ValueError(
                 "the tokens stage needs Swin weights: give --weights PATH (a timm .pth/.safetensors "
                 "file or a Hugging Face Swin folder) or --weights random, or leave tokens out "
                 "(--stages ingest,eeg,segment,faces)")
-        if self.weights.startswith("random"):
+        if weights.startswith("random"):
             return self
-        if not Path(self.weights).expanduser().exists():
-            raise ValueError(f"weights {self.weights} does not exist")
+        if not Path(weights).expanduser().exists():
+            raise ValueError(f"weights {weights} does not exist")
         from pipeline.errors import WeightsError
-        from pipeline.swin_weights import check_weights  # torch: only for a checkpoint
+        from pipeline.weights.swin import check_weights  # torch: only for a checkpoint
 
         try:
-            check_weights(self.weights)  # a checkpoint that cannot load fails now, not after hours
+            check_weights(weights)  # a checkpoint that cannot load fails now, not after hours
         except WeightsError as err:
             raise ValueError(str(err)) from None
         return self

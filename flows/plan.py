@@ -9,12 +9,12 @@ from pydantic import BaseModel
 
 from flows.config import PreprocessConfig
 from flows.summary import RunSummary
-from pipeline.ingest import requested_subjects
-from pipeline.stage_table import STAGE_TABLE
-from store_schema.layout import Stage, ancestors
-from store_schema.plan import PlanEntry, plan_stage
-from store_schema.runner import StageOutcome
-from store_schema.table import StageContext
+from pipeline.stages.ingest.recording import requested_subjects
+from pipeline.stages import STAGE_TABLE
+from store_schema.run.graph import SubjectStage, run_graph, walk
+from store_schema.run.plan import PlanEntry, plan_stage
+from store_schema.run.runner import StageOutcome
+from store_schema.contract.table import StageContext
 
 
 class RunPlan(BaseModel):
@@ -39,24 +39,20 @@ class RunPlan(BaseModel):
 def plan_run(config: PreprocessConfig) -> RunPlan:
     """The plan of ``config``'s run: every requested subject-stage, in run order."""
     store = config.open_store()
-    entries: list[PlanEntry] = []
-    for subject in requested_subjects(config.deap, config.subjects, source=config.ingest.source):
-        changed: dict[Stage, PlanEntry] = {}
-        for stage in config.stages:
-            blocked = next((changed[s] for s in reversed(ancestors(stage)) if s in changed), None)
-            if blocked is not None and blocked.action == "cannot run":
-                entry = PlanEntry(subject=subject, stage=stage, action="cannot run",
-                                  reason=f"upstream '{blocked.stage.value}' cannot run")
-            else:
-                entry = plan_stage(
-                    store, STAGE_TABLE[stage], params=config.stage_params(stage),
-                    context=StageContext(subject=subject, deap=config.deap,
-                                         content_hash=config.content_hash),
-                    force=config.force, upstream_recomputed=blocked.stage if blocked else None)
-            if entry.action != "up to date":
-                changed[stage] = entry
-            entries.append(entry)
-    return RunPlan(entries=entries)
+    subjects = requested_subjects(config.deap, config.subjects, source=config.ingest.source)
+
+    def plan(node: SubjectStage, upstream: PlanEntry | None) -> PlanEntry:
+        if upstream is not None and upstream.action == "cannot run":
+            return PlanEntry(subject=node.subject, stage=node.stage, action="cannot run",
+                             reason=f"upstream '{upstream.stage.value}' cannot run")
+        recomputed = upstream if upstream is not None and upstream.action != "up to date" else None
+        return plan_stage(
+            store, STAGE_TABLE[node.stage], params=config.stage_params(node.stage),
+            context=StageContext(subject=node.subject, deap=config.deap,
+                                 content_hash=config.content_hash),
+            force=config.force, upstream_recomputed=recomputed.stage if recomputed else None)
+
+    return RunPlan(entries=walk(run_graph(subjects, config.stages), plan))
 
 
 def summary_if_up_to_date(config: PreprocessConfig) -> RunSummary | None:

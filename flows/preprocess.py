@@ -6,7 +6,8 @@ subject-stage never stops other subjects: the flow waits for everything, publish
 (a markdown artifact and the returned :class:`RunSummary`) and ends Failed if anything failed.
 
 :func:`run_chain_inline` runs the same subject-stages in a plain loop, without Prefect: the
-tests of stage semantics use it, and so can a notebook.
+tests of stage semantics use it, and so can a notebook. Both walk the one run graph
+(:mod:`store_schema.run.graph`), as ``--plan`` does.
 """
 
 # No `from __future__ import annotations`: Prefect builds the served flow's parameter schema from
@@ -27,11 +28,12 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from flows.config import PreprocessConfig
 from flows.summary import RunSummary
-from pipeline.ingest import requested_subjects
-from pipeline.stage_table import STAGE_TABLE
-from store_schema.layout import Stage, ancestors
-from store_schema.runner import StageOutcome, run_row
-from store_schema.table import StageContext
+from pipeline.stages.ingest.recording import requested_subjects
+from pipeline.stages import STAGE_TABLE
+from store_schema.contract.layout import Stage
+from store_schema.run.graph import SubjectStage, run_graph, walk
+from store_schema.run.runner import StageOutcome, run_row
+from store_schema.contract.table import StageContext
 
 
 ONE_AT_A_TIME: frozenset[Stage] = frozenset({Stage.tokens})
@@ -40,16 +42,6 @@ ONE_AT_A_TIME: frozenset[Stage] = frozenset({Stage.tokens})
 
 class TransientStageError(RuntimeError):
     """Raised inside a task so that Prefect retries it (I/O errors of the environment only)."""
-
-
-def upstream_in_run(stages: list[Stage], stage: Stage) -> Stage | None:
-    """The stage of this run whose outcome ``stage`` waits on: the nearest earlier stage of the
-    run that ``stage`` reads, directly or through its upstreams in the store layout (faces →
-    segment; faces → ingest when only ingest and faces run). None: it reads only committed
-    records of stages this run does not touch."""
-    reads = set(ancestors(stage))
-    earlier = stages[: stages.index(stage)]
-    return next((s for s in reversed(earlier) if s in reads), None)
 
 
 def run_subject_stage(
@@ -151,24 +143,27 @@ def preprocess_subjects(config: PreprocessConfig):  # noqa: ANN201 - returns a P
     subjects = requested_subjects(config.deap, config.subjects, source=config.ingest.source)
     logger.info("subjects %s, stages %s", subjects, [s.value for s in config.stages])
     futures: dict[tuple[int, Stage], PrefectFuture] = {}
+    previous_on_device: dict[Stage, PrefectFuture] = {}
+
+    def submit(node: SubjectStage, upstream: PrefectFuture | None) -> PrefectFuture:
+        # The tokens stage (the GPU, when present) runs one subject at a time: each waits for
+        # the previous subject's tokens, whatever their outcome, while CPU stages of other
+        # subjects go on.
+        before = previous_on_device.get(node.stage)
+        with _on_gpu_workers(config, node.stage):
+            future = subject_stage_task.with_options(
+                task_run_name=f"s{node.subject:02d}-{node.stage.value}",
+            ).submit(config, node.subject, node.stage, upstream,
+                     wait_for=[allow_failure(before)] if before else None)
+        if node.stage in ONE_AT_A_TIME:
+            previous_on_device[node.stage] = future
+        futures[(node.subject, node.stage)] = future
+        return future
+
     with _workers_share_this_api():
         # Stage-major order: every subject's ingest is queued before any eeg task that waits on
         # one, so waiting tasks never hold the runner's resolver threads while work sits unqueued.
-        for stage in config.stages:
-            before = upstream_in_run(config.stages, stage)
-            previous_on_device = None
-            for subject in subjects:
-                upstream = futures[(subject, before)] if before else None
-                # The tokens stage (the GPU, when present) runs one subject at a time: each waits
-                # for the previous subject's tokens, whatever their outcome, while CPU stages of
-                # other subjects go on.
-                serial = [allow_failure(previous_on_device)] if previous_on_device else None
-                with _on_gpu_workers(config, stage):
-                    futures[(subject, stage)] = subject_stage_task.with_options(
-                        task_run_name=f"s{subject:02d}-{stage.value}",
-                    ).submit(config, subject, stage, upstream, wait_for=serial)
-                if stage in ONE_AT_A_TIME:
-                    previous_on_device = futures[(subject, stage)]
+        walk(run_graph(subjects, config.stages, stage_major=True), submit)
         wait(list(futures.values()))
     ordered = sorted(futures.items(), key=lambda item: (item[0][0], config.stages.index(item[0][1])))
     summary = RunSummary(outcomes=[_outcome_of(f, s, st) for (s, st), f in ordered])
@@ -257,11 +252,7 @@ def run_flow(config: PreprocessConfig, *, skip_when_up_to_date: bool = True) -> 
 def run_chain_inline(config: PreprocessConfig) -> RunSummary:
     """The same subject-stages in a plain loop, without Prefect."""
     config.open_store()
-    outcomes: list[StageOutcome] = []
-    for subject in requested_subjects(config.deap, config.subjects, source=config.ingest.source):
-        done: dict[Stage, StageOutcome] = {}
-        for stage in config.stages:
-            before = upstream_in_run(config.stages, stage)
-            done[stage] = run_subject_stage(config, subject, stage, done[before] if before else None)
-            outcomes.append(done[stage])
-    return RunSummary(outcomes=outcomes)
+    subjects = requested_subjects(config.deap, config.subjects, source=config.ingest.source)
+    return RunSummary(outcomes=walk(
+        run_graph(subjects, config.stages),
+        lambda node, upstream: run_subject_stage(config, node.subject, node.stage, upstream)))

@@ -1,6 +1,6 @@
 """``milmer report`` and ``milmer preprocess --report``: one QC page per subject and an index.
 
-Reads the store through :mod:`store_schema.qc` and draws with :mod:`pipeline.qc_report`.
+Reads the store through :mod:`store_schema.views.qc` and draws with :mod:`pipeline.qc.report`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from store_schema.errors import StoreError
-from store_schema.store import FeatureStore
+from store_schema.engine.store import FeatureStore
 
 INDEX_FILE = "index.html"
 
@@ -20,9 +20,9 @@ def write_qc_reports(
 ) -> list[Path]:
     """Write ``sub-NN_report.html`` for each subject (default: every subject with a committed
     ingest) and ``index.html`` linking them; return the paths, the index last."""
-    from pipeline.qc_report import ReportEntry, index_report, report_file, subject_report, write_report
-    from store_schema.layout import Stage
-    from store_schema.qc import read_subject_qc
+    from pipeline.qc.report import ReportEntry, index_report, report_file, subject_report, write_report
+    from store_schema.contract.layout import Stage
+    from store_schema.views.qc import read_subject_qc
 
     store = FeatureStore.open(store_url, mode="r")
     chosen = subjects or [s for s in store.subjects() if store.record(s, Stage.ingest) is not None]

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from store_schema.layout import Stage
-from store_schema.runner import StageOutcome
+from store_schema.contract.layout import Stage
+from store_schema.run.runner import StageOutcome
 
 STATUSES = ("computed", "skipped", "failed")
 

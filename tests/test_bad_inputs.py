@@ -39,10 +39,10 @@ from pydantic import ValidationError
 
 from flows.config import PreprocessConfig
 from flows.preprocess import RunSummary, run_chain_inline
-from pipeline import deap_format as fmt
+from pipeline.readers import deap_format as fmt
 from store_schema.errors import MilmerError
-from store_schema.layout import SCHEMA_VERSION
-from store_schema.store import FeatureStore
+from store_schema.contract.layout import SCHEMA_VERSION
+from store_schema.engine.store import FeatureStore
 
 BAD, GOOD = 1, 2
 EEG = ("ingest", "eeg", "segment")
@@ -223,7 +223,7 @@ def swin_state() -> dict:
     import timm
     import torch
 
-    from pipeline.tokens import MODEL_NAME
+    from pipeline.stages.tokens.extract import MODEL_NAME
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

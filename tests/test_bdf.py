@@ -13,9 +13,9 @@ from scipy.signal import butter, sosfiltfilt
 
 from flows.config import PreprocessConfig
 from flows.preprocess import RunSummary, run_chain_inline
-from pipeline import deap_format as fmt
-from pipeline.bdf import load_bdf_subject, status_events
-from pipeline.deap import load_ratings
+from pipeline.readers import deap_format as fmt
+from pipeline.readers.bdf import load_bdf_subject, status_events
+from pipeline.readers.deap import load_ratings
 from pipeline.errors import DeapInputError
 from pipeline.synth import (
     STATUS_HIGH_BITS,
@@ -26,7 +26,7 @@ from pipeline.synth import (
     write_subject_bdf,
     write_synthetic_deap,
 )
-from store_schema.store import FeatureStore
+from store_schema.engine.store import FeatureStore
 from tests.conftest import private_copy
 
 PARAMS = SynthParams(subjects=2, trials=3, seconds=6, seed=0, videos=False, bdf=True)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipeline import deap_format as fmt
+from pipeline.readers import deap_format as fmt
 
 runner = CliRunner()
 
@@ -113,7 +113,7 @@ def test_the_terminal_summary_and_the_markdown_render_one_table(monkeypatch: pyt
 
     import flows.cli
     from flows.summary import RunSummary
-    from store_schema.runner import StageOutcome
+    from store_schema.run.runner import StageOutcome
 
     summary = RunSummary(outcomes=[
         StageOutcome(subject=2, stage="ingest", status="computed", seconds=1.25),

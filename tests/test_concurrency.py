@@ -1,4 +1,4 @@
-"""Concurrent writers and readers of one store: subject-stage locks (store_schema.locks).
+"""Concurrent writers and readers of one store: subject-stage locks (store_schema.engine.locks).
 
 Contention is forced, never hoped for: the test itself holds a subject-stage lock (as a third
 run would) until every process under test has said it is waiting for it.
@@ -24,11 +24,11 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from flows.cli import app
-from store_schema.layout import Stage
-from store_schema.locks import lock_dir, subject_stage_lock
-from store_schema.runner import StageOutcome, StageOutput, run_stage
-from store_schema.store import FeatureStore
-from store_schema.verify import pending_stages, verify_store
+from store_schema.contract.layout import Stage
+from store_schema.engine.locks import lock_dir, subject_stage_lock
+from store_schema.run.runner import StageOutcome, StageOutput, run_stage
+from store_schema.engine.store import FeatureStore
+from store_schema.engine.verify import pending_stages, verify_store
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -92,7 +92,7 @@ class WaitWatcher(logging.Handler):
 @contextmanager
 def watching(where: str) -> Iterator[WaitWatcher]:
     watcher = WaitWatcher(where)
-    logger = logging.getLogger("store_schema.runner")
+    logger = logging.getLogger("store_schema.run.runner")
     logger.addHandler(watcher)
     try:
         yield watcher

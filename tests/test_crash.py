@@ -1,7 +1,7 @@
 """Crash safety: `milmer preprocess` killed with SIGKILL at named points, then resumed.
 
 Each case runs the real command in a subprocess with ``MILMER_FAILPOINT`` set (see
-:mod:`store_schema.failpoints`): the process kills itself with SIGKILL when it reaches that point,
+:mod:`store_schema.engine.failpoints`): the process kills itself with SIGKILL when it reaches that point,
 as a power cut or the OOM killer would. After the kill the store must verify clean, training must
 see only committed subject-stages, and a re-run must finish the store without recomputing anything
 that was committed, ending byte-identical (fingerprints and array checksums) to a run that was
@@ -23,8 +23,8 @@ import pytest
 from flows.config import PreprocessConfig
 from flows.preprocess import RunSummary, run_chain_inline
 from store_schema.errors import StoreError
-from store_schema.layout import Stage
-from store_schema.store import FeatureStore
+from store_schema.contract.layout import Stage
+from store_schema.engine.store import FeatureStore
 from tests.servers import BIN, prefect_server
 from train.data import StoreData
 
@@ -168,7 +168,7 @@ def test_a_killed_run_leaves_a_sound_store_and_the_rerun_finishes_it_identically
 
 
 def test_the_kill_points_cover_every_failpoint_and_stage_kind() -> None:
-    from store_schema.failpoints import POINTS
+    from store_schema.engine.failpoints import POINTS
 
     used = {k.failpoint.rsplit(":", 1)[1] for k in KILLS}
     assert used == set(POINTS)

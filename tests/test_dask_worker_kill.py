@@ -23,8 +23,8 @@ from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
 from flows.summary import RunSummary
 from pipeline.synth import SynthParams, write_synthetic_deap
-from store_schema.store import FeatureStore
-from store_schema.verify import verify_store
+from store_schema.engine.store import FeatureStore
+from store_schema.engine.verify import verify_store
 from tests.servers import BIN, dask_cluster_processes, prefect_server
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
 
-from pipeline import deap_format as fmt
-from pipeline.deap import find_layout, load_subject, scan_deap, subjects_in
+from pipeline.readers import deap_format as fmt
+from pipeline.readers.deap import find_layout, load_subject, scan_deap, subjects_in
 from pipeline.errors import DeapInputError
 from pipeline.synth import SynthParams, write_synthetic_deap
 
@@ -134,7 +134,7 @@ def test_a_mat_only_folder_runs_the_eeg_stages_and_a_broken_mat_fails_only_its_s
 ) -> None:
     from flows.config import PreprocessConfig
     from flows.preprocess import run_chain_inline
-    from store_schema.store import FeatureStore
+    from store_schema.engine.store import FeatureStore
 
     dat, mat = dat_and_mat
     stages = ["ingest", "eeg", "segment"]

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import deap_format as fmt
-from pipeline.deap import find_layout, load_dat, load_subject, scan_deap
+from pipeline.readers import deap_format as fmt
+from pipeline.readers.deap import find_layout, load_dat, load_subject, scan_deap
 from pipeline.errors import DeapInputError
 from tests.conftest import SMALL
 

@@ -258,7 +258,7 @@ def test_milmer_serve_accepts_compose_arguments(compose: dict, small_deap_master
     (config,) = served
     assert config.dask_address == "tcp://dask-scheduler:8786"
     assert config.store == "/data/store/deap.zarr"
-    assert config.weights == "random"
+    assert config.tokens.weights == "random"
 
 
 def test_the_served_deployment_is_the_one_compose_runs() -> None:
@@ -353,7 +353,7 @@ def test_dockerfile_rules(dockerfile: Path) -> None:
     env = " ".join(a for w, a in final if w == "ENV")
     model = re.search(r"MILMER_FACE_MODEL=(\S+)", env)
     assert model, "MILMER_FACE_MODEL not set in the final image"
-    assert any(w == "RUN" and f"pipeline.face_model --dest {model.group(1)}" in a for w, a in steps)
+    assert any(w == "RUN" and f"pipeline.weights.face_model --dest {model.group(1)}" in a for w, a in steps)
     assert any(w == "COPY" and a.startswith("--from=deps") and a.split()[-1] in model.group(1)
                for w, a in final)
     # The health check script the HEALTHCHECK and compose call is in the image.

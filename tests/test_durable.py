@@ -16,10 +16,10 @@ import pytest
 
 from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
-from store_schema.durable import ENV
-from store_schema.layout import stage_path
-from store_schema.store import COMMIT_ATTR, FeatureStore
-from store_schema.verify import verify_store
+from store_schema.engine.durable import ENV
+from store_schema.contract.layout import stage_path
+from store_schema.engine.store import COMMIT_ATTR, FeatureStore
+from store_schema.engine.verify import verify_store
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pipeline import deap_format as fmt
-from pipeline.eeg import IcaResult, clean_eeg, filter_and_ica, rebuild_ica
-from pipeline.eeg_params import FilterIcaParams
-from pipeline.segment import SegmentParams, segment_trials
+from pipeline.readers import deap_format as fmt
+from pipeline.stages.eeg.filter_ica import IcaResult, clean_eeg, filter_and_ica, rebuild_ica
+from pipeline.stages.eeg.params import FilterIcaParams
+from pipeline.stages.segment.windows import SegmentParams, segment_trials
 from pipeline.errors import ParameterError
 from pipeline.synth import EOG_LEAK, SynthParams, subject_signals
-from store_schema.layout import stage_spec
-from store_schema.store import validate_arrays
+from store_schema.contract.layout import stage_spec
+from store_schema.engine.store import validate_arrays
 
 SFREQ = float(fmt.SFREQ)
 N_EEG = len(fmt.EEG_CHANNELS)
@@ -439,8 +439,8 @@ def iclabel_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_iclabel_on_raw_bdf_records_probabilities_and_excludes_by_them(
     iclabel_store: tuple[Path, str],
 ) -> None:
-    from pipeline.eeg_params import ICLABEL_CLASSES
-    from store_schema.store import FeatureStore
+    from pipeline.stages.eeg.params import ICLABEL_CLASSES
+    from store_schema.engine.store import FeatureStore
 
     store = FeatureStore.open(iclabel_store[1], mode="r")
     record = store.record(1, "eeg")

@@ -18,9 +18,9 @@ from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
 from pipeline.synth import SynthParams, write_synthetic_deap
 from store_schema.errors import StoreError
-from store_schema.staleness import stale_reason
-from store_schema.store import FeatureStore
-from store_schema.verify import verify_store
+from store_schema.contract.staleness import stale_reason
+from store_schema.engine.store import FeatureStore
+from store_schema.engine.verify import verify_store
 from train.config import ModelConfig, TrainConfig
 from train.trainer import run_training
 

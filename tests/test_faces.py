@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from flows.config import PreprocessConfig
 from flows.preprocess import RunSummary, run_chain_inline
-from pipeline import deap_format as fmt
-from pipeline import face_model
-from pipeline.deap import load_ratings
+from pipeline.readers import deap_format as fmt
+from pipeline.weights import face_model
+from pipeline.readers.deap import load_ratings
 from pipeline.errors import FaceModelError
-from pipeline.faces import (
+from pipeline.stages.faces.detect import (
     center_pad,
     crop_region,
     faces_for_subject,
@@ -29,13 +29,13 @@ from pipeline.faces import (
     sample_frame_indices,
     subject_faces,
 )
-from pipeline.face_truth import face_truth_dir
-from pipeline.faces_params import FacesParams
+from pipeline.readers.face_truth import face_truth_dir
+from pipeline.stages.faces.params import FacesParams
 from pipeline.synth import SynthParams, face_truth, write_synthetic_deap
 from pipeline.synth.expression import EXPRESSIVE
-from pipeline.video import TrialVideo, find_trial_videos, probe_video, read_frames
-from store_schema.store import FeatureStore
-from store_schema.verify import verify_store
+from pipeline.readers.video import TrialVideo, find_trial_videos, probe_video, read_frames
+from store_schema.engine.store import FeatureStore
+from store_schema.engine.verify import verify_store
 
 FACE = SynthParams(subjects=1, trials=2, seconds=6, fps=25.0, seed=3)
 """Two 9 s trials at 25 fps: two 3 s segments each, two occlusions per trial."""
@@ -296,7 +296,7 @@ def test_a_missing_model_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(FaceModelError, match=r"not found \(the given model path\).*make setup"):
         face_model.resolve_face_model(tmp_path / "nope.tflite")
     monkeypatch.setenv("MILMER_FACE_MODEL", str(tmp_path / "env.tflite"))
-    with pytest.raises(FaceModelError, match=r"env\.tflite: .*\$MILMER_FACE_MODEL.*pipeline.face_model"):
+    with pytest.raises(FaceModelError, match=r"env\.tflite: .*\$MILMER_FACE_MODEL.*pipeline.weights.face_model"):
         face_model.resolve_face_model()
     monkeypatch.delenv("MILMER_FACE_MODEL")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

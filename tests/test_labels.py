@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from store_schema.labels import (
+from store_schema.contract.labels import (
     DEAP4_CLASSES,
     Deap3Boundaries,
     LabelScheme,

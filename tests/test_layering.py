@@ -181,6 +181,6 @@ def test_naming_the_stages_does_not_import_mne() -> None:
     import sys
 
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, pipeline.stage_table; print('mne' in sys.modules)"],
+        [sys.executable, "-c", "import sys, pipeline.stages; print('mne' in sys.modules)"],
         cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "False"

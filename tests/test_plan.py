@@ -11,8 +11,8 @@ import pytest
 from flows.config import PreprocessConfig
 from flows.plan import plan_run
 from flows.preprocess import run_chain_inline
-from pipeline import stage_table
-from store_schema.layout import Stage
+from pipeline import stages as stage_table
+from store_schema.contract.layout import Stage
 
 EEG_STAGES = ["ingest", "eeg", "segment"]
 
@@ -81,7 +81,7 @@ def test_plan_names_an_upstream_recomputed_by_another_run(built: tuple[Path, Pat
 def test_plan_names_a_bumped_code_version(built: tuple[Path, Path],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     deap, store = built
-    current = stage_table.STAGE_TABLE[Stage.eeg].code_version_now()
+    current = stage_table.STAGE_TABLE[Stage.eeg].code_version
     later = str(int(current) + 1)
     bumped = dataclasses.replace(stage_table.STAGE_TABLE[Stage.eeg], code_version=later)
     monkeypatch.setitem(stage_table.STAGE_TABLE, Stage.eeg, bumped)

@@ -14,9 +14,9 @@ import pytest
 
 from flows.config import PreprocessConfig
 from flows.preprocess import RunSummary, run_chain_inline
-from pipeline import deap_format as fmt
-from store_schema.store import FeatureStore
-from store_schema.verify import verify_store
+from pipeline.readers import deap_format as fmt
+from store_schema.engine.store import FeatureStore
+from store_schema.engine.verify import verify_store
 from tests.conftest import SMALL
 
 EEG_STAGES = ["ingest", "eeg", "segment"]

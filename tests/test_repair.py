@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.config import PreprocessConfig
 from flows.preprocess import RunSummary, run_chain_inline
-from store_schema.store import FeatureStore
-from store_schema.verify import verify_store
+from store_schema.engine.store import FeatureStore
+from store_schema.engine.verify import verify_store
 
 EEG_STAGES = ["ingest", "eeg", "segment"]
 

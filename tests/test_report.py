@@ -17,7 +17,7 @@ import pytest
 
 from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
-from pipeline.qc_report import report_file
+from pipeline.qc.report import report_file
 from tests.conftest import private_copy
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -22,8 +22,8 @@ from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
 from flows.summary import RunSummary
 from store_schema.errors import StoreError
-from store_schema.store import FeatureStore
-from store_schema.verify import verify_store
+from store_schema.engine.store import FeatureStore
+from store_schema.engine.verify import verify_store
 from tests.servers import S3Endpoint, s3_endpoint
 
 pytestmark = pytest.mark.slow

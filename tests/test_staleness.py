@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store_schema.layout import STAGE_ORDER
-from store_schema.staleness import StaleInput, find_stale_input, stale_inputs, stale_reason
-from store_schema.store import FeatureStore
+from store_schema.contract.layout import STAGE_ORDER
+from store_schema.contract.staleness import StaleInput, find_stale_input, stale_inputs, stale_reason
+from store_schema.engine.store import FeatureStore
 from train.synthetic import write_planted_store
 
 

@@ -11,10 +11,10 @@ import zarr
 from pydantic import BaseModel
 
 from store_schema.errors import StoreError
-from store_schema.layout import SCHEMA_VERSION
-from store_schema.runner import StageOutput, run_stage
-from store_schema.store import FeatureStore
-from store_schema.verify import pending_stages, repair_store, verify_store
+from store_schema.contract.layout import SCHEMA_VERSION
+from store_schema.run.runner import StageOutput, run_stage
+from store_schema.engine.store import FeatureStore
+from store_schema.engine.verify import pending_stages, repair_store, verify_store
 
 T, N = 3, 128 * 7
 

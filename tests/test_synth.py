@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from scipy.signal import welch
 from scipy.stats import spearmanr
 
-from pipeline import deap_format as df
+from pipeline.readers import deap_format as df
 from pipeline import synth
 
 SMALL = synth.SynthParams(subjects=2, trials=4, seconds=4, fps=10, missing_videos=((2, 3),))

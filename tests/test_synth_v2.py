@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import deap_format as df
+from pipeline.readers import deap_format as df
 from pipeline import synth
 from pipeline.synth.expression import EXPRESSIVE
 from pipeline.synth.face_video import _background, _render

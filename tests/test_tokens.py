@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from pipeline.errors import TokensError, WeightsError
-from pipeline.swin_weights import (
+from pipeline.weights.swin import (
     HOW_TO_GIVE_WEIGHTS,
     MODEL_NAME,
     hf_swin_to_timm,
@@ -24,8 +24,8 @@ from pipeline.swin_weights import (
     timm_swin_filter,
     weights_fingerprint,
 )
-from pipeline.tokens import TokenExtractor, TokensParams, segment_batches, tokens_for_subject
-from store_schema.layout import CROP_SIZE
+from pipeline.stages.tokens.extract import TokenExtractor, TokensParams, segment_batches, tokens_for_subject
+from store_schema.contract.layout import CROP_SIZE
 
 import transformers  # noqa: E402 - test-only dependency (the test extra)
 
@@ -392,7 +392,7 @@ def test_cuda_without_a_gpu_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) 
 ])
 def test_auto_precision_on_a_cpu_follows_its_bf16_flags(
         flags: str, native: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import tokens
+    from pipeline.stages.tokens import params as tokens
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from store_schema.errors import StoreError
-from store_schema.labels import LabelScheme
+from store_schema.contract.labels import LabelScheme
 from train.ablations import ABLATIONS
 from train.config import ModelConfig, TrainConfig, TrainError, resolve_config
 from train.data import StoreData
@@ -711,7 +711,7 @@ def test_cli_train_writes_a_run_and_reports_store_errors(store_url: str, tmp_pat
 
 def test_a_subject_uncommitted_between_listing_and_reading_is_skipped_not_a_crash(tmp_path: Path) -> None:
     """A preprocess run may drop a commit record while training opens the store."""
-    from store_schema.store import FeatureStore
+    from store_schema.engine.store import FeatureStore
 
     store = write_planted_store(str(tmp_path / "s.zarr"), subjects=2, trials=4, segments_per_trial=2)
 

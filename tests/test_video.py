@@ -1,4 +1,4 @@
-"""pipeline.video: a video whose duration makes its alignment a guess is said to be so."""
+"""pipeline.readers.video: a video whose duration makes its alignment a guess is said to be so."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.video import VIDEO_DURATION_TOLERANCE_S, VideoInfo, duration_warning, video_alignment
+from pipeline.readers.video import VIDEO_DURATION_TOLERANCE_S, VideoInfo, duration_warning, video_alignment
 
 
 def info(seconds: float, fps: float = 50.0) -> VideoInfo:

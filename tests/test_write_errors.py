@@ -2,7 +2,7 @@
 
 The real cases mount a tiny tmpfs (the kernel's own ENOSPC and EROFS); they need the right to
 mount, which root on the project's machines and CI has (without it they fail, naming why). The injected cases raise the same OSErrors
-through :mod:`store_schema.failpoints` at chosen points of a write and run everywhere.
+through :mod:`store_schema.engine.failpoints` at chosen points of a write and run everywhere.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 
 from flows.config import PreprocessConfig
 from flows.preprocess import RunSummary, run_chain_inline
-from store_schema.store import FeatureStore
-from store_schema.verify import verify_store
+from store_schema.engine.store import FeatureStore
+from store_schema.engine.verify import verify_store
 
 EEG_STAGES = ["ingest", "eeg", "segment"]
 

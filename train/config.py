@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from store_schema.errors import MilmerError
-from store_schema.labels import Deap3Boundaries, LabelScheme
-from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM
+from store_schema.contract.labels import Deap3Boundaries, LabelScheme
+from store_schema.contract.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM
 
 ModelKind = Literal["fusion", "concat", "deepcca", "eeg", "face"]
 MilMode = Literal["topk", "all", "none", "mean", "amil"]

@@ -42,10 +42,10 @@ import numpy as np
 import torch
 
 from store_schema.errors import StoreError
-from store_schema.labels import Deap3Boundaries, LabelScheme, class_names, make_labels
-from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM, Stage
-from store_schema.staleness import stale_reason
-from store_schema.store import FeatureStore
+from store_schema.contract.labels import Deap3Boundaries, LabelScheme, class_names, make_labels
+from store_schema.contract.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM, Stage
+from store_schema.contract.staleness import stale_reason
+from store_schema.engine.store import FeatureStore
 
 TOKEN_BYTES = FRAMES_PER_SEGMENT * N_TOKENS * TOKEN_DIM * 2
 """float16 tokens of one segment (735 KiB)."""

@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from store_schema.layout import FRAMES_PER_SEGMENT, TOKEN_DIM
+from store_schema.contract.layout import FRAMES_PER_SEGMENT, TOKEN_DIM
 from train.data import Split, StoreData
 from train.models.eeg_tokenizers import LOG_POWER_BANDS, band_matrix, log_band_power
 

@@ -4,7 +4,7 @@ It should not wait for the pipeline (Swin on a CPU runs ~10 frames/s), but it mu
 pipeline could have written: every stage (ingest, eeg, segment, faces, tokens) goes through
 :meth:`FeatureStore.write_stage` with the input names the pipeline records (``eeg: {"ingest"}``,
 ``segment: {"eeg"}``, ``faces: {"segment_table", "model"}``, ``tokens: {"faces"}``), so the
-staleness checks of :mod:`store_schema.staleness` run on it exactly as on a real store.
+staleness checks of :mod:`store_schema.contract.staleness` run on it exactly as on a real store.
 
 Per subject:
 
@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from store_schema.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM, Stage
-from store_schema.store import FeatureStore
+from store_schema.contract.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM, Stage
+from store_schema.engine.store import FeatureStore
 
 _LIBS = {"numpy": np.__version__}
 SFREQ = 128.0

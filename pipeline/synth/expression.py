@@ -24,7 +24,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from pipeline import deap_format as df
+from pipeline.readers import deap_format as df
 from pipeline.synth.difficulty import Level
 from pipeline.synth.params import _STREAM_EXPRESSION, _rng
 

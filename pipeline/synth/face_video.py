@@ -54,7 +54,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from pipeline import deap_format as df
+from pipeline.readers import deap_format as df
 from pipeline.synth.expression import expression_timeline, warp_expression
 from pipeline.synth.params import (
     _STREAM_FACE,

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline import deap_format as df
+from pipeline.readers import deap_format as df
 from pipeline.synth.difficulty import LEVELS, Difficulty, Level
 
 GENERATOR_VERSION = "1"

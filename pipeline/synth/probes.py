@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import deap_format as df
+from pipeline.readers import deap_format as df
 from pipeline.synth.face_video import _background, _render, face_truth
 from pipeline.synth.params import SynthParams, _subject_design
 from pipeline.synth.signals import subject_signals
-from store_schema.layout import FRAMES_PER_SEGMENT
+from store_schema.contract.layout import FRAMES_PER_SEGMENT
 
 WINDOW_S = 3
 BANDS_HZ = ((4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
@@ -121,7 +121,7 @@ def _frame_stats(frame: np.ndarray) -> np.ndarray:
 def expression_features(params: SynthParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per window: mean planted mouth and brow intensity of the frames the face stage samples;
     ratings (N, 2); trial ids."""
-    from pipeline.faces import sample_frame_indices
+    from pipeline.stages.faces.detect import sample_frame_indices
 
     features, ratings, trials = [], [], []
     for subject, experiment, rating in _videos(params):

@@ -70,7 +70,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import deap_format as df
+from pipeline.readers import deap_format as df
 from pipeline.synth.params import (
     _STREAM_EEG,
     _STREAM_EFFECTS,

@@ -17,8 +17,8 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
-from pipeline import deap_format as df
-from pipeline.face_truth import FACE_TRUTH_DIR
+from pipeline.readers import deap_format as df
+from pipeline.readers.face_truth import FACE_TRUTH_DIR
 from pipeline.synth.expression import EXPRESSIVE
 from pipeline.synth.face_video import (
     FRAME_H,

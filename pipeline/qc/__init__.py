@@ -1,0 +1,1 @@
+"""Quality control: the per-subject MNE Report and the face contact sheets."""

@@ -1,0 +1,144 @@
+"""Where the Swin-tiny weights of the tokens stage are, and their content fingerprint, without
+torch: naming the tokens stage's inputs (the plan, an up-to-date run) reads files and hashes them,
+it never loads a tensor. Loading, the key filters and the checks are in :mod:`pipeline.weights.swin`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.errors import WeightsError
+from store_schema.contract.fingerprint import digest, file_fingerprint
+
+MODEL_NAME = "swin_tiny_patch4_window7_224"
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+HOW_TO_GIVE_WEIGHTS = (
+    "give the Swin-tiny weights with `--weights PATH` (a timm .pth/.safetensors checkpoint, or a "
+    "Hugging Face Swin folder with config.json + model.safetensors or pytorch_model.bin), or "
+    "`--weights random` for randomly initialised weights (tokens are then marked as random)")
+
+_WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+_HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_HF_INDEX_FILE = "model.safetensors.index.json"
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the weights come from, as given by the user."""
+
+    kind: Literal["random", "timm_file", "hf_folder", "timm_folder"]
+    fingerprint: str
+    path: Path | None = None
+    seed: int | None = None
+    files: tuple[Path, ...] = ()
+    """The files whose content the fingerprint hashes (config first, then weights)."""
+
+    @property
+    def random(self) -> bool:
+        return self.kind == "random"
+
+    def describe(self) -> str:
+        return f"random (seed {self.seed})" if self.random else f"{self.kind} {self.path}"
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """``(pixel * scale - mean) / std`` per RGB channel, and where the values come from."""
+
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    origin: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std),
+                "origin": self.origin}
+
+
+IMAGENET_NORMALISATION = Normalisation(scale=1 / 255, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                       origin="ImageNet default")
+
+
+def resolve_weights(weights: str | Path | None) -> WeightsSource:
+    """Classify ``weights`` and fingerprint their content.
+
+    ``None``/``""`` → :class:`WeightsError` saying how to give weights; ``"random"`` (seed 0) or
+    ``"random:<seed>"``; otherwise a local file or folder (the literal string ``random`` always
+    means random weights: write ``./random`` for a file of that name).
+    """
+    if weights is None or (isinstance(weights, str) and not weights.strip()):
+        raise WeightsError(f"the token stage needs Swin weights and none were given: {HOW_TO_GIVE_WEIGHTS}")
+    if isinstance(weights, str) and (weights == "random" or weights.startswith("random:")):
+        seed_text = weights.partition(":")[2] or "0"
+        if not seed_text.isdigit():
+            raise WeightsError(f"{weights!r}: a random seed must be a non-negative integer, "
+                               "e.g. `--weights random:0`")
+        seed = int(seed_text)
+        return WeightsSource(kind="random", fingerprint=f"random:{seed}", seed=seed)
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise WeightsError(f"{path}: no such file or folder; {HOW_TO_GIVE_WEIGHTS}")
+    if path.is_dir():
+        config_path = path / "config.json"
+        if not config_path.is_file():
+            raise WeightsError(
+                f"{path}: a weights folder needs a config.json (Hugging Face or timm layout) "
+                f"beside its weight file; {HOW_TO_GIVE_WEIGHTS}")
+        config = read_json(config_path)
+        kind: Literal["hf_folder", "timm_folder"] = "timm_folder" if "architecture" in config else "hf_folder"
+        files = [config_path, *folder_weight_files(path)]
+        if kind == "hf_folder" and (path / "preprocessor_config.json").is_file():
+            files.insert(1, path / "preprocessor_config.json")  # it sets the normalisation
+        return WeightsSource(kind=kind, fingerprint=_content_fingerprint(path, files), path=path,
+                             files=tuple(files))
+    if path.suffix.lower() not in _WEIGHT_FILE_SUFFIXES:
+        raise WeightsError(f"{path}: not a checkpoint file (expected one of "
+                           f"{', '.join(_WEIGHT_FILE_SUFFIXES)}); {HOW_TO_GIVE_WEIGHTS}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file (0 bytes), not a checkpoint; {HOW_TO_GIVE_WEIGHTS}")
+    return WeightsSource(kind="timm_file", fingerprint=_content_fingerprint(path.parent, [path]),
+                         path=path, files=(path,))
+
+
+def weights_fingerprint(weights: str | Path | None) -> str:
+    """``sha256:<hex>`` of the weights' content (a folder: config, preprocessor config, weight
+    files, with their names), or ``random:<seed>``. Independent of path and mtime."""
+    return resolve_weights(weights).fingerprint
+
+
+def _content_fingerprint(root: Path, files: Iterable[Path]) -> str:
+    hashes = [[p.relative_to(root).as_posix(), file_fingerprint(p, content=True)] for p in files]
+    if len(hashes) == 1:
+        return hashes[0][1]  # one file: its own sha256, comparable with `sha256sum`
+    return "sha256:" + digest(hashes)
+
+
+def folder_weight_files(folder: Path) -> list[Path]:
+    index = folder / _HF_INDEX_FILE
+    if index.is_file():
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if not shards or missing:
+            raise WeightsError(f"{index}: shards missing from the folder: {missing or 'none listed'}")
+        return [folder / s for s in shards]
+    for name in _HF_WEIGHT_FILES:
+        if (folder / name).is_file():
+            return [folder / name]
+    raise WeightsError(f"{folder}: no weight file (expected {' or '.join(_HF_WEIGHT_FILES)} "
+                       f"beside config.json); {HOW_TO_GIVE_WEIGHTS}")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise WeightsError(f"{path}: unreadable JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise WeightsError(f"{path}: expected a JSON object")
+    return value

@@ -1,0 +1,1 @@
+"""The storage engine: open, write and commit subject-stages; durability, locks, verify and repair."""
