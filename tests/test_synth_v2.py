@@ -13,8 +13,8 @@ import pytest
 from pipeline.readers import deap_format as df
 from pipeline import synth
 from pipeline.synth.expression import EXPRESSIVE
-from pipeline.synth.face_video import _background, _render
-from pipeline.synth.signals import V1_EFFECTS, _nuisance_gains, subject_effects
+from pipeline.synth.face_video import render, scene_background
+from pipeline.synth.signals import V1_EFFECTS, nuisance_gains, subject_effects
 
 V2 = synth.SynthParams(subjects=2, trials=8, seconds=6, fps=10, difficulty="paper")
 
@@ -47,8 +47,8 @@ def test_v2_effect_sizes_differ_between_subjects_and_a_minority_reverse_the_asym
 
 
 def test_v2_trial_power_carries_log_normal_nuisance_v1_none() -> None:
-    assert _nuisance_gains(1, 1, V2.model_copy(update={"difficulty": None})) is None
-    gains = np.array([_nuisance_gains(1, e, V2) for e in range(1, 201)])
+    assert nuisance_gains(1, 1, V2.model_copy(update={"difficulty": None})) is None
+    gains = np.array([nuisance_gains(1, e, V2) for e in range(1, 201)])
     sigma = synth.difficulty.LEVELS["paper"].nuisance_sigma
     assert np.log(gains[:, 0]).std() == pytest.approx(sigma, rel=0.25)
     np.testing.assert_array_equal(gains[:, 1], gains[:, 2])  # posterior alpha L/R together
@@ -86,9 +86,9 @@ def test_v2_expression_moves_only_pixels_inside_the_face_box() -> None:
     frames = np.flatnonzero((np.abs(truth.expression).max(axis=1) > 0.5) & ~truth.occluded)
     assert frames.size
     neutral = dataclasses.replace(truth, expression_px=np.zeros_like(truth.expression_px))
-    background = _background(V2.seed, 1)
-    with_cue = list(_render(truth, background))
-    without = list(_render(neutral, background))
+    background = scene_background(V2.seed, 1)
+    with_cue = list(render(truth, background))
+    without = list(render(neutral, background))
     for i in frames[:5]:
         changed = np.abs(with_cue[i].astype(int) - without[i]).max(axis=2) > 2
         ys, xs = np.nonzero(changed)

@@ -26,7 +26,7 @@ import numpy as np
 
 from pipeline.readers import deap_format as df
 from pipeline.synth.difficulty import Level
-from pipeline.synth.params import _STREAM_EXPRESSION, _rng
+from pipeline.synth.params import STREAM_EXPRESSION, stream_rng
 
 MOUTH_CORNERS = ((57.0, 128.0), (98.0, 127.0))
 BROWS = ((57.0, 76.0), (99.0, 77.0))
@@ -41,7 +41,7 @@ def expression_timeline(
     valence: float, arousal: float,
 ) -> np.ndarray:
     """(F, 2) signed ``mouth``, ``brow`` intensities at trial times ``tau``."""
-    rng = _rng(seed, subject, _STREAM_EXPRESSION, experiment_id)
+    rng = stream_rng(seed, subject, STREAM_EXPRESSION, experiment_id)
     start = float(df.BASELINE_SECONDS)
     stop = float(tau.max(initial=start)) + 1.0 / 50
     signs = np.array([1.0 if valence >= 5 else -1.0, 1.0 if arousal >= 5 else -1.0])

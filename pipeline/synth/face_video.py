@@ -57,14 +57,14 @@ import numpy as np
 from pipeline.readers import deap_format as df
 from pipeline.synth.expression import expression_timeline, warp_expression
 from pipeline.synth.params import (
-    _STREAM_FACE,
-    _STREAM_LOOK,
-    _STREAM_SCENE,
+    STREAM_FACE,
+    STREAM_LOOK,
+    STREAM_SCENE,
     SynthParams,
-    _rng,
-    _subject_design,
+    stream_rng,
+    subject_design,
 )
-from pipeline.synth.signals import _sinusoid, _unit_std
+from pipeline.synth.signals import sinusoid, unit_std
 
 FRAME_W, FRAME_H = 720, 576
 PHOTO_FACE_BOX = (176, 68, 96, 104)
@@ -125,16 +125,16 @@ def face_truth(*, subject: int, experiment_id: int, params: SynthParams) -> Face
         raise ValueError(f"subject {subject} has no face video (only 1..{last})")
     if not 1 <= experiment_id <= params.trials:
         raise ValueError(f"experiment_id must be 1..{params.trials}, got {experiment_id}")
-    rng = _rng(params.seed, subject, _STREAM_FACE, experiment_id)
+    rng = stream_rng(params.seed, subject, STREAM_FACE, experiment_id)
     offset = 0.0 if params.video_start == "baseline" else float(df.BASELINE_SECONDS)
     tau = offset + np.arange(params.video_frames) / params.fps
 
     crop_x, crop_y, crop_w, crop_h = PHOTO_CROP
     face_x, face_y, face_w, face_h = PHOTO_FACE_BOX
-    centre_x = FRAME_W / 2 + 110.0 * _sinusoid(rng, tau, (9.0, 14.0))
-    centre_y = FRAME_H / 2 + 45.0 * _sinusoid(rng, tau, (6.0, 10.0))
-    scale = BASE_FACE_HEIGHT / face_h * (1.0 + 0.2 * _sinusoid(rng, tau, (12.0, 20.0)))
-    brightness = 1.0 + 0.15 * _sinusoid(rng, tau, (7.0, 12.0))
+    centre_x = FRAME_W / 2 + 110.0 * sinusoid(rng, tau, (9.0, 14.0))
+    centre_y = FRAME_H / 2 + 45.0 * sinusoid(rng, tau, (6.0, 10.0))
+    scale = BASE_FACE_HEIGHT / face_h * (1.0 + 0.2 * sinusoid(rng, tau, (12.0, 20.0)))
+    brightness = 1.0 + 0.15 * sinusoid(rng, tau, (7.0, 12.0))
 
     w = np.round(crop_w * scale).astype(np.int64)
     h = np.round(crop_h * scale).astype(np.int64)
@@ -155,7 +155,7 @@ def face_truth(*, subject: int, experiment_id: int, params: SynthParams) -> Face
     rectangles = np.column_stack([x0y0, x1y1 - x0y0])
     occluders = np.where(occluded[:, None], rectangles, 0).astype(np.int64)
 
-    valence, arousal = _subject_design(subject, params).ratings[experiment_id - 1, :2]
+    valence, arousal = subject_design(subject, params).ratings[experiment_id - 1, :2]
     level = params.level
     if level is None:
         cue = tau >= df.BASELINE_SECONDS
@@ -165,9 +165,8 @@ def face_truth(*, subject: int, experiment_id: int, params: SynthParams) -> Face
         expression = np.zeros((len(tau), 2))
         expression_px = expression
     else:
-        tint, contrast, brightness = _random_look(rng=_rng(params.seed, subject, _STREAM_LOOK,
-                                                           experiment_id),
-                                                  tau=tau, brightness=brightness)
+        look_rng = stream_rng(params.seed, subject, STREAM_LOOK, experiment_id)
+        tint, contrast, brightness = _random_look(rng=look_rng, tau=tau, brightness=brightness)
         expression = expression_timeline(level=level, seed=params.seed, subject=subject,
                                          experiment_id=experiment_id, tau=tau, valence=valence,
                                          arousal=arousal)
@@ -195,8 +194,8 @@ def _random_look(
     """v2: colour tint, contrast and lighting level drawn per trial and drifting slowly within it,
     independent of the ratings (so whole-frame colour statistics cannot predict them)."""
     tint = (1.0 + 0.05 * rng.standard_normal(3)
-            + 0.02 * np.column_stack([_sinusoid(rng, tau, (8.0, 15.0)) for _ in range(3)]))
-    contrast = 1.0 + 0.12 * rng.standard_normal() + 0.05 * _sinusoid(rng, tau, (8.0, 15.0))
+            + 0.02 * np.column_stack([sinusoid(rng, tau, (8.0, 15.0)) for _ in range(3)]))
+    contrast = 1.0 + 0.12 * rng.standard_normal() + 0.05 * sinusoid(rng, tau, (8.0, 15.0))
     level = 1.0 + 0.1 * rng.standard_normal()
     return tint, np.clip(contrast, 0.6, 1.4), brightness * level
 
@@ -211,13 +210,13 @@ def _smooth_field(rng: np.random.Generator, cell: int) -> np.ndarray:
     coarse = rng.standard_normal((rows, cols)).astype(np.float32)
     fine = cv2.resize(coarse, (cols * cell, rows * cell), interpolation=cv2.INTER_CUBIC)
     window = fine[cell : cell + FRAME_H, cell : cell + FRAME_W]
-    return _unit_std(window.ravel()).reshape(FRAME_H, FRAME_W)
+    return unit_std(window.ravel()).reshape(FRAME_H, FRAME_W)
 
 
 @lru_cache(maxsize=4)
-def _background(seed: int, subject: int) -> np.ndarray:
+def scene_background(seed: int, subject: int) -> np.ndarray:
     """The subject's static scene: mid-grey, smooth texture, vignette, slight colour cast."""
-    rng = _rng(seed, subject, _STREAM_SCENE)
+    rng = stream_rng(seed, subject, STREAM_SCENE)
     yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
     dx, dy = (xx - FRAME_W / 2) / (FRAME_W / 2), (yy - FRAME_H / 2) / (FRAME_H / 2)
     vignette = 1.0 - 0.35 * (dx**2 + dy**2)
@@ -256,10 +255,10 @@ def render_video_frames(
 ) -> Iterator[np.ndarray]:
     """The BGR frames, before compression, of the video of ``experiment_id``."""
     truth = face_truth(subject=subject, experiment_id=experiment_id, params=params)
-    return _render(truth, _background(params.seed, subject))
+    return render(truth, scene_background(params.seed, subject))
 
 
-def _render(
+def render(
     truth: FaceTruth, background: np.ndarray, frames: Iterable[int] | None = None
 ) -> Iterator[np.ndarray]:
     """Frames ``frames`` (default: all, in order) of the video ``truth`` describes."""

@@ -166,12 +166,14 @@ class SynthReport(BaseModel):
 # ---------------------------------------------------------------------------------------------
 # Seeded streams and the per-subject design (ratings, order, schedule)
 
-_STREAM_DESIGN, _STREAM_LAYOUT, _STREAM_EEG, _STREAM_EOG, _STREAM_PERIPHERAL = range(5)
-_STREAM_SCENE, _STREAM_FACE, _STREAM_BDF = 5, 6, 7
-_STREAM_EFFECTS, _STREAM_NUISANCE, _STREAM_EXPRESSION, _STREAM_LOOK = 8, 9, 10, 11  # v2 only
+# Stream ids: the third seed word of stream_rng, one per independent random draw (values fixed).
+_STREAM_DESIGN, STREAM_LAYOUT, STREAM_EEG, STREAM_EOG, STREAM_PERIPHERAL = range(5)
+STREAM_SCENE, STREAM_FACE, STREAM_BDF = 5, 6, 7
+STREAM_EFFECTS, STREAM_NUISANCE, STREAM_EXPRESSION, STREAM_LOOK = 8, 9, 10, 11  # v2 only
 
 
-def _rng(seed: int, subject: int, stream: int, *more: int) -> np.random.Generator:
+def stream_rng(seed: int, subject: int, stream: int, *more: int) -> np.random.Generator:
+    """Generator seeded by (seed, subject, stream id, *more): one independent stream per use."""
     return np.random.default_rng([seed, subject, stream, *more])
 
 
@@ -183,8 +185,9 @@ class _Design:
     familiarity: np.ndarray | None  # (T,) Experiment_id order; None = blank column
 
 
-def _subject_design(subject: int, params: SynthParams) -> _Design:
-    rng = _rng(params.seed, subject, _STREAM_DESIGN)
+def subject_design(subject: int, params: SynthParams) -> _Design:
+    """The subject's seeded design: ratings, presentation order, start times, familiarity."""
+    rng = stream_rng(params.seed, subject, _STREAM_DESIGN)
     t = params.trials
     # Quadrant k: bit 1 = high arousal, bit 0 = high valence (HAHV, HALV, LAHV, LALV cycle).
     quadrants = rng.permutation(np.resize([3, 2, 1, 0], t))

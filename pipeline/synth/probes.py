@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.readers import deap_format as df
-from pipeline.synth.face_video import _background, _render, face_truth
-from pipeline.synth.params import SynthParams, _subject_design
+from pipeline.synth.face_video import face_truth, render, scene_background
+from pipeline.synth.params import SynthParams, subject_design
 from pipeline.synth.signals import subject_signals
 from store_schema.contract.layout import FRAMES_PER_SEGMENT
 
@@ -87,7 +87,7 @@ def _videos(params: SynthParams) -> list[tuple[int, int, np.ndarray]]:
     """(subject, Experiment_id, ratings) of every filmed trial."""
     out = []
     for subject in range(1, min(params.subjects, df.LAST_SUBJECT_WITH_VIDEO) + 1):
-        ratings = _subject_design(subject, params).ratings
+        ratings = subject_design(subject, params).ratings
         out += [(subject, e + 1, ratings[e, :2]) for e in range(params.trials)]
     return out
 
@@ -101,7 +101,7 @@ def colour_features(params: SynthParams) -> tuple[np.ndarray, np.ndarray]:
         # Every 3rd playback frame, every 4th pixel of its rows and columns: the statistics of a
         # smooth video, 48x cheaper.
         playing = np.flatnonzero(truth.times >= df.BASELINE_SECONDS)[::COLOUR_FRAME_STEP]
-        frames = _render(truth, _background(params.seed, subject), playing)
+        frames = render(truth, scene_background(params.seed, subject), playing)
         stats = [_frame_stats(frame[::4, ::4]) for frame in frames]
         features.append(np.mean(stats, axis=0))
         ratings.append(rating)

@@ -72,16 +72,16 @@ import numpy as np
 
 from pipeline.readers import deap_format as df
 from pipeline.synth.params import (
-    _STREAM_EEG,
-    _STREAM_EFFECTS,
-    _STREAM_EOG,
-    _STREAM_LAYOUT,
-    _STREAM_NUISANCE,
-    _STREAM_PERIPHERAL,
     MAX_SUBJECTS,
+    STREAM_EEG,
+    STREAM_EFFECTS,
+    STREAM_EOG,
+    STREAM_LAYOUT,
+    STREAM_NUISANCE,
+    STREAM_PERIPHERAL,
     SynthParams,
-    _rng,
-    _subject_design,
+    stream_rng,
+    subject_design,
 )
 
 EOG_LEAK: dict[str, tuple[float, float]] = {
@@ -145,7 +145,8 @@ def _shaped_noise(rng: np.random.Generator, amplitude: np.ndarray, k: int, n: in
     return np.fft.irfft(spectrum, n=n, axis=-1)
 
 
-def _unit_std(x: np.ndarray) -> np.ndarray:
+def unit_std(x: np.ndarray) -> np.ndarray:
+    """``x`` centred and scaled to unit standard deviation along the last axis."""
     x = x - x.mean(axis=-1, keepdims=True)
     return x / x.std(axis=-1, keepdims=True)
 
@@ -156,13 +157,14 @@ def _bursty(
     """Band-limited noise times a log-normal slow envelope: independent, super-Gaussian sources."""
     f = np.fft.rfftfreq(n, 1 / sfreq)
     carrier = _shaped_noise(rng, amplitude, k, n)
-    slow = _unit_std(_shaped_noise(rng, np.exp(-(f**2) / (2 * 0.25**2)), k, n))
-    return _unit_std(carrier * np.exp(sigma * slow))
+    slow = unit_std(_shaped_noise(rng, np.exp(-(f**2) / (2 * 0.25**2)), k, n))
+    return unit_std(carrier * np.exp(sigma * slow))
 
 
-def _sinusoid(
+def sinusoid(
     rng: np.random.Generator, tau: np.ndarray, period_range: tuple[float, float]
 ) -> np.ndarray:
+    """Unit sinusoid over ``tau`` with period drawn from ``period_range`` and a random phase."""
     period = rng.uniform(*period_range)
     return np.sin(2 * np.pi * tau / period + rng.uniform(0, 2 * np.pi))
 
@@ -204,11 +206,11 @@ _POSTERIOR_ALPHA_UV, _POSTERIOR_FLOOR = 14.0, 0.3
 _FRONTAL_ALPHA_UV = 9.0
 _BETA_UV = 6.0
 _SENSOR_NOISE_UV = 1.0
-_EOG_NOISE_UV = 2.0
+EOG_NOISE_UV = 2.0  # white noise (uV) on the EOG channels (and the BDF's filler EOG rows)
 
 
 def _layout(subject: int, params: SynthParams) -> _Layout:
-    rng = _rng(params.seed, subject, _STREAM_LAYOUT)
+    rng = stream_rng(params.seed, subject, STREAM_LAYOUT)
     centres = rng.uniform(-1, 1, (_N_BACKGROUND, 2))
     widths = rng.uniform(0.35, 0.7, _N_BACKGROUND)
     signs = rng.choice([-1.0, 1.0], _N_BACKGROUND)
@@ -263,7 +265,7 @@ def subject_effects(*, subject: int, params: SynthParams) -> SubjectEffects:
     level = params.level
     if level is None:
         return V1_EFFECTS
-    rng = _rng(params.seed, subject, _STREAM_EFFECTS)
+    rng = stream_rng(params.seed, subject, STREAM_EFFECTS)
     scale = level.effect_scale * rng.uniform(0.5, 1.5, 3)
     asymmetry = arousal = 1.0
     if level.reversed_fraction > 0:
@@ -290,13 +292,13 @@ def rhythm_gains(
     }
 
 
-def _nuisance_gains(subject: int, experiment: int, params: SynthParams) -> np.ndarray | None:
+def nuisance_gains(subject: int, experiment: int, params: SynthParams) -> np.ndarray | None:
     """(8,) label-independent trial gains of the v2 source groups: background, posterior alpha
     L/R, frontal alpha L/R, beta x3 (``None`` in v1: every source at unit power)."""
     level = params.level
     if level is None:
         return None
-    rng = _rng(params.seed, subject, _STREAM_NUISANCE, experiment)
+    rng = stream_rng(params.seed, subject, STREAM_NUISANCE, experiment)
     background, posterior, frontal, beta = np.exp(level.nuisance_sigma * rng.standard_normal(4))
     own = np.exp(level.asymmetry_noise * rng.standard_normal(2))
     return np.array([background, posterior, posterior, frontal * own[0], frontal * own[1],
@@ -374,7 +376,7 @@ def _peripheral(rng: np.random.Generator, layout: _Layout, n: int) -> np.ndarray
 
     def emg() -> np.ndarray:
         band = _highpass(f, 20.0, 4) * _lowpass(f, 60.0, 4)
-        carrier = _unit_std(_shaped_noise(rng, band, 1, n))[0]
+        carrier = unit_std(_shaped_noise(rng, band, 1, n))[0]
         envelope = np.full(n, 2.0)
         for onset in _event_times(rng, 0.15, 1.0, n / sfreq):
             length = int(rng.uniform(0.5, 2.0) * sfreq)
@@ -385,7 +387,7 @@ def _peripheral(rng: np.random.Generator, layout: _Layout, n: int) -> np.ndarray
     def slow(period_range: tuple[float, float]) -> np.ndarray:
         # Sum of 3 sinusoids: drifts on minute scales even in a 6 s trial, too short for FFT
         # shaping at such low frequencies.
-        return sum(_sinusoid(rng, tau, period_range) for _ in range(3)) / np.sqrt(1.5)
+        return sum(sinusoid(rng, tau, period_range) for _ in range(3)) / np.sqrt(1.5)
 
     breath_phase = 2 * np.pi * np.cumsum(layout.breath_hz * (1 + 0.1 * slow((15.0, 40.0)))) / sfreq
     pulse_phase = np.mod(np.cumsum(layout.pulse_hz * (1 + 0.03 * slow((10.0, 30.0)))) / sfreq, 1.0)
@@ -448,7 +450,7 @@ def subject_signals(*, subject: int, params: SynthParams) -> SubjectSignals:
     """The deterministic ground truth of one subject (independent of ``params.subjects``)."""
     if not 1 <= subject <= MAX_SUBJECTS:
         raise ValueError(f"subject must be 1..{MAX_SUBJECTS}, got {subject}")
-    design = _subject_design(subject, params)
+    design = subject_design(subject, params)
     layout = _layout(subject, params)
     n, t = params.n_samples, params.trials
     effects = subject_effects(subject=subject, params=params)
@@ -459,13 +461,13 @@ def subject_signals(*, subject: int, params: SynthParams) -> SubjectSignals:
     for e in range(t):
         experiment = e + 1
         valence, arousal = design.ratings[e, :2]
-        eeg_rng = _rng(params.seed, subject, _STREAM_EEG, experiment)
+        eeg_rng = stream_rng(params.seed, subject, STREAM_EEG, experiment)
         clean[e] = _clean_eeg(eeg_rng, layout, valence, arousal, n, effects,
-                              _nuisance_gains(subject, experiment, params))
-        eog_rng = _rng(params.seed, subject, _STREAM_EOG, experiment)
+                              nuisance_gains(subject, experiment, params))
+        eog_rng = stream_rng(params.seed, subject, STREAM_EOG, experiment)
         eog[e] = _eog(eog_rng, layout, n)
-        eog_rows[e] = eog[e] + _EOG_NOISE_UV * eog_rng.standard_normal((2, n))
-        peripheral_rng = _rng(params.seed, subject, _STREAM_PERIPHERAL, experiment)
+        eog_rows[e] = eog[e] + EOG_NOISE_UV * eog_rng.standard_normal((2, n))
+        peripheral_rng = stream_rng(params.seed, subject, STREAM_PERIPHERAL, experiment)
         peripheral[e] = _peripheral(peripheral_rng, layout, n)
     mixing = EOG_MIXING.copy()
     data = np.concatenate([clean + mixing @ eog, eog_rows, peripheral], axis=1)

@@ -24,20 +24,20 @@ from pipeline.synth.face_video import (
     FRAME_H,
     FRAME_W,
     FaceTruth,
-    _background,
-    _render,
     face_truth,
+    render,
+    scene_background,
 )
 from pipeline.synth.params import (
-    _STREAM_BDF,
     MANIFEST_NAME,
+    STREAM_BDF,
     SYNTHETIC_NOTE,
     SynthParams,
     SynthReport,
-    _rng,
-    _subject_design,
+    stream_rng,
+    subject_design,
 )
-from pipeline.synth.signals import _EOG_NOISE_UV, SubjectSignals, subject_signals
+from pipeline.synth.signals import EOG_NOISE_UV, SubjectSignals, subject_signals
 
 # ---------------------------------------------------------------------------------------------
 # Writing files
@@ -159,7 +159,7 @@ def _dump_python2_pickle(f: BinaryIO, content: dict[str, np.ndarray]) -> None:
 
 
 def _ratings_lines(subject: int, params: SynthParams) -> list[str]:
-    design = _subject_design(subject, params)
+    design = subject_design(subject, params)
     lines = []
     for experiment in np.argsort(design.presentation_order) + 1:
         e = experiment - 1
@@ -237,7 +237,7 @@ def _write_subject_videos(
     say: Callable[[str], None],
 ) -> list[Path]:
     tag = df.subject_tag(subject)
-    background = _background(params.seed, subject)
+    background = scene_background(params.seed, subject)
     written: list[Path] = []
     for trial, experiment in enumerate(experiment_order, start=1):
         name = df.video_name(subject, trial)
@@ -246,7 +246,7 @@ def _write_subject_videos(
             continue
         truth = face_truth(subject=subject, experiment_id=int(experiment), params=params)
         path = out / df.VIDEO_DIR / tag / name
-        _write_video(path, _render(truth, background), truth.n_frames, params)
+        _write_video(path, render(truth, background), truth.n_frames, params)
         written.append(path)
         if params.level is not None:
             written.append(_write_face_truth(out / FACE_TRUTH_DIR / tag / f"{path.stem}.json",
@@ -300,7 +300,7 @@ class BdfTimeline:
 def bdf_timeline(*, subject: int, params: SynthParams) -> BdfTimeline:
     """The status timeline: 1 start, 1 rest, then per trial 2 sync, 3 fixation 5 s before
     playback, 4 playback, 5 three s of fixation after it, 1 rating screen; 7 at the end."""
-    rng = _rng(params.seed, subject, _STREAM_BDF)
+    rng = stream_rng(params.seed, subject, STREAM_BDF)
     fs = df.SFREQ
     events = [(1 * fs, df.STATUS_CODES["start"]), (2 * fs, df.STATUS_CODES["start"])]
     cursor = (3 + BDF_REST_SECONDS) * fs
@@ -340,12 +340,12 @@ def bdf_channels(
         raise ValueError(f"sfreq must be a multiple of {df.SFREQ}, got {sfreq}")
     factor = sfreq // df.SFREQ
     timeline = bdf_timeline(subject=subject, params=params)
-    rng = _rng(params.seed, subject, _STREAM_BDF, 1)
+    rng = stream_rng(params.seed, subject, STREAM_BDF, 1)
     recording = signals.recording  # before the .dat's common average reference (v2)
     n128, n_rows = timeline.n_samples, recording.shape[1]
     filler = np.zeros((n_rows, n128))
     filler[:32] = _FILLER_EEG_UV * rng.standard_normal((32, n128))
-    filler[32:36] = _EOG_NOISE_UV * rng.standard_normal((4, n128))
+    filler[32:36] = EOG_NOISE_UV * rng.standard_normal((4, n128))
     filler[36:] = recording[:, 36:].mean(axis=(0, 2))[:, None]
     baseline = df.BASELINE_SAMPLES
     for trial, onset in enumerate(timeline.playback, start=1):
