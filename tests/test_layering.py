@@ -464,11 +464,8 @@ def test_the_readme_guides_and_every_link_resolves() -> None:
     assert broken_links(REPO, documentation_pages(REPO)) == []
 
 
-# ---- the structure's targets (issue 28), written now, switched on after the structure merge ----
-# Each one fails on today's tree, so each is marked xfail(strict=True): a test that starts
-# passing before its marker is removed fails the suite. Remove the markers after the merge.
+# ---- the structure's targets (issue 28) ----
 
-@pytest.mark.xfail(strict=True, reason="enabled after the structure merge")
 def test_no_import_cycle_even_through_imports_inside_functions() -> None:
     assert import_cycles_including_lazy(REPO, PACKAGES) == []
 

@@ -99,3 +99,26 @@ def test_plan_of_a_stage_whose_upstream_is_missing_says_it_cannot_run(
     found = reasons(small_deap, tmp_path / "store.zarr", stages=["segment"])
     action, reason = found["segment"]
     assert action == "cannot run" and "stage 'eeg' is not committed" in reason
+
+
+def test_deciding_what_to_compute_imports_no_mne_opencv_or_torch(built: tuple[Path, Path]) -> None:
+    """An up-to-date run only compares fingerprints: planning every stage, faces' model hash and
+    tokens' weights included, must not pay for MNE, OpenCV, MediaPipe or torch (~1.5 s together),
+    which only a stage that computes needs."""
+    import subprocess
+    import sys
+
+    deap, store = built
+    script = (
+        "import sys\n"
+        "from flows.config import PreprocessConfig\n"
+        "from flows.plan import plan_run\n"
+        f"plan = plan_run(PreprocessConfig(deap={str(deap)!r}, store={str(store)!r}, subjects=[1], "
+        "weights='random:3'))\n"
+        "assert {e.stage.value for e in plan.entries} == {'ingest', 'eeg', 'segment', 'faces', 'tokens'}\n"
+        "from pipeline.stages import tokens\n"  # faces are not committed: name tokens' inputs too
+        "tokens.prepare(tokens.TokensSettings(weights='random:3'), None, None)\n"
+        "print(sorted(m for m in ('mne', 'cv2', 'mediapipe', 'torch', 'timm') if m in sys.modules))\n")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert loaded.stdout.strip() == "[]", loaded.stderr
