@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -17,13 +20,81 @@ runner = CliRunner()
 
 COMMANDS = [[], ["synth"], ["inspect"], ["preprocess"], ["store"], ["store", "info"], ["store", "verify"],
             ["store", "faces"]]
+"""The commands the help test covered when it was a list: the walk below must still find them."""
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "milmer")
-def test_every_command_has_help(command: list[str]) -> None:
-    result = runner.invoke(app, [*command, "--help"])
+def registered_commands(command: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Every command and group of the app (typer's click objects), by its words after ``milmer``
+    (the root is ``()``)."""
+    found = {path: command}
+    for name, sub in getattr(command, "commands", {}).items():
+        found |= registered_commands(sub, (*path, name))
+    return found
+
+
+ALL_COMMANDS = registered_commands(typer.main.get_command(app))
+WIDE = {"COLUMNS": "250", "TERMINAL_WIDTH": "250"}  # option names stay whole in the help's tables
+
+
+def test_the_help_test_walks_every_registered_command() -> None:
+    assert {tuple(c) for c in COMMANDS} <= set(ALL_COMMANDS)
+    assert {("train",), ("ablate",), ("report",), ("serve",)} <= set(ALL_COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(ALL_COMMANDS), ids=lambda c: " ".join(c) or "milmer")
+def test_every_command_has_help(command: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*command, "--help"], env=WIDE)
     assert result.exit_code == 0, result.output
     assert "Usage: milmer" in result.output
+    assert f"Usage: {' '.join(('milmer', *command))}" in " ".join(result.output.split())
+    for param in ALL_COMMANDS[command].params:
+        if param.param_type_name == "option" and not param.hidden:
+            for flag in (*param.opts, *param.secondary_opts):
+                assert flag in result.output, f"milmer {' '.join(command)} --help does not show {flag}"
+        elif param.param_type_name == "argument":
+            assert param.name in result.output.lower(), (command, param.name)
+    for name in getattr(ALL_COMMANDS[command], "commands", {}):
+        assert name in result.output, f"milmer {' '.join(command)} --help does not list {name}"
+
+
+DIFFERENT_ON_PURPOSE = {"store", "out", "config", "progress"}
+"""Options of both `train` and `ablate` that mean different things there (one store or several;
+a run or a study folder; a run's or every row's config; one progress bar or one per row)."""
+
+
+def test_train_and_ablate_describe_the_options_they_share_alike() -> None:
+    train = {p.name: p for p in ALL_COMMANDS[("train",)].params}
+    ablate = {p.name: p for p in ALL_COMMANDS[("ablate",)].params}
+    shared = sorted(set(train) & set(ablate) - DIFFERENT_ON_PURPOSE)
+    assert {"labels", "protocol", "epochs", "folds", "device", "seed", "subjects"} <= set(shared)
+    for name in shared:
+        assert (train[name].help, train[name].default) == (ablate[name].help, ablate[name].default), name
+
+
+def test_importing_the_cli_changes_no_environment_and_a_command_sets_prefect_defaults(tmp_path: Path) -> None:
+    """The Prefect defaults are applied when a command runs (before it can import Prefect), not when
+    `flows.cli` is imported; a value the user set wins."""
+    home = tmp_path / "prefect-home"
+    script = f"""if True:
+        import json, os, sys
+        before = dict(os.environ)
+        import flows.cli
+        unchanged = dict(os.environ) == before and not os.path.exists({str(home)!r})
+        try:
+            flows.cli.app(["inspect", {str(tmp_path / "no-such-folder")!r}], prog_name="milmer")
+        except SystemExit:
+            pass
+        print(json.dumps([unchanged, os.path.isdir({str(home)!r}),
+                          os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"),
+                          os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED")]))
+    """
+    env = {k: v for k, v in os.environ.items() if k not in {
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "PREFECT_SERVER_ANALYTICS_ENABLED"}}
+    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "true"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [True, True, "180", "true"]
 
 
 def test_console_script_is_installed() -> None:
@@ -111,7 +182,7 @@ def test_flags_and_the_config_file_meet_in_one_validated_config(small_deap: Path
 def test_the_terminal_summary_and_the_markdown_render_one_table(monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
-    import flows.cli
+    import flows.cli.render
     from flows.summary import RunSummary
     from store_schema.run.runner import StageOutcome
 
@@ -124,9 +195,9 @@ def test_the_terminal_summary_and_the_markdown_render_one_table(monkeypatch: pyt
                      waited_for=["subjects/s01/faces held by another run"]),
     ])
     out, err = Console(record=True, width=200), Console(record=True, width=200)
-    monkeypatch.setattr(flows.cli, "console", out)
-    monkeypatch.setattr(flows.cli, "err_console", err)
-    flows.cli._print_summary(summary)
+    monkeypatch.setattr(flows.cli.render, "console", out)
+    monkeypatch.setattr(flows.cli.render, "err_console", err)
+    flows.cli.render.print_summary(summary)
     terminal, notes = out.export_text(), err.export_text().splitlines()
     markdown = summary.markdown()
     assert markdown.splitlines()[2:4] == ["| s01 | failed 0.5s | skipped 0.0s |",
@@ -161,3 +232,23 @@ def test_synth_writes_generator_v2_as_matlab_files_when_asked(tmp_path: Path) ->
     assert manifest["params"]["difficulty"] == "paper" and manifest["params"]["format"] == "mat"
     scan = runner.invoke(app, ["inspect", str(out), "--json"])
     assert scan.exit_code == 0 and json.loads(scan.output)["subjects"][0]["preprocessed_format"] == "mat"
+
+
+def test_tokens_precision_is_a_setting_of_the_flags_and_of_a_config_file(
+        small_deap: Path, tmp_path: Path) -> None:
+    """``--amp`` and ``tokens.amp`` in ``--config`` reach the tokens stage's settings; the
+    top-level ``weights``/``device`` shorthands of earlier configs still do, and a flag wins."""
+    from flows.cli.preprocess import config_from_flags
+
+    store = str(tmp_path / "s.zarr")
+    flags = config_from_flags(None, deap=str(small_deap), store=store, weights="random:2", amp="off",
+                              device="cpu")
+    assert (flags.tokens.weights, flags.tokens.amp, flags.tokens.device) == ("random:2", "off", "cpu")
+    file = tmp_path / "run.json"
+    file.write_text(json.dumps({"tokens": {"weights": "random", "amp": "bf16"}, "device": "cpu"}))
+    from_file = config_from_flags(file, deap=str(small_deap), store=store)
+    assert (from_file.tokens.weights, from_file.tokens.amp, from_file.tokens.device) == (
+        "random", "bf16", "cpu")
+    assert config_from_flags(file, deap=str(small_deap), store=store, weights="random:7").tokens.weights == "random:7"
+    with pytest.raises(typer.Exit):
+        config_from_flags(None, deap=str(small_deap), store=store, weights="random", amp="fast")
