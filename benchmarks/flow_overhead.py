@@ -9,8 +9,12 @@ Measured in one run:
    `milmer preprocess` end to end as a user runs it (a new process: imports, the plan, no Prefect),
    and the ratio of the two (target <= 0.10); and the same up-to-date run forced through Prefect.
 3. The same EEG build with worker threads vs worker processes on this machine's cores.
+4. An up-to-date `milmer preprocess` over all five stages (faces and tokens included, random
+   weights) against `milmer store info` on the same store, each in a new process, best of 3:
+   deciding that nothing needs computing must not import MNE, OpenCV or torch (target <= 2.5x).
 
     .venv/bin/python benchmarks/flow_overhead.py [--full-subjects 2] [--skip-full] [--skip-processes]
+                                                  [--only-up-to-date]
 """
 
 import argparse
@@ -46,11 +50,40 @@ def cli_seconds(deap: Path, store: str) -> float:
     return seconds
 
 
+def best_of(command: list[str], runs: int = 3) -> float:
+    """Best wall time of ``command`` in a new process (exit 0 required)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        times.append(time.perf_counter() - started)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return min(times)
+
+
+def up_to_date_vs_store_info(tmp: Path) -> None:
+    """Section 4: an up-to-date run of every stage against `milmer store info`."""
+    milmer = str(Path(sys.executable).parent / "milmer")
+    deap = tmp / "videos"
+    write_synthetic_deap(out=deap, params=SynthParams(subjects=2, trials=2, seconds=3))
+    store = str(tmp / "all.zarr")
+    run = [milmer, "preprocess", "--deap", str(deap), "--store", store, "--weights", "random"]
+    built = subprocess.run(run, capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    preprocess_s = best_of(run)
+    info_s = best_of([milmer, "store", "info", store])
+    print("all five stages, 2 subjects, up to date (new process each, best of 3):")
+    print(f"  `milmer preprocess`                           {preprocess_s:7.2f} s")
+    print(f"  `milmer store info`                           {info_s:7.2f} s")
+    print(f"  ratio preprocess / store info                 {preprocess_s / info_s:7.2f}   (target <= 2.5)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full-subjects", type=int, default=2)
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--skip-processes", action="store_true")
+    parser.add_argument("--only-up-to-date", action="store_true", help="section 4 only")
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bench-prefect-"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -58,6 +91,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        up_to_date_vs_store_info(tmp)
+        if args.only_up_to_date:
+            return
         small = tmp / "small"
         write_synthetic_deap(out=small, params=SynthParams(subjects=8, trials=2, seconds=3, videos=False))
         store = str(tmp / "small.zarr")
