@@ -129,6 +129,19 @@ def test_models_are_registered_files_without_kind_branching_or_private_imports()
     assert set(model_kinds()) == {"fusion", "eeg", "face", "concat", "deepcca"}
 
 
+def test_every_eeg_tokenizer_a_config_offers_is_registered_by_name() -> None:
+    from typing import get_args
+
+    from train.config import EegTokenizerKind
+    from train.models import create_tokenizer
+
+    for name in get_args(EegTokenizerKind):
+        tokenizer = create_tokenizer(name, eeg_samples=384, eeg_channels=32, sfreq=128.0, d_model=16)
+        assert tokenizer(torch.randn(2, 32, 384)).shape == (2, tokenizer.n_tokens, 16), name
+    with pytest.raises(ValueError, match="unknown eeg_tokenizer 'nope': raw, log_power"):
+        create_tokenizer("nope", eeg_samples=384, eeg_channels=32, sfreq=128.0, d_model=16)
+
+
 def test_cosine_schedule_decays_from_lr_to_a_tenth() -> None:
     factors = [cosine_factor(e, 100, 0.1) for e in range(101)]
     assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.1)
@@ -606,6 +619,17 @@ def test_face_normalisation_uses_the_fitted_rows_only(store_url: str, stream: bo
     assert values.max() < 1.01 and (values > 0.5).sum() >= min(len(seen) // 49, 768) // 2
     assert build_model(ModelConfig(kind="face"), num_classes=4).face_input(
         torch.ones(1, 10, 49, 768, dtype=torch.float16)).eq(1).all()  # "none": tokens as cached
+
+
+def test_a_checkpoint_from_before_face_norm_was_a_component_still_loads() -> None:
+    config = ModelConfig(kind="face", face_norm="standardize", **NARROW_HEADS)
+    saved = build_model(config, num_classes=4).state_dict()
+    legacy = {{"face_norm.mean": "face_mean", "face_norm.std": "face_std"}.get(k, k): v
+              for k, v in saved.items()}
+    legacy["face_mean"] = torch.full_like(legacy["face_mean"], 2.0)
+    model = build_model(config, num_classes=4)
+    model.load_state_dict(legacy, strict=True)
+    assert model.face_norm.mean.eq(2.0).all() and "face_mean" in legacy  # the caller's dict kept
 
 
 def test_topk_picks_hit_the_planted_expressive_frames_above_the_random_rate(trained) -> None:  # noqa: ANN001
