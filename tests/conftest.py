@@ -21,6 +21,11 @@ from pipeline.synth import SynthParams, write_synthetic_deap
 SMALL = SynthParams(subjects=2, trials=4, seconds=4, seed=0, fps=10.0)
 """The smallest dataset that still has two subjects, several trials and real videos."""
 
+NARROW_HEADS = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128,
+                "n_queries": 8, "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
+"""ModelConfig fields of narrow heads for CPU tests (train, study); every other field is the
+paper's."""
+
 
 @pytest.fixture(scope="session")
 def small_deap_master(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -470,7 +470,6 @@ def test_no_import_cycle_even_through_imports_inside_functions() -> None:
     assert import_cycles_including_lazy(REPO, PACKAGES) == []
 
 
-@pytest.mark.xfail(strict=True, reason="enabled after the structure merge")
 def test_no_private_name_is_imported_from_another_module() -> None:
     assert private_imports(REPO, PACKAGES) == []
 
@@ -479,6 +478,5 @@ def test_no_module_is_over_600_lines() -> None:
     assert long_modules(REPO, PACKAGES, limit=600) == []
 
 
-@pytest.mark.xfail(strict=True, reason="enabled after the structure merge")
 def test_models_are_registered_classes_not_kind_branches() -> None:
     assert kind_branches(REPO, "train/models") == []

@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import NARROW_HEADS
 from train import study as study_module
 from train.config import TrainError
 from train.data import StoreData
 from train.probe import band_power_probe, modality_probes
 from train.study import STUDIES, paired_differences, run_study
 from train.synthetic import write_planted_store
-
-SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
-         "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +29,7 @@ def _one_torch_thread():  # noqa: ANN202
 def test_paper_table4_study_runs_resumes_and_writes_its_table(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     url = str(tmp_path / "store.zarr")
     write_planted_store(url, subjects=2, trials=8, segments_per_trial=1)
-    fields = {"store": url, "epochs": 1, "folds": 2, "lr": 1e-3, "model": SMALL, "device": "cpu"}
+    fields = {"store": url, "epochs": 1, "folds": 2, "lr": 1e-3, "model": NARROW_HEADS, "device": "cpu"}
     rows = run_study("paper-table4", tmp_path / "study", fields=fields)
     assert [r["preset"] for r in rows] == [r.preset for r in STUDIES["paper-table4"]]
     assert "queries-96" in {r["preset"] for r in rows} and "queries-196" in {r["preset"] for r in rows}
@@ -77,7 +75,7 @@ def test_rows_stand_beside_the_reference_fold_by_fold() -> None:
 def test_segment_protocol_rows_are_marked_leaky_and_unknown_studies_refused(tmp_path: Path) -> None:
     url = str(tmp_path / "store.zarr")
     write_planted_store(url, subjects=1, trials=4, segments_per_trial=2, tokens=False)
-    fields = {"store": url, "epochs": 1, "folds": 2, "lr": 1e-3, "model": SMALL, "protocol": "segment",
+    fields = {"store": url, "epochs": 1, "folds": 2, "lr": 1e-3, "model": NARROW_HEADS, "protocol": "segment",
               "validation_fraction": 0.0}
     rows = run_study("tokenizers", tmp_path / "s", fields=fields)
     assert all(r["leaky"] for r in rows)
@@ -100,7 +98,7 @@ def test_a_study_over_two_token_sets_runs_every_row_on_each_and_names_the_weight
         url = str(tmp_path / f"{name}.zarr")
         write_planted_store(url, subjects=1, trials=6, segments_per_trial=1, weights_fingerprint=fp)
         stores.append(url)
-    fields = {"epochs": 1, "folds": 2, "lr": 1e-3, "model": SMALL, "device": "cpu"}
+    fields = {"epochs": 1, "folds": 2, "lr": 1e-3, "model": NARROW_HEADS, "device": "cpu"}
     rows = run_study("paper-table6", tmp_path / "s", fields=fields, stores=stores)
     presets = [r.preset for r in STUDIES["paper-table6"]]
     assert [(r["store"], r["preset"]) for r in rows] == [(u, p) for u in stores for p in presets]
@@ -114,7 +112,7 @@ def test_a_study_over_two_token_sets_runs_every_row_on_each_and_names_the_weight
 def test_paper_table5_states_the_eeg_face_and_fused_probe_ceilings(tmp_path: Path) -> None:
     url = str(tmp_path / "store.zarr")
     write_planted_store(url, subjects=2, trials=8, segments_per_trial=2)
-    fields = {"store": url, "epochs": 1, "folds": 2, "lr": 1e-3, "model": SMALL, "device": "cpu"}
+    fields = {"store": url, "epochs": 1, "folds": 2, "lr": 1e-3, "model": NARROW_HEADS, "device": "cpu"}
     rows = run_study("paper-table5", tmp_path / "s", fields=fields)
     assert [r["preset"] for r in rows] == [r.preset for r in STUDIES["paper-table5"]]
     probes = json.loads((tmp_path / "s" / "study.json").read_text())["probes"]
@@ -135,7 +133,7 @@ def test_milmer_ablate_runs_a_study_from_the_command_line(tmp_path: Path) -> Non
     url = str(tmp_path / "store.zarr")
     write_planted_store(url, subjects=1, trials=4, segments_per_trial=2, tokens=False)
     config = tmp_path / "small.json"
-    config.write_text(json.dumps({"model": SMALL, "lr": 1e-3}))
+    config.write_text(json.dumps({"model": NARROW_HEADS, "lr": 1e-3}))
     out = tmp_path / "study"
     result = CliRunner().invoke(app, ["ablate", "tokenizers", "--store", url, "--out", str(out),
                                       "--config", str(config), "--epochs", "1", "--folds", "2",

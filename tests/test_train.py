@@ -20,18 +20,14 @@ from typer.testing import CliRunner
 
 from store_schema.errors import StoreError
 from store_schema.contract.labels import LabelScheme
+from tests.conftest import NARROW_HEADS
 from train.ablations import ABLATIONS
 from train.config import ModelConfig, TrainConfig, TrainError, resolve_config
 from train.data import StoreData
-from train.models import Milmer, build_model, count_parameters
+from train.models import HeadModel, Milmer, build_model, count_parameters, model_class, model_kinds
 from train.synthetic import write_planted_store
 from train.probe import band_power_probe, modality_probes
 from train.trainer import Trainer, cosine_factor, run_training, select_epoch
-
-SMALL = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
-         "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
-"""Narrow heads for CPU tests; every other field is the paper's."""
-
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():  # noqa: ANN202 - small models: one thread is as fast and never oversubscribes
@@ -49,7 +45,7 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def small_config(store: str, **overrides) -> TrainConfig:  # noqa: ANN003
-    model = {**SMALL, **overrides.pop("model", {})}
+    model = {**NARROW_HEADS, **overrides.pop("model", {})}
     fields = {"store": store, "epochs": 10, "folds": 4, "lr": 1e-3, **overrides, "model": model}
     return resolve_config(None, **fields)
 
@@ -91,14 +87,59 @@ def test_default_config_is_the_papers() -> None:
     assert model.pos_face.shape == (1, 64, 768) and model.pos_eeg.shape == (1, 32, 768)
 
 
-def test_model_signature_is_model_config_with_the_same_defaults() -> None:
+@pytest.mark.parametrize("kind", model_kinds())
+def test_every_registered_kind_builds_from_a_default_config_and_refuses_unknown_arguments(
+        kind: str) -> None:
     import inspect
 
-    parameters = inspect.signature(Milmer.__init__).parameters
-    signature = {name: p.default for name, p in parameters.items() if name not in ("self", "num_classes")}
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in parameters.items() if n != "self")
-    defaults = {name: field.default for name, field in ModelConfig.model_fields.items()}
-    assert signature == defaults
+    model = build_model(ModelConfig(kind=kind), num_classes=3)  # the paper's sizes
+    assert type(model) is model_class(kind) and isinstance(model, HeadModel)
+    out = model(torch.randn(2, 32, 384), torch.randn(2, 10, 49, 768).half(),
+                torch.ones(2, 10, dtype=torch.bool))
+    assert out.shape == (2, 3) and torch.isfinite(out).all()
+    # every argument the constructor takes is a config field, so a config can set it
+    parameters = inspect.signature(model_class(kind)).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+    assert set(parameters) - {"num_classes"} <= set(ModelConfig.model_fields)
+    # the config's values reach the model: narrow heads build narrow
+    narrow = build_model(ModelConfig(kind=kind, **NARROW_HEADS), num_classes=3)
+    assert count_parameters(narrow) < count_parameters(model)
+    with pytest.raises(TypeError, match="n_querys"):
+        model_class(kind)(num_classes=3, n_querys=8)  # a misspelt argument is refused, not dropped
+    with pytest.raises(ValueError, match="unknown model kind 'milmer'"):
+        model_class("milmer")
+
+
+def test_models_are_registered_files_without_kind_branching_or_private_imports() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "train"
+    for path in sorted(root.rglob("*.py")):
+        source = path.read_text()
+        assert source.count("\n") <= 600, f"{path}: over 600 lines"
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("train"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path}:{node.lineno} imports private {private}"
+            if (path.parent.name == "models" and isinstance(node, ast.Compare)
+                    and any(isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.NotIn) for op in node.ops)):
+                names = {n.id if isinstance(n, ast.Name) else n.attr
+                         for n in (node.left, *node.comparators) if isinstance(n, ast.Name | ast.Attribute)}
+                assert "kind" not in names, f"{path}:{node.lineno} branches on a kind string"
+    assert set(model_kinds()) == {"fusion", "eeg", "face", "concat", "deepcca"}
+
+
+def test_every_eeg_tokenizer_a_config_offers_is_registered_by_name() -> None:
+    from typing import get_args
+
+    from train.config import EegTokenizerKind
+    from train.models import create_tokenizer
+
+    for name in get_args(EegTokenizerKind):
+        tokenizer = create_tokenizer(name, eeg_samples=384, eeg_channels=32, sfreq=128.0, d_model=16)
+        assert tokenizer(torch.randn(2, 32, 384)).shape == (2, tokenizer.n_tokens, 16), name
+    with pytest.raises(ValueError, match="unknown eeg_tokenizer 'nope': raw, log_power"):
+        create_tokenizer("nope", eeg_samples=384, eeg_channels=32, sfreq=128.0, d_model=16)
 
 
 def test_cosine_schedule_decays_from_lr_to_a_tenth() -> None:
@@ -109,7 +150,7 @@ def test_cosine_schedule_decays_from_lr_to_a_tenth() -> None:
 
 @pytest.mark.parametrize("name", sorted(ABLATIONS))
 def test_every_ablation_preset_is_a_valid_model(name: str, tmp_path: Path) -> None:
-    cfg = resolve_config(name, model=SMALL)
+    cfg = resolve_config(name, model=NARROW_HEADS)
     model = build_model(cfg.model, num_classes=4)
     out = model(torch.randn(2, 32, 384), torch.randn(2, 10, 49, 768).half())
     assert out.shape == (2, 4) and torch.isfinite(out).all()
@@ -124,7 +165,7 @@ def test_every_ablation_preset_is_a_valid_model(name: str, tmp_path: Path) -> No
     ("all", "none", 490), ("all", "cross_attention", 8),
 ])
 def test_face_path_gives_the_specified_token_counts(mil: str, balance: str, tokens: int) -> None:
-    model = Milmer(num_classes=3, **{**SMALL, "mil": mil, "balance": balance})
+    model = build_model(ModelConfig(**{**NARROW_HEADS, "mil": mil, "balance": balance}), num_classes=3)
     face_tokens, _ = model.face_tokens(torch.randn(2, 10, 49, 768))
     assert face_tokens.shape == (2, tokens, 64) and model.n_face_out == tokens
 
@@ -150,7 +191,7 @@ def test_paper_table_rows_have_presets() -> None:
     assert ABLATIONS["queries-196"].model == {"n_queries": 196}
     assert ABLATIONS["mil-all"].model == {"mil": "all"}
     assert ABLATIONS["deepcca"].model == {"kind": "deepcca"}
-    model = build_model(resolve_config("mil-all", model=SMALL).model, num_classes=4)
+    model = build_model(resolve_config("mil-all", model=NARROW_HEADS).model, num_classes=4)
     frames = torch.randn(2, 10, 49, 768)
     tokens, scores = model.mil(frames)
     assert scores is None and torch.equal(tokens, frames.reshape(2, 490, 768))  # every frame, as is
@@ -167,7 +208,7 @@ def test_cca_loss_is_minus_the_total_canonical_correlation() -> None:
 
 
 def test_deepcca_encoders_learn_from_the_cca_objective_only() -> None:
-    model = Milmer(num_classes=4, kind="deepcca", **SMALL)
+    model = build_model(ModelConfig(kind="deepcca", **NARROW_HEADS), num_classes=4)
     logits = model(torch.randn(6, 32, 384), torch.randn(6, 10, 49, 768))
     torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3, 0, 1])).backward(retain_graph=True)
     encoders = [p for name, p in model.named_parameters() if "encoder" in name or "eeg_tokenizer" in name]
@@ -182,7 +223,7 @@ def test_deepcca_encoders_learn_from_the_cca_objective_only() -> None:
 
 
 def test_topk_keeps_the_highest_scoring_frames_in_time_order() -> None:
-    pool = Milmer(num_classes=2, **SMALL).mil
+    pool = build_model(ModelConfig(**NARROW_HEADS), num_classes=2).mil
     frames = torch.randn(3, 10, 49, 768)
     tokens, scores = pool(frames)
     best = scores.topk(3, dim=1).indices.sort(dim=1).values
@@ -200,7 +241,7 @@ def test_topk_gradient_all_reaches_the_frames_left_out_with_the_same_forward_pas
     grads, outputs = {}, {}
     for mode in ("kept", "all"):
         torch.manual_seed(1)
-        pool = Milmer(num_classes=2, **{**SMALL, "topk_gradient": mode}).mil
+        pool = build_model(ModelConfig(**{**NARROW_HEADS, "topk_gradient": mode}), num_classes=2).mil
         x = frames.clone().requires_grad_(True)
         tokens, scores = pool(x)
         (tokens * probe).sum().backward()
@@ -212,7 +253,7 @@ def test_topk_gradient_all_reaches_the_frames_left_out_with_the_same_forward_pas
 
 
 def test_undetected_frames_are_never_kept_when_masked() -> None:
-    model = Milmer(num_classes=2, **{**SMALL, "mask_undetected": True})
+    model = build_model(ModelConfig(**{**NARROW_HEADS, "mask_undetected": True}), num_classes=2)
     mask = torch.zeros(4, 10, dtype=torch.bool)
     mask[:, [1, 4, 8]] = True
     _, scores = model.mil(torch.randn(4, 10, 49, 768), mask)
@@ -226,8 +267,8 @@ def test_undetected_frames_are_never_kept_when_masked() -> None:
 @pytest.mark.parametrize("kind", ["fusion", "concat"])
 def test_modality_dropout_hides_the_dropped_tokens_in_training_only(kind: str) -> None:
     torch.manual_seed(0)
-    model = Milmer(num_classes=4, **{**SMALL, "kind": kind, "modality_dropout": 0.5, "dropout": 0.0,
-                                     "cls_dropout": 0.0, "eeg_tokenizer": "log_power"})
+    model = build_model(ModelConfig(**{**NARROW_HEADS, "kind": kind, "modality_dropout": 0.5, "dropout": 0.0,
+                                       "cls_dropout": 0.0, "eeg_tokenizer": "log_power"}), num_classes=4)
     eeg, face = torch.randn(64, 32, 384), torch.randn(64, 10, 49, 768)
     other_eeg, other_face = torch.randn_like(eeg), torch.randn_like(face)
     model.train()
@@ -515,7 +556,8 @@ def test_spectral_standardisation_uses_the_fitted_rows_only(trained, store_url: 
     data = StoreData.open(store_url, needs_tokens=False)
     split = data.splits("trial", folds=2, seed=0)[0]
     fit, val = data.hold_out_validation(split.train, fraction=0.2, seed=0, fold=0)
-    tokenizer = Milmer(num_classes=4, kind="eeg", eeg_tokenizer="log_power", **SMALL).eeg_tokenizer
+    tokenizer = build_model(ModelConfig(kind="eeg", eeg_tokenizer="log_power", **NARROW_HEADS),
+                            num_classes=4).eeg_tokenizer
     features = tokenizer.features(data.eeg_rows(fit))
     saved = load_file(str(out / "selected" / "fold0.safetensors"))
     torch.testing.assert_close(saved["eeg_tokenizer.mean"], features.mean(dim=0), rtol=1e-4, atol=1e-4)
@@ -530,13 +572,13 @@ def test_spectral_standardisation_uses_the_fitted_rows_only(trained, store_url: 
 def test_band_maps_tokens_hold_one_band_of_every_channel() -> None:
     from train.models.eeg_tokenizers import LOG_POWER_BANDS
 
-    model = Milmer(num_classes=4, kind="eeg", eeg_tokenizer="band_maps", **SMALL)
+    model = build_model(ModelConfig(kind="eeg", eeg_tokenizer="band_maps", **NARROW_HEADS), num_classes=4)
     maps = model.eeg_tokenizer
     eeg = torch.randn(3, 32, 384)
     maps.fit_statistics(torch.randn(20, 32, 384))
     standard = (maps.features(eeg) - maps.mean) / maps.std  # (3, 32 channels, 22 bands)
     tokens = maps(eeg)
-    assert tokens.shape == (3, len(LOG_POWER_BANDS), SMALL["d_model"])
+    assert tokens.shape == (3, len(LOG_POWER_BANDS), NARROW_HEADS["d_model"])
     torch.testing.assert_close(tokens, maps.proj(standard.transpose(1, 2)))
     band = 4  # each band has a projection of its own: its token reads its 32 channels only
     torch.testing.assert_close(tokens[:, band], standard[:, :, band] @ maps.proj.weight[band]
@@ -555,28 +597,39 @@ def test_face_normalisation_uses_the_fitted_rows_only(store_url: str, stream: bo
     tokens = torch.from_numpy(data.read_tokens(fit)).double()  # (n, 10, 49, 768)
     everything = torch.from_numpy(data.read_tokens(np.arange(len(data)))).double().mean(dim=(0, 1))
 
-    def prepared(face_norm: str) -> Milmer:
+    def prepared(face_norm: str) -> HeadModel:
         config = small_config(store_url, folds=2, model={"kind": "face", "face_norm": face_norm})
         model = build_model(config.model, num_classes=4)
         Trainer(config, data, torch.device("cpu"), stream=stream).prepare(model, fit)
         return model
 
     standard = prepared("standardize")
-    torch.testing.assert_close(standard.face_mean, tokens.mean(dim=(0, 1)).float(), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(standard.face_std, tokens.std(dim=(0, 1), unbiased=False).float(),
+    torch.testing.assert_close(standard.face_norm.mean, tokens.mean(dim=(0, 1)).float(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(standard.face_norm.std, tokens.std(dim=(0, 1), unbiased=False).float(),
                                rtol=1e-3, atol=1e-3)
-    assert not torch.allclose(standard.face_mean, everything.float(), atol=1e-3)
+    assert not torch.allclose(standard.face_norm.mean, everything.float(), atol=1e-3)
     seen = standard.face_input(torch.from_numpy(data.read_tokens(fit))).double()
     assert seen.mean(dim=(0, 1)).abs().max() < 1e-3  # what MIL and the projection see
 
     white = prepared("whiten")
-    torch.testing.assert_close(white.face_mean, standard.face_mean)
+    torch.testing.assert_close(white.face_norm.mean, standard.face_norm.mean)
     seen = white.face_input(torch.from_numpy(data.read_tokens(fit))).double().reshape(-1, 768)
     values = torch.linalg.eigvalsh(seen.T @ seen / len(seen))
     # every direction the fit rows span comes out at unit variance (the ridge shrinks the rest)
     assert values.max() < 1.01 and (values > 0.5).sum() >= min(len(seen) // 49, 768) // 2
     assert build_model(ModelConfig(kind="face"), num_classes=4).face_input(
         torch.ones(1, 10, 49, 768, dtype=torch.float16)).eq(1).all()  # "none": tokens as cached
+
+
+def test_a_checkpoint_from_before_face_norm_was_a_component_still_loads() -> None:
+    config = ModelConfig(kind="face", face_norm="standardize", **NARROW_HEADS)
+    saved = build_model(config, num_classes=4).state_dict()
+    legacy = {{"face_norm.mean": "face_mean", "face_norm.std": "face_std"}.get(k, k): v
+              for k, v in saved.items()}
+    legacy["face_mean"] = torch.full_like(legacy["face_mean"], 2.0)
+    model = build_model(config, num_classes=4)
+    model.load_state_dict(legacy, strict=True)
+    assert model.face_norm.mean.eq(2.0).all() and "face_mean" in legacy  # the caller's dict kept
 
 
 def test_topk_picks_hit_the_planted_expressive_frames_above_the_random_rate(trained) -> None:  # noqa: ANN001
@@ -691,7 +744,7 @@ def test_cli_train_writes_a_run_and_reports_store_errors(store_url: str, tmp_pat
     from flows.cli import app
 
     config = tmp_path / "small.json"
-    config.write_text(json.dumps({"model": SMALL, "lr": 1e-3, "run_folds": [0]}))
+    config.write_text(json.dumps({"model": NARROW_HEADS, "lr": 1e-3, "run_folds": [0]}))
     out = tmp_path / "run"
     result = CliRunner().invoke(app, [
         "train", "--store", store_url, "--out", str(out), "--config", str(config), "--epochs", "1",

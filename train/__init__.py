@@ -4,10 +4,13 @@
   every default the paper's;
 * :mod:`train.data` — :class:`~train.data.StoreData`: usable subjects, labels, the ``trial`` /
   ``segment`` / ``loso`` protocols, in-memory or streamed batches;
-* :mod:`train.models` — :class:`~train.models.Milmer` (fusion) and its baselines (Deep CCA),
-  the EEG tokenizers (raw samples, log band power, differential entropy);
+* :mod:`train.models` — one file per model (:class:`~train.models.Milmer` fusion with its
+  EEG-only and face-only forms, concatenation, Deep CCA), registered by kind; their shared
+  components (EEG tokenizers, face normalisation, MIL, balancing); the interface the trainer
+  calls (:class:`~train.models.HeadModel`);
 * :mod:`train.trainer` — :func:`~train.trainer.run_training`: folds, validation and the epoch
   chosen on it, checkpoints, resume, outputs;
+* :mod:`train.metrics` — accuracy, F1, confusion and per-subject figures, and their plots;
 * :mod:`train.ablations` — named presets for the paper's ablation rows;
 * :mod:`train.study` — named studies of those presets on one store (``milmer ablate``);
 * :mod:`train.probe` — the logistic-regression log-band-power yardstick for EEG heads;

@@ -34,8 +34,10 @@ class TrainError(MilmerError):
 
 
 class ModelConfig(BaseModel):
-    """The heads' hyper-parameters: exactly the constructor arguments of
-    :class:`train.models.Milmer` (timm style)."""
+    """The heads' hyper-parameters, as a user sets them (CLI flags, JSON configs, presets):
+    ``kind`` names a registered model (:func:`train.models.model_kinds`), and
+    :func:`train.models.build_model` passes it the other fields its constructor takes (a model's
+    constructor arguments are its config, timm style; a field it does not take is unused)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -123,11 +125,6 @@ class ModelConfig(BaseModel):
                 raise ValueError(f"d_model={self.d_model} is not divisible by {name}={heads}")
         return self
 
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        return {"fusion": ("eeg", "face"), "concat": ("eeg", "face"), "deepcca": ("eeg", "face"),
-                "eeg": ("eeg",), "face": ("face",)}[self.kind]
-
 
 class TrainConfig(BaseModel):
     """One training run: data, protocol, optimisation and the model."""
@@ -193,11 +190,12 @@ class TrainConfig(BaseModel):
         return self.protocol == "segment"
 
 
-def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update``'s keys set, nested dicts merged key by key (neither is changed)."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_update(out[key], value)
+            out[key] = deep_update(out[key], value)
         else:
             out[key] = value
     return out
@@ -229,7 +227,7 @@ def resolve_config(source: str | Path | None = None, **overrides: Any) -> TrainC
     """File (or preset) fields, then ``overrides`` that are not ``None``; nested keys as
     ``model={"kind": ...}``. Raises :class:`TrainError` with every invalid field on one line."""
     data = load_config_source(source)
-    data = _deep_update(data, {k: v for k, v in overrides.items() if v is not None})
+    data = deep_update(data, {k: v for k, v in overrides.items() if v is not None})
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as err:

@@ -35,7 +35,7 @@ from rich.console import Console
 from sklearn.metrics import f1_score
 
 from train.ablations import ABLATIONS
-from train.config import TrainConfig, TrainError, _deep_update, load_config_source
+from train.config import TrainConfig, TrainError, deep_update, load_config_source
 from train.trainer import run_training
 
 
@@ -121,7 +121,7 @@ def _row_figures(run: Path, metrics: dict[str, Any]) -> dict[str, Any]:
 def study_fields(config: str | None = None, **flags: Any) -> dict[str, Any]:
     """TrainConfig fields shared by every row: a JSON file's (``--config``), then the flags that
     are not ``None`` (what ``milmer ablate`` passes)."""
-    return _deep_update(load_config_source(config), {k: v for k, v in flags.items() if v is not None})
+    return deep_update(load_config_source(config), {k: v for k, v in flags.items() if v is not None})
 
 
 def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: list[str] | None = None,
@@ -141,7 +141,7 @@ def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: lis
     for k, store in enumerate(stores, start=1):
         for row in STUDIES[name]:
             preset = ABLATIONS[row.preset]
-            data = _deep_update(dict(fields), {"model": preset.model, "store": store})
+            data = deep_update(dict(fields), {"model": preset.model, "store": store})
             try:
                 config = TrainConfig.model_validate(data)
             except ValueError as err:
@@ -180,7 +180,7 @@ def study_probes(name: str, fields: dict[str, Any], store: str) -> dict[str, Any
     from train.data import StoreData
     from train.probe import band_power_probe, modality_probes
 
-    config = TrainConfig.model_validate(_deep_update(dict(fields), {"store": store}))
+    config = TrainConfig.model_validate(deep_update(dict(fields), {"store": store}))
     with_faces = name == "paper-table5"
     data = StoreData.open(config.store, labels=config.labels, boundaries=config.deap3,
                           subjects=config.subjects, needs_tokens=with_faces,

@@ -44,8 +44,8 @@ from torch import nn
 from train.checkpoint import checkpoint_epoch, load_checkpoint, load_weights, save_checkpoint, save_weights
 from train.config import TrainConfig, TrainError
 from train.data import Batch, Split, StoreData
-from train.models import build_model, count_parameters
-from train.report import classification_metrics, majority_rate, plot_confusion, plot_curves
+from train.metrics import classification_metrics, majority_rate, plot_confusion, plot_curves
+from train.models import HeadModel, build_model, count_parameters, model_class
 
 RESUMABLE_CHANGES = {"epochs", "device", "amp", "cpu_bf16", "in_memory", "memory_fraction", "prefetch_batches",
                      "read_workers", "checkpoint_every", "run_folds"}
@@ -85,6 +85,24 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+@dataclass
+class FoldStatistics:
+    """The fit rows of a fold, read for a model's :meth:`~train.models.HeadModel.fit_statistics`
+    only when it asks (:class:`train.models.FitStatistics`)."""
+
+    data: StoreData
+    rows: np.ndarray
+    device: torch.device
+
+    def eeg_windows(self) -> torch.Tensor:
+        return self.data.eeg_rows(self.rows).to(self.device)
+
+    def face_statistics(self, *, covariance: bool
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        mean, std, cov = self.data.token_statistics(self.rows, covariance=covariance)
+        return mean.to(self.device), std.to(self.device), None if cov is None else cov.to(self.device)
+
+
 def _to(batch: Batch, device: torch.device) -> Batch:
     move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
     return Batch(positions=batch.positions, labels=move(batch.labels), eeg=move(batch.eeg),
@@ -100,8 +118,8 @@ class Trainer:
         self.data = data
         self.device = device
         self.stream = stream
-        self.use_eeg = "eeg" in config.model.modalities
-        self.use_face = "face" in config.model.modalities
+        inputs = model_class(config.model.kind)  # what the model reads, before it is built
+        self.use_eeg, self.use_face = inputs.uses_eeg, inputs.uses_face
         cuda_amp = config.amp and device.type == "cuda"
         cpu_bf16 = config.cpu_bf16 and device.type == "cpu"
         self.amp_dtype = (torch.bfloat16 if cpu_bf16 or (cuda_amp and torch.cuda.is_bf16_supported())
@@ -111,23 +129,17 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp and self.amp_dtype == torch.float16)
         self.loss_fn = nn.CrossEntropyLoss()
 
-    def new_model(self, fold: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+    def new_model(self, fold: int) -> tuple[HeadModel, torch.optim.Optimizer]:
         torch.manual_seed(self.config.seed * 100_003 + fold)
         model = build_model(self.config.model, num_classes=len(self.data.class_names)).to(self.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.config.lr,
                                       weight_decay=self.config.weight_decay)
         return model, optimizer
 
-    def prepare(self, model: nn.Module, fit: np.ndarray) -> None:
+    def prepare(self, model: HeadModel, fit: np.ndarray) -> None:
         """Give the model the statistics it standardises its inputs with, computed on the rows it
         is fitted on (never validation or test)."""
-        tokenizer = getattr(model, "eeg_tokenizer", None)
-        if self.use_eeg and hasattr(tokenizer, "fit_statistics"):
-            tokenizer.fit_statistics(self.data.eeg_rows(fit).to(self.device))
-        if self.use_face and getattr(model, "face_norm", "none") != "none":
-            mean, std, cov = self.data.token_statistics(fit, covariance=model.face_norm == "whiten")
-            model.fit_face_statistics(mean.to(self.device), std.to(self.device),
-                                      None if cov is None else cov.to(self.device))
+        model.fit_statistics(FoldStatistics(self.data, fit, self.device))
 
     def batches(self, positions: np.ndarray, *, shuffle: bool, seed: list[int]):  # noqa: ANN201
         return self.data.batches(
@@ -136,11 +148,11 @@ class Trainer:
             prefetch=self.config.prefetch_batches, workers=self.config.read_workers,
             pin_memory=self.device.type == "cuda")
 
-    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+    def forward(self, model: HeadModel, batch: Batch) -> torch.Tensor:
         with self.autocast():
             return model(batch.eeg, batch.face, batch.frame_mask)
 
-    def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, positions: np.ndarray,
+    def train_epoch(self, model: HeadModel, optimizer: torch.optim.Optimizer, positions: np.ndarray,
                     seed: list[int], tick: Callable[[int, float, float], None]) -> tuple[float, float]:
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
@@ -163,7 +175,7 @@ class Trainer:
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, positions: np.ndarray) -> tuple[np.ndarray, float]:
+    def predict(self, model: HeadModel, positions: np.ndarray) -> tuple[np.ndarray, float]:
         """Predicted class of every position (in order) and the mean loss."""
         model.eval()
         preds, total = [], 0.0
@@ -174,21 +186,20 @@ class Trainer:
             preds.append(logits.argmax(1).cpu().numpy())
         return (np.concatenate(preds) if preds else np.empty(0, np.int64)), total / max(len(positions), 1)
 
-
     @torch.no_grad()
-    def mil_picks(self, model: nn.Module, positions: np.ndarray) -> np.ndarray | None:
+    def mil_picks(self, model: HeadModel, positions: np.ndarray) -> np.ndarray | None:
         """(n, K) frames the top-K MIL scorer keeps for ``positions``; ``None`` without top-K MIL."""
-        mil = getattr(model, "mil", None)
-        if mil is None or mil.mode != "topk" or not len(positions):
+        if not (model.uses_face and len(positions)):
             return None
         model.eval()
         picks = []
         for batch in self.batches(positions, shuffle=False, seed=[0]):
             batch = _to(batch, self.device)
             with self.autocast():
-                face = model.face_input(batch.face)
-                scores = mil.scores(face, batch.frame_mask if model.mask_undetected else None)
-            picks.append(scores.float().topk(mil.top_k, dim=1).indices.cpu().numpy())
+                kept = model.frame_picks(batch.face, batch.frame_mask)
+            if kept is None:
+                return None
+            picks.append(kept.cpu().numpy())
         return np.concatenate(picks)
 
 
@@ -229,7 +240,7 @@ def run_training(
     elif (out / "config.json").exists():
         raise TrainError(f"{out}: already holds a run; pass --resume to continue it, or choose "
                          "another --out")
-    needs_tokens = "face" in config.model.modalities
+    needs_tokens = model_class(config.model.kind).uses_face
     data = StoreData.open(config.store, labels=config.labels, boundaries=config.deap3,
                           subjects=config.subjects, needs_tokens=needs_tokens,
                           keep_faceless=config.keep_faceless)

@@ -1,22 +1,30 @@
-"""The heads trained on cached tokens: :class:`Milmer` (fusion) and its baselines."""
+"""The heads trained on cached tokens, one file per model, in timm's shape.
+
+* models, registered by kind (:mod:`train.models.registry`): :class:`Milmer` (``fusion``) and its
+  one-modality forms :class:`MilmerEeg` (``eeg``) and :class:`MilmerFace` (``face``)
+  (:mod:`~train.models.fusion`); :class:`ConcatFusion` (``concat``, :mod:`~train.models.concat`);
+  :class:`DeepCca` (``deepcca``, :mod:`~train.models.deepcca`). Each one's constructor arguments
+  are its config; :func:`build_model` builds the one a ``ModelConfig`` names.
+* the interface the trainer calls: :class:`HeadModel` (:mod:`~train.models.base`).
+* components: EEG tokenizers by name (:mod:`~train.models.eeg_tokenizers`), face normalisation
+  (:mod:`~train.models.face_norm`), MIL scoring and selection (:mod:`~train.models.mil`),
+  balancing (:mod:`~train.models.balance`), the token front end of fusion and concat
+  (:mod:`~train.models.tokens`).
+"""
 
 from __future__ import annotations
 
-from train.config import ModelConfig
-from train.models.milmer import (
-    Balancer,
-    EegTokenizer,
-    FrameScorer,
-    MilPooling,
-    Milmer,
-    count_parameters,
-)
+from train.models.balance import Balancer
+from train.models.base import FitStatistics, HeadModel, count_parameters
+from train.models.concat import ConcatFusion
+from train.models.deepcca import DeepCca
+from train.models.eeg_tokenizers import EegTokenizer, create_tokenizer, tokenizer_names
+from train.models.face_norm import FaceNorm
+from train.models.fusion import Milmer, MilmerEeg, MilmerFace
+from train.models.mil import FrameScorer, MilPooling
+from train.models.registry import build_model, model_class, model_kinds, register_model
 
-
-def build_model(config: ModelConfig, *, num_classes: int) -> Milmer:
-    """A model whose constructor arguments are exactly ``config``'s fields."""
-    return Milmer(num_classes=num_classes, **config.model_dump())
-
-
-__all__ = ["Balancer", "EegTokenizer", "FrameScorer", "MilPooling", "Milmer", "build_model",
-           "count_parameters"]
+__all__ = ["Balancer", "ConcatFusion", "DeepCca", "EegTokenizer", "FaceNorm", "FitStatistics",
+           "FrameScorer", "HeadModel", "MilPooling", "Milmer", "MilmerEeg", "MilmerFace",
+           "build_model", "count_parameters", "create_tokenizer", "model_class", "model_kinds",
+           "register_model", "tokenizer_names"]

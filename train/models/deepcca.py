@@ -11,13 +11,20 @@ encoders, as in the original, where a classifier is fitted on the learned projec
 trained in one loop here (the CCA term is the model's :meth:`~DeepCcaHead.auxiliary_loss`).
 
 EEG encoder: the EEG tokenizer's channel tokens, mean-pooled, then an MLP; face encoder: the
-cached Swin tokens mean-pooled over frames and tokens, then an MLP.
+cached Swin tokens (normalised as ``face_norm`` says) mean-pooled over frames and tokens, then an
+MLP. Registered as ``deepcca`` (:class:`DeepCca`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from train.models.base import FitStatistics, HeadModel
+from train.models.eeg_tokenizers import create_tokenizer
+from train.models.face_norm import FaceNorm, read_legacy_buffers
+from train.models.registry import register_model
+from train.models.tokens import fit_input_statistics
 
 
 def cca_loss(h1: Tensor, h2: Tensor, *, reg: float = 1e-3) -> Tensor:
@@ -67,3 +74,42 @@ class DeepCcaHead(nn.Module):
     def auxiliary_loss(self) -> Tensor | None:
         """The CCA term of the last training forward pass (``None`` in eval mode)."""
         return self._aux
+
+
+@register_model("deepcca")
+class DeepCca(HeadModel):
+    """EEG tokens and face tokens, each pooled, through :class:`DeepCcaHead`."""
+
+    def __init__(
+        self, *, num_classes: int = 4, d_model: int = 768, token_dim: int = 768,
+        n_face_tokens: int = 49, eeg_channels: int = 32, eeg_samples: int = 384,
+        eeg_sfreq: float = 128.0, eeg_tokenizer: str = "raw", face_norm: str = "none",
+        cca_dim: int = 8, cca_hidden: int = 256, cca_reg: float = 1e-3, cca_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.eeg_tokenizer = create_tokenizer(eeg_tokenizer, eeg_samples=eeg_samples,
+                                              eeg_channels=eeg_channels, sfreq=eeg_sfreq,
+                                              d_model=d_model)
+        self.face_norm = FaceNorm(mode=face_norm, n_face_tokens=n_face_tokens, token_dim=token_dim)
+        self.register_load_state_dict_pre_hook(read_legacy_buffers)
+        self.cca = DeepCcaHead(eeg_dim=d_model, face_dim=token_dim, hidden=cca_hidden, dim=cca_dim,
+                               num_classes=num_classes, reg=cca_reg, weight=cca_weight)
+
+    def fit_statistics(self, stats: FitStatistics) -> None:
+        fit_input_statistics(stats, eeg_tokenizer=self.eeg_tokenizer, face_norm=self.face_norm)
+
+    def forward_features(self, eeg: Tensor | None = None, face: Tensor | None = None,
+                         frame_mask: Tensor | None = None) -> Tensor:
+        """The two encoders' projections side by side (B, 2 cca_dim)."""
+        if eeg is None or face is None:
+            raise ValueError("a deepcca model needs EEG input and face tokens")
+        eeg_tokens = self.eeg_tokenizer(eeg.to(self.param_dtype()))
+        face_pooled = self.face_norm(face, self.param_dtype()).mean(dim=(1, 2))
+        return self.cca.project(eeg_tokens.mean(dim=1), face_pooled)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.cca.classify(features)
+
+    def auxiliary_loss(self) -> Tensor | None:
+        return self.cca.auxiliary_loss()

@@ -21,28 +21,74 @@
   0.42 with a Linear per band).
 
 The spectra are computed on the fly from the stored windows, so the store contract does not
-change, in float32 even under autocast.
+change, in float32 even under autocast. Tokenizers are registered by name
+(:func:`register_tokenizer`; :func:`create_tokenizer` builds one, :func:`tokenizer_names` lists
+them); every one takes the same keyword arguments (``eeg_samples``, ``eeg_channels``, ``sfreq``,
+``d_model``) and is an :class:`EegTokenizer`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 LOG_POWER_BANDS: tuple[tuple[float, float], ...] = tuple((f, f + 2.0) for f in range(1, 45, 2))
 DE_BANDS: tuple[tuple[float, float], ...] = ((1, 4), (4, 8), (8, 14), (14, 31), (31, 45))
-TOKENIZER_BANDS = {"log_power": LOG_POWER_BANDS, "de": DE_BANDS, "band_maps": LOG_POWER_BANDS}
 
 
-class RawTokenizer(nn.Module):
+class EegTokenizer(nn.Module):
+    """EEG windows (B, C, S) -> tokens (B, n_tokens, d)."""
+
+    n_tokens: int
+    needs_statistics: ClassVar[bool] = False
+    """Whether :meth:`fit_statistics` must see the fit rows' windows before training."""
+
+    @torch.no_grad()
+    def fit_statistics(self, eeg: Tensor) -> None:
+        """Statistics of ``eeg`` (the training rows) the tokenizer standardises with; none here."""
+
+
+TokenizerFactory = Callable[..., EegTokenizer]
+_TOKENIZERS: dict[str, TokenizerFactory] = {}
+
+
+def register_tokenizer(name: str) -> Callable[[TokenizerFactory], TokenizerFactory]:
+    """Register a tokenizer factory (a class or a function taking ``eeg_samples``,
+    ``eeg_channels``, ``sfreq`` and ``d_model``) under ``name`` (``eeg_tokenizer=name``)."""
+
+    def add(factory: TokenizerFactory) -> TokenizerFactory:
+        if name in _TOKENIZERS:
+            raise ValueError(f"eeg tokenizer {name!r} is registered twice")
+        _TOKENIZERS[name] = factory
+        return factory
+
+    return add
+
+
+def tokenizer_names() -> tuple[str, ...]:
+    return tuple(_TOKENIZERS)
+
+
+def create_tokenizer(name: str, *, eeg_samples: int, eeg_channels: int, sfreq: float,
+                     d_model: int) -> EegTokenizer:
+    if name not in _TOKENIZERS:
+        raise ValueError(f"unknown eeg_tokenizer {name!r}: {', '.join(_TOKENIZERS)}")
+    return _TOKENIZERS[name](eeg_samples=eeg_samples, eeg_channels=eeg_channels, sfreq=sfreq,
+                             d_model=d_model)
+
+
+class RawTokenizer(EegTokenizer):
     """One token per EEG channel: LayerNorm(samples) -> Linear(samples -> d) -> ReLU."""
 
-    def __init__(self, *, eeg_samples: int = 384, d_model: int = 768) -> None:
+    def __init__(self, *, eeg_samples: int = 384, eeg_channels: int = 32, d_model: int = 768) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(eeg_samples)
         self.proj = nn.Linear(eeg_samples, d_model)
         self.act = nn.ReLU()
-        self.n_tokens: int | None = None  # one per channel: as many as the input has
+        self.n_tokens = eeg_channels
 
     def forward(self, eeg: Tensor) -> Tensor:  # (B, C, S) -> (B, C, d)
         return self.act(self.proj(self.norm(eeg)))
@@ -84,9 +130,11 @@ class TokenwiseLinear(nn.Module):
         return torch.einsum("bni,nio->bno", x, self.weight) + self.bias
 
 
-class SpectralTokenizer(nn.Module):
+class SpectralTokenizer(EegTokenizer):
     """Log band powers standardised with training statistics: one token per channel (its
     spectrum), or with ``per_band`` one token per band (its scalp map)."""
+
+    needs_statistics = True
 
     def __init__(self, *, bands: tuple[tuple[float, float], ...], eeg_samples: int = 384,
                  eeg_channels: int = 32, sfreq: float = 128.0, d_model: int = 768,
@@ -126,13 +174,29 @@ class SpectralTokenizer(nn.Module):
         return self.proj(standard.to(self.proj.weight.dtype))
 
 
-def make_eeg_tokenizer(kind: str, *, eeg_samples: int, eeg_channels: int, sfreq: float,
-                       d_model: int) -> nn.Module:
-    if kind == "raw":
-        return RawTokenizer(eeg_samples=eeg_samples, d_model=d_model)
-    if kind in TOKENIZER_BANDS:
-        return SpectralTokenizer(bands=TOKENIZER_BANDS[kind], eeg_samples=eeg_samples,
-                                 eeg_channels=eeg_channels, sfreq=sfreq, d_model=d_model,
-                                 per_band=kind == "band_maps")
-    raise ValueError(f"unknown eeg_tokenizer {kind!r}: raw, {', '.join(TOKENIZER_BANDS)}")
+@register_tokenizer("raw")
+def raw(*, eeg_samples: int, eeg_channels: int, sfreq: float, d_model: int) -> EegTokenizer:
+    """The paper's: samples -> LayerNorm -> Linear -> ReLU, one token per channel."""
+    return RawTokenizer(eeg_samples=eeg_samples, eeg_channels=eeg_channels, d_model=d_model)
 
+
+@register_tokenizer("log_power")
+def log_power(*, eeg_samples: int, eeg_channels: int, sfreq: float, d_model: int) -> EegTokenizer:
+    """Log power in 2 Hz bands from 1 to 45 Hz, one token per channel."""
+    return SpectralTokenizer(bands=LOG_POWER_BANDS, eeg_samples=eeg_samples,
+                             eeg_channels=eeg_channels, sfreq=sfreq, d_model=d_model)
+
+
+@register_tokenizer("de")
+def differential_entropy(*, eeg_samples: int, eeg_channels: int, sfreq: float,
+                         d_model: int) -> EegTokenizer:
+    """Differential entropy (log band power) in δ θ α β γ, one token per channel."""
+    return SpectralTokenizer(bands=DE_BANDS, eeg_samples=eeg_samples, eeg_channels=eeg_channels,
+                             sfreq=sfreq, d_model=d_model)
+
+
+@register_tokenizer("band_maps")
+def band_maps(*, eeg_samples: int, eeg_channels: int, sfreq: float, d_model: int) -> EegTokenizer:
+    """The ``log_power`` features, one token per 2 Hz band holding its 32 channels' powers."""
+    return SpectralTokenizer(bands=LOG_POWER_BANDS, eeg_samples=eeg_samples,
+                             eeg_channels=eeg_channels, sfreq=sfreq, d_model=d_model, per_band=True)
