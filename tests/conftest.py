@@ -14,6 +14,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
 os.environ.pop("PREFECT_API_URL", None)
 
+import numpy as np
 import pytest
 
 from pipeline.synth import SynthParams, write_synthetic_deap
@@ -25,6 +26,15 @@ NARROW_HEADS = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff
                 "n_queries": 8, "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
 """ModelConfig fields of narrow heads for CPU tests (train, study); every other field is the
 paper's."""
+
+
+def ica_solution(n_components: int) -> dict[str, np.ndarray]:
+    """The eeg stage's ICA arrays for ``n_components`` components, zero (store and runner tests
+    that write an eeg subject-stage by hand)."""
+    return {"ica_flagged": np.zeros((2, n_components), bool),
+            "ica_mixing": np.zeros((32, n_components)), "ica_unmixing": np.zeros((n_components, 32)),
+            "ica_channel_mean": np.zeros(32),
+            "ica_label_probabilities": np.full((n_components, 7), np.nan, "f4")}
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from store_schema.engine.locks import lock_dir, subject_stage_lock
 from store_schema.run.runner import StageOutcome, StageOutput, run_stage
 from store_schema.engine.store import FeatureStore
 from store_schema.engine.verify import pending_stages, verify_store
+from tests.conftest import ica_solution
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -59,13 +60,6 @@ def ingest_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     return {"eeg": rng.normal(size=(t, 32, n)).astype("f4"), "eog": rng.normal(size=(t, 2, n)).astype("f4"),
             "ratings": rng.uniform(1, 9, size=(t, 4)), "experiment_id": np.arange(1, t + 1, dtype="i4"),
             "presentation_trial": np.array([2, 1], dtype="i4")}
-
-
-def ica_solution(n_components: int) -> dict[str, np.ndarray]:
-    return {"ica_flagged": np.zeros((2, n_components), bool),
-            "ica_mixing": np.zeros((32, n_components)), "ica_unmixing": np.zeros((n_components, 32)),
-            "ica_channel_mean": np.zeros(32),
-            "ica_label_probabilities": np.full((n_components, 7), np.nan, "f4")}
 
 
 def eeg_arrays() -> dict[str, np.ndarray]:

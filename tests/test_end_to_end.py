@@ -23,12 +23,12 @@ from store_schema.engine.store import FeatureStore
 from store_schema.engine.verify import verify_store
 from train.config import ModelConfig, TrainConfig
 from train.trainer import run_training
+from tests.conftest import NARROW_HEADS
 
 DATA = SynthParams(subjects=2, trials=8, seconds=12, seed=0, fps=5.0)
 """64 windows of 3 s: 640 face frames through Swin-tiny (about 40 s on two CPU cores in bf16);
 5 fps, the least that gives each window its 10 frames, halves the video to write and decode."""
-NARROW = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
-          "mil_hidden": 32, "mlp_hidden": 128}
+NARROW = NARROW_HEADS
 """Narrow face heads (lr 1e-3): 15 s instead of 57 s for the same accuracy (0.84) on this store.
 Fusion keeps the paper's width: narrow fusion heads learn to ignore the raw EEG tokens too slowly
 (0.50-0.73 in 10-20 epochs, against 0.95)."""

@@ -25,13 +25,13 @@ from store_schema.errors import StoreError
 from store_schema.engine.store import FeatureStore
 from store_schema.engine.verify import verify_store
 from tests.servers import S3Endpoint, s3_endpoint
+from tests.conftest import NARROW_HEADS
 
 pytestmark = pytest.mark.slow
 
 BUCKET = "milmer"
 ALL_STAGES = ["ingest", "eeg", "segment", "faces", "tokens"]
-SMALL_HEADS = {"d_model": 64, "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 128, "n_queries": 8,
-               "mil_hidden": 32, "mlp_hidden": 128, "concat_hidden": 64}
+SMALL_HEADS = NARROW_HEADS
 
 
 @pytest.fixture(scope="module")

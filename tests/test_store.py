@@ -15,6 +15,7 @@ from store_schema.contract.layout import SCHEMA_VERSION
 from store_schema.run.runner import StageOutput, run_stage
 from store_schema.engine.store import FeatureStore
 from store_schema.engine.verify import pending_stages, repair_store, verify_store
+from tests.conftest import ica_solution
 
 T, N = 3, 128 * 7
 
@@ -28,13 +29,6 @@ def ingest_arrays(seed: int = 0) -> dict[str, np.ndarray]:
         "experiment_id": np.arange(1, T + 1, dtype="i4"),
         "presentation_trial": np.array([2, 3, 1], dtype="i4"),
     }
-
-
-def ica_solution(n_components: int) -> dict[str, np.ndarray]:
-    return {"ica_flagged": np.zeros((2, n_components), bool),
-            "ica_mixing": np.zeros((32, n_components)), "ica_unmixing": np.zeros((n_components, 32)),
-            "ica_channel_mean": np.zeros(32),
-            "ica_label_probabilities": np.full((n_components, 7), np.nan, "f4")}
 
 
 def eeg_arrays() -> dict[str, np.ndarray]:
