@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pipeline.weights.face_model  # BlazeFace model into ~/.cache/milmer (or $$MILMER_FACE_MODEL)
-	@# tests/test_report.py renders a QC report in headless Chromium (Debian's package)
+	@# tests/test_qc_report.py renders a QC report in headless Chromium (Debian's package)
 	if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; fi
 	touch $(STAMP)

@@ -47,7 +47,7 @@ def main() -> None:
           f"gets {best['accuracy_mean'] / probe['accuracy']:.0%} of it.")
     print("The face tokens come from RANDOM Swin weights and a synthetic face whose expression "
           "carries the planted cue (generator v2, 'easy'): they say nothing about real faces. "
-          "Whole-frame colour is drawn independently of the ratings (tests/test_synth_v2.py holds "
+          "Whole-frame colour is drawn independently of the ratings (tests/test_synth_difficulty.py holds "
           "its probe at chance on 96 videos); on a dataset this small (36 videos) a colour probe "
           "can still land 0.1 off chance by luck, so small face margins here prove little. The "
           "paper fine-tunes Swin in the loop; this project caches a frozen Swin's tokens.")
