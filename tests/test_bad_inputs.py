@@ -223,7 +223,7 @@ def swin_state() -> dict:
     import timm
     import torch
 
-    from pipeline.stages.tokens.extract import MODEL_NAME
+    from pipeline.weights.swin_source import MODEL_NAME
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
