@@ -385,6 +385,8 @@ def test_build_context_is_filtered(dockerfile: Path) -> None:
         if word == "COPY" and not args.startswith("--from"):
             for source in args.split()[:-1]:
                 assert source.split("/")[0] in allowed or source in allowed, source
+                assert source.startswith("--") or (REPO / source).exists(), \
+                    f"{dockerfile.name}: COPY {source}: no such file in the repository"
     assert not any(a.startswith(".venv") or a.startswith(".git") for a in allowed)
 
 
@@ -466,3 +468,23 @@ def test_dask_commands_serve_health_and_the_gpu_resource(compose: dict, tmp_path
             health = _on_loopback([services["dask-gpu-worker"]["environment"]["MILMER_HEALTH_URL"]], ports)[0]
             wait_until(lambda: _healthcheck(MILMER_HEALTH_URL=health).returncode == 0, timeout=30,
                        what="dask worker /health", proc=wproc)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_face_model_layer_copies_every_module_it_imports(dockerfile: Path, tmp_path: Path) -> None:
+    """The layer that provisions BlazeFace copies a few modules only (so code edits keep it): they
+    must be all that `python -m pipeline.weights.face_model` imports from the project."""
+    steps = instructions(dockerfile)
+    run = next(i for i, (w, a) in enumerate(steps) if w == "RUN" and "pipeline.weights.face_model" in a)
+    workdir = next(a for w, a in reversed(steps[:run]) if w == "WORKDIR")
+    layer = [a for w, a in steps[:run] if w == "COPY" and not a.startswith("--from")
+             and steps.index(("WORKDIR", workdir)) < steps.index(("COPY", a))]
+    for args in layer:
+        *sources, dest = args.split()
+        for source in sources:
+            target = tmp_path / dest / Path(source).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / source, target)
+    done = subprocess.run([sys.executable, "-c", "import pipeline.weights.face_model"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
