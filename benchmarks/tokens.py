@@ -30,12 +30,8 @@ import numpy as np
 import torch
 import zarr
 
-from pipeline.stages.tokens.extract import (
-    TokenExtractor,
-    TokensParams,
-    cpu_has_native_bf16,
-    tokens_for_subject,
-)
+from pipeline.stages.tokens.extract import TokenExtractor, tokens_for_subject
+from pipeline.stages.tokens.params import TokensParams, cpu_has_native_bf16
 from store_schema.contract.layout import FRAMES_PER_SEGMENT, Stage, stage_spec
 from store_schema.engine.store import COMPRESSOR
 

@@ -15,16 +15,15 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from pipeline.errors import TokensError, WeightsError
-from pipeline.weights.swin import (
+from pipeline.stages.tokens.extract import TokenExtractor, segment_batches, tokens_for_subject
+from pipeline.stages.tokens.params import TokensParams
+from pipeline.weights.swin import hf_swin_to_timm, load_backbone, timm_swin_filter
+from pipeline.weights.swin_source import (
     HOW_TO_GIVE_WEIGHTS,
     MODEL_NAME,
-    hf_swin_to_timm,
-    load_backbone,
     resolve_weights,
-    timm_swin_filter,
     weights_fingerprint,
 )
-from pipeline.stages.tokens.extract import TokenExtractor, TokensParams, segment_batches, tokens_for_subject
 from store_schema.contract.layout import CROP_SIZE
 
 import transformers  # noqa: E402 - test-only dependency (the test extra)

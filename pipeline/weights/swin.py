@@ -28,12 +28,10 @@ ImageNet's otherwise; recorded in the stage's metadata.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -49,7 +47,6 @@ from pipeline.weights.swin_source import (
     folder_weight_files,
     read_json,
     resolve_weights,
-    weights_fingerprint,
 )
 
 #: The Hugging Face SwinConfig of swin-tiny-patch4-window7-224 (the class defaults, so a field

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import mne
@@ -30,10 +29,10 @@ from pipeline.errors import ParameterError
 from pipeline.stages.eeg.iclabel import iclabel_ica
 from pipeline.stages.eeg.mne_tools import (
     MNE_VERBOSE,
+    MONTAGE,
     UV_PER_V,
     IcaResult,
     bandpassed_raw,
-    continuous_raw,
     eog_flags,
     sensor_space,
 )

@@ -30,7 +30,6 @@ from pipeline.stages.eeg.mne_tools import (
 from pipeline.stages.eeg.params import (
     ICLABEL_CLASSES,
     ICLABEL_EXCLUDED,
-    ICLABEL_SFREQ,
     FilterIcaParams,
 )
 from pipeline.errors import ParameterError

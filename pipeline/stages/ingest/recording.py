@@ -22,7 +22,6 @@ from pipeline.readers import deap_format as fmt
 from pipeline.readers.bdf import BdfRecording, load_bdf_subject
 from pipeline.readers.deap import (
     DeapLayout,
-    PreprocessedFormat,
     SubjectRecording,
     find_layout,
     load_ratings,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,16 +26,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from pipeline.errors import TokensError, WeightsError
-from pipeline.stages.tokens.params import (
-    DEFAULT_BATCH_SIZE,
-    LIBRARIES,
-    TOKENS_CODE_VERSION,
-    TokensParams,
-    cpu_has_native_bf16,
-)
+from pipeline.stages.tokens.params import DEFAULT_BATCH_SIZE, TokensParams
 from pipeline.weights.swin import load_backbone, resolve_weights
 from store_schema.contract.layout import CROP_SIZE, FRAMES_PER_SEGMENT, N_TOKENS, TOKEN_DIM
 
