@@ -38,10 +38,24 @@ class WeightsSource:
     seed: int | None = None
     files: tuple[Path, ...] = ()
     """The files whose content the fingerprint hashes (config first, then weights)."""
+    spec: str | None = None
+    """The weights as the user named them (a path, ``random:3``, ``hf-hub:ORG/NAME@REV``, an alias)."""
+    repo: str | None = None
+    """The Hugging Face repo they were resolved from (``hf-hub:`` specs and aliases)."""
+    revision: str | None = None
+    """The commit of that repo's cached snapshot."""
 
     @property
     def random(self) -> bool:
         return self.kind == "random"
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the weights came from, for records and model cards (JSON)."""
+        return {"spec": self.spec, "kind": self.kind, "repo": self.repo, "revision": self.revision,
+                "path": None if self.path is None else str(self.path), "seed": self.seed,
+                "fingerprint": self.fingerprint,
+                "files": [{"name": f.name, "sha256": file_fingerprint(f, content=True)}
+                          for f in self.files]}
 
     def describe(self) -> str:
         return f"random (seed {self.seed})" if self.random else f"{self.kind} {self.path}"
