@@ -112,16 +112,18 @@ class PreprocessConfig(StageSettings):  # type: ignore[misc, valid-type]
         if weights is None:
             raise ValueError(
                 "the tokens stage needs Swin weights: give --weights PATH (a timm .pth/.safetensors "
-                "file or a Hugging Face Swin folder) or --weights random, or leave tokens out "
+                "file or a Hugging Face Swin folder), --weights hf-hub:ORG/NAME[@REVISION] (from the "
+                "Hugging Face cache), imagenet, face-emotion, or random, or leave tokens out "
                 "(--stages ingest,eeg,segment,faces)")
         if weights.startswith("random"):
             return self
-        if not Path(weights).expanduser().exists():
-            raise ValueError(f"weights {weights} does not exist")
         from pipeline.errors import WeightsError
         from pipeline.weights.swin import check_weights  # torch: only for a checkpoint
+        from pipeline.weights.swin_source import hub_spec
 
         try:
+            if hub_spec(weights) is None and not Path(weights).expanduser().exists():
+                raise ValueError(f"weights {weights} does not exist")
             check_weights(weights)  # a checkpoint that cannot load fails now, not after hours
         except WeightsError as err:
             raise ValueError(str(err)) from None

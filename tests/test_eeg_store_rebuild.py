@@ -176,6 +176,18 @@ def test_invalid_parameters_are_rejected_before_any_work(small_deap: Path, tmp_p
     assert not (tmp_path / "s.zarr").exists()
 
 
+def test_hub_weights_missing_from_the_cache_are_refused_before_any_work(
+        small_deap: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ValidationError, match="face-emotion-v12 at revision main is not in the Hugging Face cache"):
+        PreprocessConfig(deap=small_deap, store=str(tmp_path / "s.zarr"), weights="face-emotion")
+    with pytest.raises(ValidationError, match="expected hf-hub:ORG/NAME"):
+        PreprocessConfig(deap=small_deap, store=str(tmp_path / "s.zarr"), tokens={"weights": "hf-hub:x"})
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def milmer(*args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("milmer")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)

@@ -13,7 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
 from pipeline.synth import SynthParams, write_synthetic_deap
@@ -100,3 +102,15 @@ def test_train_refuses_faces_and_tokens_made_from_an_older_segment_stage(
                                                                     fusion_heads=4, balance_heads=4, fusion_ff=64)}),
                        tmp_path / "eeg", progress=False)
     assert eeg["n_test"] == 2 * DATA.trials * 4 and eeg["skipped_subjects"] == []
+
+
+def test_store_info_names_the_weights_the_tokens_were_made_from(store: str) -> None:
+    from store_schema.views.info import store_report
+
+    (weights,) = store_report(FeatureStore.open(store, mode="r"))["token_weights"]
+    assert (weights["spec"], weights["kind"], weights["random"], weights["fingerprint"]) == (
+        "random", "random", True, "random:0")
+    assert weights["subjects"] == [1, 2] and weights["repo"] is None
+    shown = CliRunner().invoke(app, ["store", "info", store])
+    assert shown.exit_code == 0
+    assert "tokens of s01, s02: random (RANDOM weights)" in shown.stdout

@@ -414,3 +414,120 @@ def test_bf16_tokens_on_a_cpu_stay_close_to_float32_and_fingerprint_apart() -> N
     relative = np.linalg.norm(a - b) / np.linalg.norm(a)
     assert 0 < relative < 0.03, relative  # measured 1.1 % on this CPU; 3 % is the stated tolerance
     assert fp32.params.model_dump() != bf16.params.model_dump()
+
+
+# -- weights by name: hf-hub specs and aliases, from huggingface_hub's cache, offline --------------
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def write_hub_cache(cache: Path, repo: str, files: dict[str, bytes], *, commit: str = COMMIT,
+                    ref: str = "main") -> Path:
+    """A repo in huggingface_hub's cache layout, as its downloads leave it: content in
+    ``blobs/<sha256>``, ``snapshots/<commit>/<name>`` linked to it, ``refs/<ref>`` naming the commit."""
+    import hashlib
+
+    root = cache / ("models--" + repo.replace("/", "--"))
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / name).symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / ref).write_text(commit)
+    return snapshot
+
+
+@pytest.fixture()
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty Hugging Face cache of this test's own, and no socket can connect anywhere."""
+    import socket
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+
+    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - any signature
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return cache
+
+
+def test_an_hf_hub_spec_reads_the_cache_offline_and_gives_the_folders_tokens(hf_folder, offline: Path) -> None:
+    folder, _ = hf_folder
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    write_hub_cache(offline, "someorg/swin-face", files)
+    crops = _crops(2, seed=4)
+    by_path = TokenExtractor(weights=folder, params=TokensParams.from_weights(folder, amp="off"))
+    for spec in ("hf-hub:someorg/swin-face", f"hf-hub:someorg/swin-face@{COMMIT}",
+                 "hf-hub:someorg/swin-face@main"):
+        by_name = TokenExtractor(weights=spec, params=TokensParams.from_weights(spec, amp="off"))
+        assert by_name.source.fingerprint == by_path.source.fingerprint  # same files: no recompute
+        assert np.array_equal(by_name.extract(crops, out_dtype="float32"),
+                              by_path.extract(crops, out_dtype="float32"))
+        record = by_name.record()["weights"]
+        assert (record["spec"], record["repo"], record["revision"], record["kind"]) == (
+            spec, "someorg/swin-face", COMMIT, "hf_folder")
+        assert {f["name"]: f["sha256"] for f in record["files"]}["model.safetensors"] == \
+            "sha256:" + __import__("hashlib").sha256(files["model.safetensors"]).hexdigest()
+    assert by_path.record()["weights"]["repo"] is None
+
+
+def test_a_repo_or_revision_missing_from_the_cache_is_one_line_with_the_command_that_fetches_it(
+        offline: Path) -> None:
+    with pytest.raises(WeightsError) as missing:
+        resolve_weights("hf-hub:someorg/absent")
+    message = str(missing.value)
+    assert "\n" not in message and "someorg/absent" in message and "revision main" in message
+    assert "`hf download someorg/absent`" in message and str(offline) in message
+    write_hub_cache(offline, "someorg/present", {"config.json": b"{}"})
+    with pytest.raises(WeightsError) as other_revision:
+        resolve_weights("hf-hub:someorg/present@v2")
+    assert "revision v2" in str(other_revision.value)
+    assert "`hf download someorg/present --revision v2`" in str(other_revision.value)
+    with pytest.raises(WeightsError, match="expected hf-hub:ORG/NAME"):
+        resolve_weights("hf-hub:no-org")
+
+
+def test_the_aliases_name_the_papers_two_starting_points(offline: Path) -> None:
+    from pipeline.weights.swin import check_weights
+    from pipeline.weights.swin_source import hub_spec
+
+    assert hub_spec("imagenet").repo == "timm/swin_tiny_patch4_window7_224.ms_in1k"
+    assert hub_spec("face-emotion").repo == (
+        "MahmoudWSegni/swin-tiny-patch4-window7-224-finetuned-face-emotion-v12")
+    # timm's hub layout: config.json with `architecture`, the classifier of 1000 classes kept
+    state = {k: v.contiguous() for k, v in _timm_state(5).items()}
+    state |= {"head.fc.weight": torch.zeros(1000, 768), "head.fc.bias": torch.zeros(1000)}
+    weights = tmp = offline.parent / "timm.safetensors"
+    save_file(state, str(tmp))
+    config = {"architecture": MODEL_NAME, "num_classes": 1000,
+              "pretrained_cfg": {"tag": "ms_in1k", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
+    write_hub_cache(offline, "timm/swin_tiny_patch4_window7_224.ms_in1k",
+                    {"config.json": json.dumps(config).encode(), "model.safetensors": weights.read_bytes()})
+    source = check_weights("imagenet")
+    assert (source.kind, source.spec, source.repo) == ("timm_folder", "imagenet",
+                                                       "timm/swin_tiny_patch4_window7_224.ms_in1k")
+    with pytest.raises(WeightsError, match="MahmoudWSegni/swin-tiny-patch4-window7-224-finetuned"):
+        resolve_weights("face-emotion")
+
+
+@pytest.mark.parametrize(("config", "named"), [
+    ({"model_type": "swinv2"}, "model_type 'swinv2'"),
+    ({"model_type": "vit", "hidden_size": 768}, "model_type 'vit'"),
+    ({"model_type": "swin", "embed_dim": 128, "depths": [2, 2, 18, 2]}, "embed_dim 128"),
+    ({"architecture": "swin_base_patch4_window7_224"}, "architecture 'swin_base_patch4_window7_224'"),
+])
+def test_a_hub_repo_of_another_architecture_is_refused_naming_what_was_found(
+        offline: Path, config: dict, named: str) -> None:
+    from pipeline.weights.swin import check_weights
+
+    write_hub_cache(offline, "someorg/not-swin-tiny", {
+        "config.json": json.dumps(config).encode(), "model.safetensors": b"not read: refused before"})
+    with pytest.raises(WeightsError) as refused:
+        check_weights("hf-hub:someorg/not-swin-tiny")
+    assert named in str(refused.value)

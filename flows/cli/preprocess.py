@@ -64,8 +64,13 @@ def preprocess(
     weights: Annotated[
         Optional[str],
         typer.Option(help="Swin weights for tokens: a timm .pth/.safetensors file, a Hugging Face Swin "
-                     "folder, or 'random'."),
+                     "folder, hf-hub:ORG/NAME[@REVISION] (read from the Hugging Face cache, offline), "
+                     "'imagenet', 'face-emotion', or 'random[:SEED]'."),
     ] = None,
+    download_weights: Annotated[
+        bool, typer.Option(help="Fetch an hf-hub:/alias --weights into the Hugging Face cache first "
+                           "(the only step that goes online; without it a cache miss is refused).")
+    ] = False,
     device: Annotated[Optional[str], typer.Option(help="Tokens device: auto (CUDA when present), cpu, cuda.")] = None,
     amp: Annotated[
         Optional[str],
@@ -115,6 +120,14 @@ def preprocess(
     """
     from flows.plan import summary_if_up_to_date
     from store_schema.errors import MilmerError
+
+    if download_weights and weights:
+        from pipeline.weights.swin_source import fetch_weights
+
+        try:
+            fetch_weights(weights)
+        except MilmerError as err:
+            raise fail(str(err)) from None
 
     cfg = config_from_flags(
         config, deap=str(deap), store=store, subjects=parse_ints(subjects, "subjects"),

@@ -107,8 +107,19 @@ def print_store_report(store: str, report: dict[str, Any]) -> None:
             f"{row['bytes'] / 2**20:.1f}",
             f"{row['wall_seconds']:.1f}" if row["wall_seconds"] is not None else "-")
     console.print(table)
+    for weights in report.get("token_weights", []):
+        console.print(weights_line(weights), highlight=False, markup=False)
     console.print(f"schema version {report['schema_version']}; "
                   f"{report['total_bytes'] / 2**20:.1f} MiB in committed arrays")
+
+
+def weights_line(weights: dict[str, Any]) -> str:
+    """``tokens of s01, s02: hf-hub:ORG/NAME (repo ORG/NAME at 1a2b3c4d, sha256:...)``."""
+    subjects = ", ".join(f"s{s:02d}" for s in weights["subjects"])
+    named = weights.get("spec") or weights.get("path") or weights.get("kind") or "unknown"
+    where = [f"repo {weights['repo']} at {str(weights.get('revision'))[:12]}"] if weights.get("repo") else []
+    what = "RANDOM weights" if weights.get("random") else weights.get("fingerprint")
+    return f"tokens of {subjects}: {named} ({', '.join([*where, str(what)])})"
 
 
 def print_study_rows(rows: list[dict[str, Any]], *, several_stores: bool) -> None:

@@ -5,7 +5,9 @@ it never loads a tensor. Loading, the key filters and the checks are in :mod:`pi
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +22,24 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 HOW_TO_GIVE_WEIGHTS = (
-    "give the Swin-tiny weights with `--weights PATH` (a timm .pth/.safetensors checkpoint, or a "
-    "Hugging Face Swin folder with config.json + model.safetensors or pytorch_model.bin), or "
-    "`--weights random` for randomly initialised weights (tokens are then marked as random)")
+    "give the Swin-tiny weights with `--weights SPEC`: a timm .pth/.safetensors checkpoint, a "
+    "Hugging Face Swin folder (config.json + model.safetensors or pytorch_model.bin), "
+    "`hf-hub:ORG/NAME[@REVISION]` from the Hugging Face cache, `imagenet` or `face-emotion`, or "
+    "`random[:SEED]` for randomly initialised weights (tokens are then marked as random)")
+
+HF_HUB_PREFIX = "hf-hub:"
+
+ALIASES: dict[str, str] = {
+    "imagenet": "hf-hub:timm/swin_tiny_patch4_window7_224.ms_in1k",
+    "face-emotion": "hf-hub:MahmoudWSegni/swin-tiny-patch4-window7-224-finetuned-face-emotion-v12",
+}
+"""``imagenet``: timm's ImageNet-1k Swin-tiny (the paper's non-FT arm loads Microsoft's copy of
+the same weights). ``face-emotion``: the checkpoint the Milmer code loads (HF Trainer, 3 epochs on
+an undisclosed image folder per its card: opaque, so the record pins the revision and sha256)."""
+
+HUB_FILES = ("config.json", "preprocessor_config.json", "model.safetensors",
+             "model.safetensors.index.json", "model-*.safetensors", "pytorch_model.bin")
+"""What a download fetches of a repo: the config and the weights, not the rest of the repo."""
 
 _WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 _HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -79,13 +96,95 @@ IMAGENET_NORMALISATION = Normalisation(scale=1 / 255, mean=IMAGENET_MEAN, std=IM
                                        origin="ImageNet default")
 
 
+@dataclass(frozen=True)
+class HubSpec:
+    """``hf-hub:ORG/NAME[@REVISION]``: a repo of the Hugging Face hub, at a branch, tag or commit
+    (``None``: ``main``)."""
+
+    repo: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        return f"{HF_HUB_PREFIX}{self.repo}" + (f"@{self.revision}" if self.revision else "")
+
+
+def hub_spec(weights: str | Path | None) -> HubSpec | None:
+    """The hub repo an alias or an ``hf-hub:`` spec names; ``None`` for anything else."""
+    if not isinstance(weights, str):
+        return None
+    weights = ALIASES.get(weights.strip(), weights.strip())
+    if not weights.startswith(HF_HUB_PREFIX):
+        return None
+    repo, _, revision = weights[len(HF_HUB_PREFIX):].partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise WeightsError(f"{weights!r}: expected hf-hub:ORG/NAME or hf-hub:ORG/NAME@REVISION")
+    return HubSpec(repo=repo, revision=revision or None)
+
+
+def hub_cache_dir() -> Path:
+    """huggingface_hub's cache folder from its variables, read now (the library reads them once,
+    when it is imported): ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else
+    ``XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return xdg / "huggingface" / "hub"
+
+
+def hub_snapshot(hub: HubSpec, *, download: bool = False) -> Path:
+    """The folder of ``hub``'s snapshot in huggingface_hub's own cache (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``). Offline unless ``download``: a repo or
+    revision missing from the cache is one line naming it and the command that fetches it."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    cache = hub_cache_dir()
+    try:
+        return Path(snapshot_download(hub.repo, revision=hub.revision, cache_dir=cache,
+                                      local_files_only=not download, allow_patterns=list(HUB_FILES)))
+    except LocalEntryNotFoundError:
+        fetch = f"hf download {hub.repo}" + (f" --revision {hub.revision}" if hub.revision else "")
+        raise WeightsError(
+            f"{hub}: repo {hub.repo} at revision {hub.revision or 'main'} is not in the Hugging Face "
+            f"cache ({cache}); fetch it once with `{fetch}` (or add --download-weights), "
+            "then runs read it offline") from None
+    except HFValidationError as err:
+        raise WeightsError(f"{hub}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - network, authorisation, a repo that does not exist
+        raise WeightsError(f"{hub}: cannot download ({type(err).__name__}: "
+                           f"{str(err).strip().splitlines()[0] if str(err).strip() else ''})") from None
+
+
+def fetch_weights(weights: str) -> WeightsSource:
+    """Download a hub spec's config and weights into the cache (the only call that goes online),
+    then resolve them as :func:`resolve_weights` does offline; other specs are only resolved."""
+    hub = hub_spec(weights)
+    if hub is not None:
+        hub_snapshot(hub, download=True)
+    return resolve_weights(weights)
+
+
 def resolve_weights(weights: str | Path | None) -> WeightsSource:
-    """Classify ``weights`` and fingerprint their content.
+    """Classify ``weights`` and fingerprint their content; the source remembers the spec as given.
 
     ``None``/``""`` → :class:`WeightsError` saying how to give weights; ``"random"`` (seed 0) or
-    ``"random:<seed>"``; otherwise a local file or folder (the literal string ``random`` always
-    means random weights: write ``./random`` for a file of that name).
+    ``"random:<seed>"``; an alias or ``hf-hub:ORG/NAME[@REVISION]``, resolved offline from the
+    Hugging Face cache to its snapshot folder (repo and the snapshot's commit recorded);
+    otherwise a local file or folder (the literal string ``random`` always means random weights:
+    write ``./random`` for a file of that name).
     """
+    hub = hub_spec(weights)
+    if hub is not None:
+        folder = hub_snapshot(hub)
+        source = _resolve_local(folder)
+        return dataclasses.replace(source, spec=str(weights), repo=hub.repo, revision=folder.name)
+    source = _resolve_local(weights)
+    return dataclasses.replace(source, spec=None if weights is None else str(weights))
+
+
+def _resolve_local(weights: str | Path | None) -> WeightsSource:
     if weights is None or (isinstance(weights, str) and not weights.strip()):
         raise WeightsError(f"the token stage needs Swin weights and none were given: {HOW_TO_GIVE_WEIGHTS}")
     if isinstance(weights, str) and (weights == "random" or weights.startswith("random:")):

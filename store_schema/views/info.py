@@ -40,5 +40,28 @@ def store_report(store: FeatureStore) -> dict[str, Any]:
         "store": store.url,
         "schema_version": store.schema_version,
         "stages": rows,
+        "token_weights": token_weights(store),
         "total_bytes": sum(r["bytes"] for r in rows if r["state"] == "committed"),
     }
+
+
+def token_weights(store: FeatureStore) -> list[dict[str, Any]]:
+    """The Swin weights the committed tokens were made from, one entry per content fingerprint:
+    the spec as given, repo and revision (hub weights), kind, file sha256s, and which subjects.
+    Tokens written before provenance was recorded give their fingerprint and kind only."""
+    found: dict[str, dict[str, Any]] = {}
+    for subject, stage, state in store.iter_stages():
+        if stage != Stage.tokens or state != "committed":
+            continue
+        record = store.record(subject, stage)
+        if record is None:
+            continue
+        extra = record.extra
+        fingerprint = extra.get("weights_fingerprint") or record.params.get("weights_fingerprint")
+        entry = found.setdefault(str(fingerprint), {
+            "fingerprint": fingerprint, "kind": extra.get("weights_kind"),
+            "random": bool(extra.get("random_weights")), "subjects": [],
+            **{k: v for k, v in (extra.get("weights") or {}).items()
+               if k in ("spec", "repo", "revision", "path", "files")}})
+        entry["subjects"].append(subject)
+    return list(found.values())

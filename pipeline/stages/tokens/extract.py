@@ -108,6 +108,7 @@ class TokenExtractor:
             "weights_fingerprint": self.source.fingerprint,
             "weights_kind": self.source.kind,
             "random_weights": self.source.random,
+            "weights": self.source.provenance(),
             "normalisation": self.normalisation.as_dict(),
             "device": str(self.device),
             "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
