@@ -176,7 +176,7 @@ def serve(
     store: Annotated[Optional[str], typer.Option(help="Default feature store of the deployment's runs.")] = None,
     runner: Annotated[Optional[str], typer.Option(help="'processes' or 'threads' for subject-stages.")] = None,
     dask_address: DaskAddress = None,
-    weights: Annotated[Optional[str], typer.Option(help="Default Swin weights (path or 'random').")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Default Swin weights (a path, hf-hub:ORG/NAME[@REV], imagenet, face-emotion or random).")] = None,
     dask_gpu_resource: Annotated[
         Optional[str], typer.Option(help="Default Dask worker resource for tokens, e.g. GPU.")
     ] = None,
