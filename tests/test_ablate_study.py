@@ -39,7 +39,7 @@ def test_paper_table4_study_runs_resumes_and_writes_its_table(tmp_path: Path, mo
     table = (tmp_path / "study" / "study.md").read_text()
     assert table.count("\n| ") == 2 + len(rows)  # header, rule, one line per row
     first = rows[0]
-    assert (f"| {first['label']} | `balance-none` | random:0 | trial | {first['accuracy_mean']:.3f} ± "
+    assert (f"| {first['label']} | `balance-none` | random:0 | ✗ | trial | {first['accuracy_mean']:.3f} ± "
             f"{first['accuracy_std']:.3f} |") in table
     paired = first["vs_reference"]  # balance-none against queries-64, fold by fold
     reference = next(r for r in rows if r["preset"] == "queries-64")
@@ -143,3 +143,38 @@ def test_milmer_ablate_runs_a_study_from_the_command_line(tmp_path: Path) -> Non
     assert (out / "study.md").is_file() and (out / "study.png").is_file()
     bad = CliRunner().invoke(app, ["ablate", "nope", "--store", url, "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "unknown study 'nope'" in bad.output
+
+
+def test_table6_over_token_sets_labels_each_by_its_weights_and_pairs_the_ft_axis_by_fold(
+        tmp_path: Path) -> None:
+    """The tokens record says where the weights came from: the study names the starting point
+    (random / ImageNet / a finetune and its base), marks Table 6's FT axis, and pairs each row
+    with the same row on the first store fold by fold."""
+    tuned = "sha256:" + "ab" * 32
+    sets = (("random", "random:0", {"spec": "random", "origin": "random", "face_tuned": False}),
+            ("imagenet", "sha256:" + "01" * 32, {"spec": "imagenet", "origin": "imagenet", "face_tuned": False}),
+            ("tuned", tuned, {"spec": "/w/ft", "origin": "finetune", "face_tuned": True,
+                              "model_card": {"base_weights": {"spec": "imagenet"}}}))
+    stores = []
+    for name, fp, provenance in sets:
+        url = str(tmp_path / f"{name}.zarr")
+        write_planted_store(url, subjects=1, trials=6, segments_per_trial=1, weights_fingerprint=fp,
+                            weights_provenance={**provenance, "fingerprint": fp})
+        stores.append(url)
+    fields = {"epochs": 1, "folds": 2, "lr": 1e-3, "model": NARROW_HEADS, "device": "cpu"}
+    rows = run_study("paper-table6", tmp_path / "s", fields=fields, stores=stores)
+    n = len(STUDIES["paper-table6"])
+    assert {r["tokens"] for r in rows[:n]} == {"random (random:0)"}
+    assert {r["tokens"] for r in rows[n:2 * n]} == {f"ImageNet ({sets[1][1][:19]}...)"}
+    assert {r["tokens"] for r in rows[2 * n:]} == {f"milmer finetune of imagenet ({tuned[:19]}...)"}
+    assert [r["ft"] for r in rows] == [False] * (2 * n) + [True] * n
+    assert all(r["vs_first_store"] is None for r in rows[:n])
+    for row, first in zip(rows[2 * n:], rows[:n]):
+        assert row["vs_first_store"]["folds"] == pytest.approx(
+            np.subtract(row["accuracy"], first["accuracy"]).tolist(), abs=1e-6)
+    table = (tmp_path / "s" / "study.md").read_text()
+    assert "| token weights | FT |" in table and "the same row on the first store, paired by fold" in table
+    assert table.count(f"| milmer finetune of imagenet ({tuned[:19]}...) | ✓ |") == n
+    assert table.count("| random (random:0) | ✗ |") == n
+    header, rule = table.splitlines()[4:6]
+    assert header.count("|") == rule.count("|")

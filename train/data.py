@@ -59,6 +59,9 @@ class SubjectInfo:
     tokens_fingerprint: str | None
     weights_fingerprint: str | None
     random_weights: bool | None
+    weights_provenance: dict | None = None
+    """Where the tokens' weights came from, as the tokens record says (spec, repo, revision,
+    origin, face_tuned); None for tokens recorded before provenance was."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class StoreData:
     and whether the whole subject went."""
     weights_fingerprint: str | None = None
     random_weights: bool | None = None
+    weights_provenance: dict | None = None
+    """The tokens' weights' provenance (:attr:`SubjectInfo.weights_provenance`) when recorded."""
     planted_frames: np.ndarray | None = None
     """(N, 10) bool: the frames a synthetic store planted the face cue in, to score MIL's picks
     (``planted_frames`` of the faces record, which the face stage takes from a synthetic DEAP
@@ -219,6 +224,8 @@ class StoreData:
         return cls(
             store=store, scheme=scheme, subjects=infos, needs_tokens=needs_tokens,
             skipped=skipped, weights_fingerprint=weights, random_weights=random_weights,
+            weights_provenance=next((i.weights_provenance for i in infos
+                                     if needs_tokens and i.weights_provenance), None),
             faceless=faceless,
             planted_frames=planted if all_planted else None,
             **{k: np.concatenate(v) for k, v in columns.items()},
@@ -522,7 +529,8 @@ def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tupl
     if random_weights is None and isinstance(weights, str):
         random_weights = weights.startswith("random:")
     return SubjectInfo(subject, n, segment.fingerprint, tokens.fingerprint,
-                       str(weights) if weights else "unrecorded", random_weights), ""
+                       str(weights) if weights else "unrecorded", random_weights,
+                       tokens.extra.get("weights")), ""
 
 
 def _one_weights_fingerprint(url: str, infos: list[SubjectInfo]) -> tuple[str, bool | None]:

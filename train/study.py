@@ -87,18 +87,29 @@ REFERENCE: dict[str, str] = {"paper-table4": "queries-64", "paper-table5": "fusi
 def paired_differences(rows: list[dict[str, Any]], reference: str) -> None:
     """Add ``vs_reference`` to every row: its per-fold accuracy minus the reference row's on the
     same store and folds (mean, std over folds, folds won, lost and tied); None for the
-    reference itself or where the folds differ."""
+    reference itself or where the folds differ. With several stores (token sets), also
+    ``vs_first_store``: the same row's difference from that row on the first store (the paper's
+    FT axis when the stores' weights differ in it)."""
+    first_store = rows[0].get("store") if rows else None
     for row in rows:
         ref = next((r for r in rows if r["preset"] == reference and r.get("store") == row.get("store")),
                    None)
-        if ref is None or ref is row or len(ref["accuracy"]) != len(row["accuracy"]):
-            row["vs_reference"] = None
-            continue
-        diff = np.asarray(row["accuracy"]) - np.asarray(ref["accuracy"])
-        row["vs_reference"] = {"reference": reference, "folds": diff.round(6).tolist(),
-                               "mean": float(diff.mean()), "std": float(diff.std()),
-                               "won": int((diff > 1e-9).sum()), "lost": int((diff < -1e-9).sum()),
-                               "tied": int((np.abs(diff) <= 1e-9).sum())}
+        row["vs_reference"] = _fold_difference(row, ref, reference)
+        same = next((r for r in rows if r["preset"] == row["preset"] and r.get("store") == first_store),
+                    None)
+        row["vs_first_store"] = _fold_difference(row, same, first_store)
+
+
+def _fold_difference(row: dict[str, Any], ref: dict[str, Any] | None,
+                     reference: str | None) -> dict[str, Any] | None:
+    """``row``'s accuracy minus ``ref``'s, fold by fold; None for ``ref`` itself, none, or other folds."""
+    if ref is None or ref is row or len(ref["accuracy"]) != len(row["accuracy"]):
+        return None
+    diff = np.asarray(row["accuracy"]) - np.asarray(ref["accuracy"])
+    return {"reference": reference, "folds": diff.round(6).tolist(),
+            "mean": float(diff.mean()), "std": float(diff.std()),
+            "won": int((diff > 1e-9).sum()), "lost": int((diff < -1e-9).sum()),
+            "tied": int((np.abs(diff) <= 1e-9).sum())}
 
 
 def _row_figures(run: Path, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +168,8 @@ def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: lis
                              console=console)
             metrics = json.loads(metrics_path.read_text())
             rows.append({"preset": row.preset, "label": row.label, "paper": row.paper,
-                         "store": store, "tokens": _token_set(metrics), **_row_figures(run, metrics)})
+                         "store": store, "tokens": _token_set(metrics), "ft": _face_tuned(metrics),
+                         **_row_figures(run, metrics)})
     paired_differences(rows, REFERENCE[name])
     probes = [study_probes(name, fields, store) for store in stores] if name in PROBED else []
     out.mkdir(parents=True, exist_ok=True)
@@ -213,12 +225,35 @@ def _probe_lines(probes: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+ORIGIN_LABELS = {"random": "random", "imagenet": "ImageNet", "face-emotion": "face-emotion",
+                 "finetune": "milmer finetune", "checkpoint": "checkpoint"}
+"""How ``study.md`` names the starting point the tokens' weights are (the pipeline's record)."""
+
+
 def _token_set(metrics: dict[str, Any]) -> str:
-    """The row's token weights as a reader says them: ``random:0``, or a fingerprint's start."""
+    """The row's token weights as a reader says them: ``random:0``, or a fingerprint's start,
+    after the starting point they are where the tokens record says (``ImageNet (sha256:...)``,
+    ``milmer finetune of imagenet (sha256:...)``)."""
     fp = metrics.get("weights_fingerprint")
     if not fp:
         return "no tokens (EEG only)"
-    return fp if str(fp).startswith("random:") else f"{str(fp)[:19]}..."
+    short = fp if str(fp).startswith("random:") else f"{str(fp)[:19]}..."
+    provenance = metrics.get("token_weights") or {}
+    origin = provenance.get("origin")
+    if origin is None:
+        return short
+    named = ORIGIN_LABELS.get(origin, origin)
+    base = ((provenance.get("model_card") or {}).get("base_weights") or {}).get("spec")
+    return f"{named}{f' of {base}' if origin == 'finetune' and base else ''} ({short})"
+
+
+def _face_tuned(metrics: dict[str, Any]) -> bool | None:
+    """Whether the tokens' weights were tuned on face expressions (Table 6's FT): from the
+    tokens record; random weights are not; None where it is not recorded (or EEG only)."""
+    provenance = metrics.get("token_weights") or {}
+    if "face_tuned" in provenance:
+        return provenance["face_tuned"]
+    return False if metrics.get("random_weights") else None
 
 
 def _same_run(run: Path, config: TrainConfig) -> bool:
@@ -233,6 +268,7 @@ def _same_run(run: Path, config: TrainConfig) -> bool:
 def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any], *,
                    probes: list[dict[str, Any]] | None = None) -> str:
     protocol = rows[0]["protocol"] if rows else fields.get("protocol", "trial")
+    several = len({r.get("store") for r in rows}) > 1
     lines = [
         f"# Study `{name}`",
         "",
@@ -241,22 +277,28 @@ def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]
         f"{fields.get('epochs', 100)} epochs, {len(rows[0]['accuracy']) if rows else 0} fold(s), "
         f"seed {fields.get('seed', 0)}; mean ± std over folds; epoch chosen on validation.",
         "",
-        "| row | preset | token weights | protocol | accuracy | macro F1 | chance "
+        "| row | preset | token weights | FT | protocol | accuracy | macro F1 | chance "
         f"| accuracy − `{REFERENCE.get(name, '?')}`, paired by fold (won/lost/tied) "
-        "| selected epochs | top-K picks on planted frames | paper |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        + ("| accuracy − the same row on the first store, paired by fold " if several else "")
+        + "| selected epochs | top-K picks on planted frames | paper |",
+        "| --- " * (13 if several else 12) + "|",
     ]
     for r in rows:
         proto = r["protocol"] + (" (leaky)" if r["leaky"] else "")
         lines.append(
-            f"| {r['label']} | `{r['preset']}` | {r.get('tokens', '?')} | {proto} | "
-            f"{r['accuracy_mean']:.3f} ± "
+            f"| {r['label']} | `{r['preset']}` | {r.get('tokens', '?')} | {FT_MARK[r.get('ft')]} | "
+            f"{proto} | {r['accuracy_mean']:.3f} ± "
             f"{r['accuracy_std']:.3f} | {r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f} | "
             f"{r['chance']:.3f} | {_paired(r.get('vs_reference'))} | "
+            + (f"{_paired(r.get('vs_first_store'))} | " if several else "") +
             f"{', '.join(map(str, r['selected_epochs'] or []))} | "
             f"{_hits(r['mil_hit_rate'])} | {r['paper'] or 'not recorded (real DEAP, fine-tuned Swin)'} |")
     lines += _probe_lines(probes or [])
     return "\n".join(lines) + "\n"
+
+
+FT_MARK = {True: "✓", False: "✗", None: "?"}
+"""Table 6's FT axis: the token weights were (✓) or were not (✗) tuned on face expressions."""
 
 
 def _paired(diff: dict[str, Any] | None) -> str:

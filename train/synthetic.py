@@ -94,12 +94,15 @@ def write_planted_store(
     informative_frames: int = 3,
     cross_fraction: float = 0.5,
     weights_fingerprint: str | dict[int, str] = "random:0",
+    weights_provenance: dict | None = None,
     tokens: bool | set[int] = True,
     faceless_trials: dict[int, set[int]] | None = None,
 ) -> FeatureStore:
     """Write (or overwrite) subjects 1..``subjects``; return the opened store.
 
-    ``weights_fingerprint`` may map subject -> fingerprint (to build a mixed store); ``tokens``
+    ``weights_fingerprint`` may map subject -> fingerprint (to build a mixed store);
+    ``weights_provenance`` is recorded as the pipeline records its weights' (``origin``,
+    ``face_tuned``, spec...); ``tokens``
     may be the set of subjects that get a tokens stage; ``faceless_trials`` maps a subject to
     the 0-based trials whose video is missing (every trial of it: a subject without video).
     """
@@ -194,5 +197,6 @@ def write_planted_store(
                 params={"model_name": "swin_tiny_patch4_window7_224", "weights_fingerprint": fp},
                 inputs={"faces": faces.fingerprint},
                 extra={"weights_fingerprint": fp, "random_weights": fp.startswith("random:"),
-                       "synthetic": "planted valence signal", "planted_frames": planted}, **common)
+                       "synthetic": "planted valence signal", "planted_frames": planted,
+                       **({"weights": weights_provenance} if weights_provenance else {})}, **common)
     return store

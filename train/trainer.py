@@ -490,6 +490,7 @@ def _write_outputs(out: Path, config: TrainConfig, data: StoreData, outcomes: li
                      "(contaminated)" if data.needs_tokens else "EEG-only: every segment is used")},
         "weights_fingerprint": data.weights_fingerprint,
         "random_weights": data.random_weights,
+        "token_weights": data.weights_provenance,
         "data": "streamed" if stream else "in memory",
         "load_seconds": round(load_seconds, 2),
         "seconds": round(seconds, 1),

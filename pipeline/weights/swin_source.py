@@ -29,6 +29,12 @@ HOW_TO_GIVE_WEIGHTS = (
 
 HF_HUB_PREFIX = "hf-hub:"
 
+MODEL_CARD = "model_card.json"
+"""What ``milmer finetune`` writes beside its weights: their base, data, recipe and scores."""
+
+IMAGENET_REPOS = ("timm/swin_tiny_patch4_window7_224.ms_in1k", "microsoft/swin-tiny-patch4-window7-224")
+"""Hub repos of the ImageNet-1k Swin-tiny (timm's copy and Microsoft's, the paper's non-FT arm)."""
+
 ALIASES: dict[str, str] = {
     "imagenet": "hf-hub:timm/swin_tiny_patch4_window7_224.ms_in1k",
     "face-emotion": "hf-hub:MahmoudWSegni/swin-tiny-patch4-window7-224-finetuned-face-emotion-v12",
@@ -67,12 +73,40 @@ class WeightsSource:
         return self.kind == "random"
 
     def provenance(self) -> dict[str, Any]:
-        """Where the weights came from, for records and model cards (JSON)."""
+        """Where the weights came from, for records and model cards (JSON): the spec, repo,
+        revision and file hashes, and the starting point they are (:meth:`origin`)."""
+        origin, face_tuned = self.origin()
+        card = self.model_card()
         return {"spec": self.spec, "kind": self.kind, "repo": self.repo, "revision": self.revision,
                 "path": None if self.path is None else str(self.path), "seed": self.seed,
-                "fingerprint": self.fingerprint,
+                "fingerprint": self.fingerprint, "origin": origin, "face_tuned": face_tuned,
+                "model_card": None if card is None else {
+                    "sha256": file_fingerprint(card[0], content=True),
+                    **{k: card[1].get(k) for k in ("base_weights", "data", "classes", "selected_epoch",
+                                                   "validation", "test")}},
                 "files": [{"name": f.name, "sha256": file_fingerprint(f, content=True)}
                           for f in self.files]}
+
+    def origin(self) -> tuple[str, bool | None]:
+        """Which starting point of the paper's Table 6 these weights are, and whether they were
+        tuned on face expressions (its "FT" axis): ``random`` and ``imagenet`` are not,
+        ``face-emotion`` and a ``milmer finetune`` output (a folder with its model card) are, any
+        other checkpoint is unknown (``None``)."""
+        if self.random:
+            return "random", False
+        if self.repo in IMAGENET_REPOS:
+            return "imagenet", False
+        if self.repo is not None and self.repo == hub_spec(ALIASES["face-emotion"]).repo:
+            return "face-emotion", True
+        if self.model_card() is not None:
+            return "finetune", True
+        return "checkpoint", None
+
+    def model_card(self) -> tuple[Path, dict[str, Any]] | None:
+        """The ``model_card.json`` beside folder weights (what ``milmer finetune`` writes)."""
+        if self.path is None or not self.path.is_dir() or not (self.path / MODEL_CARD).is_file():
+            return None
+        return self.path / MODEL_CARD, read_json(self.path / MODEL_CARD)
 
     def describe(self) -> str:
         return f"random (seed {self.seed})" if self.random else f"{self.kind} {self.path}"
