@@ -156,3 +156,31 @@ def test_v2_eeg_is_learnable_within_a_subject_and_clearly_harder_across_subjects
         assert eeg["eeg_loso"][target] < eeg["eeg_within"][target]
         gaps.append(eeg["eeg_within"][target] - eeg["eeg_loso"][target])
     assert np.mean(gaps) >= 0.05, gaps
+
+
+def test_the_expression_folder_draws_the_planted_cues_in_feras_layout(tmp_path: Path) -> None:
+    """Four classes (mouth sign x brow sign) in train/val/test; the same seed writes the same
+    files; two classes differ at the mouth, not in the corners of the image."""
+    import cv2
+
+    from pipeline.synth.expression_images import EXPRESSION_CLASSES, write_expression_folder
+
+    counts = write_expression_folder(tmp_path / "a", train_per_class=2, val_per_class=1,
+                                     test_per_class=1, seed=3)
+    assert counts == {"train": 8, "val": 4, "test": 4}
+    for split, n in (("train", 2), ("val", 1), ("test", 1)):
+        assert sorted(p.name for p in (tmp_path / "a" / split).iterdir()) == sorted(EXPRESSION_CLASSES)
+        assert all(len(list((tmp_path / "a" / split / c).glob("*.png"))) == n for c in EXPRESSION_CLASSES)
+    write_expression_folder(tmp_path / "b", train_per_class=2, val_per_class=1, test_per_class=1, seed=3)
+    for path in (tmp_path / "a").rglob("*.png"):
+        assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
+    from pipeline.synth.expression import MOUTH_CORNERS
+    from pipeline.synth.expression_images import expression_image
+
+    smile, frown = (expression_image(mouth=m, brow=0.0, difficulty="easy",
+                                     rng=np.random.default_rng(0)).astype(float) for m in (1.0, -1.0))
+    (x, y), _ = MOUTH_CORNERS
+    mouth = np.abs(smile - frown)[int(y) - 12:int(y) + 12, int(x) - 12:int(x) + 12].mean()
+    corner = np.abs(smile - frown)[:20, :20].mean()
+    assert mouth > 5.0 and corner < 0.5, (mouth, corner)
+    assert cv2.imread(str(next((tmp_path / "a").rglob("*.png")))).ndim == 3

@@ -229,7 +229,7 @@ def scene_background(seed: int, subject: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _photo() -> tuple[np.ndarray, np.ndarray]:
+def head_photo() -> tuple[np.ndarray, np.ndarray]:
     """The head crop (BGR; lightly blurred, as the upscaled face then costs ~20 % fewer bytes per
     frame) and its feathered alpha mask."""
     from skimage.data import astronaut
@@ -244,7 +244,7 @@ def _photo() -> tuple[np.ndarray, np.ndarray]:
     return crop, mask
 
 
-def _colour_lut(brightness: float, contrast: float, tint_bgr: np.ndarray) -> np.ndarray:
+def colour_lut(brightness: float, contrast: float, tint_bgr: np.ndarray) -> np.ndarray:
     level = np.arange(256, dtype=np.float64)[:, None]
     out = tint_bgr[None, :] * (contrast * (brightness * level - 128.0) + 128.0)
     return np.clip(np.round(out), 0, 255).astype(np.uint8).reshape(1, 256, 3)
@@ -262,7 +262,7 @@ def render(
     truth: FaceTruth, background: np.ndarray, frames: Iterable[int] | None = None
 ) -> Iterator[np.ndarray]:
     """Frames ``frames`` (default: all, in order) of the video ``truth`` describes."""
-    crop, mask = _photo()
+    crop, mask = head_photo()
     for i in range(truth.n_frames) if frames is None else frames:
         frame = background.copy()
         x, y, w, h = (int(v) for v in truth.photo_boxes[i])
@@ -272,7 +272,7 @@ def render(
         alpha = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
         region = frame[y : y + h, x : x + w]
         frame[y : y + h, x : x + w] = cv2.blendLinear(patch, region, alpha, 1.0 - alpha)
-        lut = _colour_lut(truth.brightness[i], truth.contrast[i], truth.tint_bgr[i])
+        lut = colour_lut(truth.brightness[i], truth.contrast[i], truth.tint_bgr[i])
         frame = cv2.LUT(frame, lut)
         if truth.occluded[i]:
             ox, oy, ow, oh = (int(v) for v in truth.occluders[i])
