@@ -14,7 +14,7 @@ from train import study as study_module
 from train.config import TrainError
 from train.data import StoreData
 from train.probe import band_power_probe, modality_probes
-from train.study import STUDIES, paired_differences, run_study
+from train.study import STUDIES, face_tuned, paired_differences, run_study, token_set_label
 from train.synthetic import write_planted_store
 
 
@@ -148,28 +148,26 @@ def test_milmer_ablate_runs_a_study_from_the_command_line(tmp_path: Path) -> Non
 def test_table6_over_token_sets_labels_each_by_its_weights_and_pairs_the_ft_axis_by_fold(
         tmp_path: Path) -> None:
     """The tokens record says where the weights came from: the study names the starting point
-    (random / ImageNet / a finetune and its base), marks Table 6's FT axis, and pairs each row
-    with the same row on the first store fold by fold."""
+    (random / a finetune and its base), marks Table 6's FT axis, and pairs each row with the same
+    row on the first store fold by fold."""
     tuned = "sha256:" + "ab" * 32
     sets = (("random", "random:0", {"spec": "random", "origin": "random", "face_tuned": False}),
-            ("imagenet", "sha256:" + "01" * 32, {"spec": "imagenet", "origin": "imagenet", "face_tuned": False}),
             ("tuned", tuned, {"spec": "/w/ft", "origin": "finetune", "face_tuned": True,
                               "model_card": {"base_weights": {"spec": "imagenet"}}}))
     stores = []
     for name, fp, provenance in sets:
         url = str(tmp_path / f"{name}.zarr")
-        write_planted_store(url, subjects=1, trials=6, segments_per_trial=1, weights_fingerprint=fp,
+        write_planted_store(url, subjects=1, trials=4, segments_per_trial=1, weights_fingerprint=fp,
                             weights_provenance={**provenance, "fingerprint": fp})
         stores.append(url)
     fields = {"epochs": 1, "folds": 2, "lr": 1e-3, "model": NARROW_HEADS, "device": "cpu"}
     rows = run_study("paper-table6", tmp_path / "s", fields=fields, stores=stores)
     n = len(STUDIES["paper-table6"])
     assert {r["tokens"] for r in rows[:n]} == {"random (random:0)"}
-    assert {r["tokens"] for r in rows[n:2 * n]} == {f"ImageNet ({sets[1][1][:19]}...)"}
-    assert {r["tokens"] for r in rows[2 * n:]} == {f"milmer finetune of imagenet ({tuned[:19]}...)"}
-    assert [r["ft"] for r in rows] == [False] * (2 * n) + [True] * n
+    assert {r["tokens"] for r in rows[n:]} == {f"milmer finetune of imagenet ({tuned[:19]}...)"}
+    assert [r["ft"] for r in rows] == [False] * n + [True] * n
     assert all(r["vs_first_store"] is None for r in rows[:n])
-    for row, first in zip(rows[2 * n:], rows[:n]):
+    for row, first in zip(rows[n:], rows[:n]):
         assert row["vs_first_store"]["folds"] == pytest.approx(
             np.subtract(row["accuracy"], first["accuracy"]).tolist(), abs=1e-6)
     table = (tmp_path / "s" / "study.md").read_text()
@@ -178,3 +176,17 @@ def test_table6_over_token_sets_labels_each_by_its_weights_and_pairs_the_ft_axis
     assert table.count("| random (random:0) | ✗ |") == n
     header, rule = table.splitlines()[4:6]
     assert header.count("|") == rule.count("|")
+
+
+@pytest.mark.parametrize(("metrics", "label", "ft"), [
+    ({"weights_fingerprint": "sha256:" + "01" * 32,
+      "token_weights": {"origin": "imagenet", "face_tuned": False}}, "ImageNet (sha256:010101010101...)", False),
+    ({"weights_fingerprint": "sha256:" + "02" * 32,
+      "token_weights": {"origin": "face-emotion", "face_tuned": True}}, "face-emotion (sha256:020202020202...)", True),
+    ({"weights_fingerprint": "sha256:" + "03" * 32,
+      "token_weights": {"origin": "checkpoint", "face_tuned": None}}, "checkpoint (sha256:030303030303...)", None),
+    ({"weights_fingerprint": "random:4", "random_weights": True}, "random:4", False),
+    ({"weights_fingerprint": None}, "no tokens (EEG only)", None),
+])
+def test_a_row_names_its_token_weights_and_their_ft_mark(metrics: dict, label: str, ft: bool | None) -> None:
+    assert (token_set_label(metrics), face_tuned(metrics)) == (label, ft)

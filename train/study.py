@@ -168,7 +168,7 @@ def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: lis
                              console=console)
             metrics = json.loads(metrics_path.read_text())
             rows.append({"preset": row.preset, "label": row.label, "paper": row.paper,
-                         "store": store, "tokens": _token_set(metrics), "ft": _face_tuned(metrics),
+                         "store": store, "tokens": token_set_label(metrics), "ft": face_tuned(metrics),
                          **_row_figures(run, metrics)})
     paired_differences(rows, REFERENCE[name])
     probes = [study_probes(name, fields, store) for store in stores] if name in PROBED else []
@@ -230,7 +230,7 @@ ORIGIN_LABELS = {"random": "random", "imagenet": "ImageNet", "face-emotion": "fa
 """How ``study.md`` names the starting point the tokens' weights are (the pipeline's record)."""
 
 
-def _token_set(metrics: dict[str, Any]) -> str:
+def token_set_label(metrics: dict[str, Any]) -> str:
     """The row's token weights as a reader says them: ``random:0``, or a fingerprint's start,
     after the starting point they are where the tokens record says (``ImageNet (sha256:...)``,
     ``milmer finetune of imagenet (sha256:...)``)."""
@@ -247,7 +247,7 @@ def _token_set(metrics: dict[str, Any]) -> str:
     return f"{named}{f' of {base}' if origin == 'finetune' and base else ''} ({short})"
 
 
-def _face_tuned(metrics: dict[str, Any]) -> bool | None:
+def face_tuned(metrics: dict[str, Any]) -> bool | None:
     """Whether the tokens' weights were tuned on face expressions (Table 6's FT): from the
     tokens record; random weights are not; None where it is not recorded (or EEG only)."""
     provenance = metrics.get("token_weights") or {}

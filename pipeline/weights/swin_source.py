@@ -22,10 +22,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 HOW_TO_GIVE_WEIGHTS = (
-    "give the Swin-tiny weights with `--weights SPEC`: a timm .pth/.safetensors checkpoint, a "
-    "Hugging Face Swin folder (config.json + model.safetensors or pytorch_model.bin), "
-    "`hf-hub:ORG/NAME[@REVISION]` from the Hugging Face cache, `imagenet` or `face-emotion`, or "
-    "`random[:SEED]` for randomly initialised weights (tokens are then marked as random)")
+    "give the Swin-tiny weights with `--weights PATH` (a timm .pth/.safetensors checkpoint, or a "
+    "Hugging Face Swin folder with config.json + model.safetensors or pytorch_model.bin), "
+    "`--weights hf-hub:ORG/NAME[@REVISION]` (from the Hugging Face cache), `--weights imagenet` or "
+    "`--weights face-emotion`, or `--weights random` for randomly initialised weights (tokens are "
+    "then marked as random)")
 
 HF_HUB_PREFIX = "hf-hub:"
 
