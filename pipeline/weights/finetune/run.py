@@ -1,0 +1,237 @@
+"""``finetune``: Swin-tiny fine-tuned on a face-expression dataset, written as a weights folder.
+
+One call reads the data (:mod:`.data`), builds the model from ``weights`` (any spec
+:func:`~pipeline.weights.swin_source.resolve_weights` takes) plus a fresh head, trains with the
+recipe of :mod:`.model`, keeps the epoch with the best validation accuracy, evaluates the test
+split once with it, and writes the folder of :mod:`.outputs` plus ``model_card.json``. After every
+epoch ``checkpoint.pt`` holds everything needed to continue (``resume=True``); resuming with other
+data or settings is refused, naming what differs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.errors import FinetuneInputError, ParameterError
+from pipeline.weights.finetune import model as recipe
+from pipeline.weights.finetune import outputs
+from pipeline.weights.finetune.data import FaceDataset, Log, describe, image_at, log_to_stderr, read_dataset
+from pipeline.weights.swin import load_backbone
+from pipeline.weights.swin_source import IMAGENET_NORMALISATION, MODEL_NAME, Normalisation, resolve_weights
+
+DEFAULTS: dict[str, Any] = {"weights": "random:0", "epochs": 10, "batch_size": 32, "lr": 2e-4,
+                            "val_fraction": 0.1, "seed": 0, "device": "auto"}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ParameterError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"--device {device}: no CUDA device on this machine; use --device cpu")
+    return chosen
+
+
+def finetune(
+    data: Path | str,
+    out: Path | str,
+    *,
+    weights: str = DEFAULTS["weights"],
+    epochs: int = DEFAULTS["epochs"],
+    batch_size: int = DEFAULTS["batch_size"],
+    lr: float = DEFAULTS["lr"],
+    val_fraction: float = DEFAULTS["val_fraction"],
+    device: str = DEFAULTS["device"],
+    seed: int = DEFAULTS["seed"],
+    resume: bool = False,
+    progress: bool = True,
+    log: Log = log_to_stderr,
+    model_kwargs: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune and write ``out``; return the model card. ``model_kwargs`` (tests only): a
+    smaller Swin for :func:`timm.create_model`, randomly initialised (``weights`` must be random).
+    ``on_epoch_end`` is called with each epoch's history row after its checkpoint is written."""
+    from pipeline.stages.tokens.params import cpu_has_native_bf16
+
+    out = Path(out)
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise ParameterError(f"epochs ({epochs}) and batch size ({batch_size}) must be >= 1 and "
+                             f"lr ({lr}) > 0")
+    source = resolve_weights(weights)
+    if model_kwargs and not source.random:
+        raise ParameterError("a test configuration (model_kwargs) starts from random weights only")
+    dataset = read_dataset(data, val_fraction=val_fraction, seed=seed, log=log)
+    settings = {"data_format": dataset.format, "data_sha256": dataset.data_sha256,
+                "classes": dataset.classes, "weights": source.fingerprint, "epochs": epochs,
+                "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction, "seed": seed,
+                "model_args": dict(model_kwargs or {})}
+    checkpoint = _start(out, settings, resume)
+    torch_device = resolve_device(device)
+    precision = recipe.choose_precision(torch_device, cpu_has_native_bf16())
+
+    if model_kwargs:
+        backbone, norm = recipe.tiny_backbone(model_kwargs, seed=int(source.seed or 0)), IMAGENET_NORMALISATION
+    else:
+        backbone, norm = load_backbone(source, model_name=MODEL_NAME)
+    model = recipe.build_model(backbone, len(dataset.classes), seed=seed).to(torch_device)
+    train = dataset.splits["train"]
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    optimizer, scheduler = recipe.make_optimizer(model, lr, epochs * steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe.RECIPE["label_smoothing"])
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": None, "accuracy": -1.0, "state": None, "validation": None}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        history, best = checkpoint["history"], checkpoint["best"]
+        log(f"resuming {out / outputs.CHECKPOINT_FILE} after epoch {len(history)} of {epochs}")
+
+    val = dataset.splits["val"]
+    for epoch in range(len(history) + 1, epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(len(train), generator=generator).tolist()
+        losses: list[float] = []
+        bar = _progress(steps_per_epoch, f"epoch {epoch}/{epochs}", progress)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            x = recipe.to_tensor([image_at(train.refs[i]) for i in idx], norm, torch_device)
+            x = recipe.augment(x, generator, norm)
+            y = torch.tensor([train.labels[i] for i in idx], device=torch_device)
+            with recipe.autocast(torch_device, precision):
+                loss = loss_fn(model(x).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if bar is not None:
+            bar.close()
+        predictions = recipe.predict(model, val.refs, image_at, norm, torch_device, precision, batch_size)
+        val_metrics = recipe.metrics(val.labels, predictions, dataset.classes)
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_metrics["accuracy"],
+               "val_macro_f1": val_metrics["macro_f1"], "lr_end": scheduler.get_last_lr()[-1],
+               "seconds": round(time.perf_counter() - started, 2)}
+        history.append(row)
+        if val_metrics["accuracy"] > best["accuracy"]:
+            best = {"epoch": epoch, "accuracy": val_metrics["accuracy"], "validation": val_metrics,
+                    "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
+        log(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f}, "
+            f"val accuracy {row['val_accuracy']:.4f}, macro F1 {row['val_macro_f1']:.4f}")
+        _save_checkpoint(out, {"settings": settings, "model": model.state_dict(),
+                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                               "history": history, "best": best})
+        if on_epoch_end is not None:
+            on_epoch_end(row)
+
+    model.load_state_dict(best["state"])
+    test = dataset.splits["test"]
+    test_metrics = recipe.metrics(
+        test.labels, recipe.predict(model, test.refs, image_at, norm, torch_device, precision, batch_size),
+        dataset.classes)
+    return _write_outputs(out, dataset, source, settings, model_kwargs, norm, best, history,
+                          test_metrics, device=str(torch_device), precision=precision)
+
+
+def evaluate_saved(out: Path | str, data: Path | str, *, split: str = "test",
+                   device: str = "cpu", log: Log = log_to_stderr) -> dict[str, Any]:
+    """Re-evaluate the classifier saved in ``out`` on ``split`` of ``data``, with the splits,
+    batch size and precision its model card records."""
+    import json
+
+    out = Path(out)
+    card = json.loads((out / outputs.CARD_FILE).read_text())
+    settings = card["settings"]
+    dataset = read_dataset(data, val_fraction=settings["val_fraction"], seed=settings["seed"], log=log)
+    model, norm, classes = outputs.load_saved(out)
+    torch_device = resolve_device(device)
+    chosen = dataset.splits[split]
+    predictions = recipe.predict(model.to(torch_device), chosen.refs, image_at, norm, torch_device,
+                                 card["precision"], settings["batch_size"])
+    return recipe.metrics(chosen.labels, predictions, classes)
+
+
+def _start(out: Path, settings: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+    path = out / outputs.CHECKPOINT_FILE
+    if not resume:
+        for name in (outputs.CHECKPOINT_FILE, outputs.CARD_FILE):
+            if (out / name).exists():
+                raise FinetuneInputError(out / name, "OUT already holds a fine-tuning run: continue it "
+                                                     "with --resume or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        return None
+    if not path.is_file():
+        raise FinetuneInputError(path, "no checkpoint to resume from (run without --resume first)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - one line for any unreadable checkpoint
+        raise FinetuneInputError(path, f"unreadable checkpoint ({type(err).__name__}: {err})") from None
+    differ = [f"{key} {checkpoint['settings'].get(key)!r} -> {value!r}"
+              for key, value in settings.items() if checkpoint["settings"].get(key) != value]
+    if differ:
+        raise FinetuneInputError(path, "cannot resume with other data or settings: " + "; ".join(differ))
+    return checkpoint
+
+
+def _save_checkpoint(out: Path, state: dict[str, Any]) -> None:
+    tmp = out / (outputs.CHECKPOINT_FILE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, out / outputs.CHECKPOINT_FILE)
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False)
+
+
+def _write_outputs(out: Path, dataset: FaceDataset, source: Any, settings: dict[str, Any],
+                   model_kwargs: dict[str, Any] | None, norm: Normalisation, best: dict[str, Any],
+                   history: list[dict[str, Any]], test_metrics: dict[str, Any], *, device: str,
+                   precision: str) -> dict[str, Any]:
+    sha = outputs.save_model(out, best["state"], classes=dataset.classes, norm=norm,
+                             model_kwargs=model_kwargs)
+    outputs.plot_curves(out / outputs.CURVES_FILE, history, best["epoch"])
+    outputs.plot_confusion(out / outputs.CONFUSION_FILE, test_metrics["confusion"], dataset.classes,
+                           f"test set, epoch {best['epoch']} (selected on validation)")
+    data = describe(dataset)
+    card = {
+        "model": MODEL_NAME, "model_args": dict(model_kwargs or {}),
+        "base_weights": source.provenance(), "base_weights_described": source.describe(),
+        "normalisation": norm.as_dict(),
+        "data": data, "classes": dataset.classes, "split_counts": data["split_counts"],
+        "images_skipped": data["images_skipped"],
+        "recipe": {**recipe.RECIPE, "epochs": settings["epochs"], "batch_size": settings["batch_size"],
+                   "lr": settings["lr"], "val_fraction": settings["val_fraction"], "seed": settings["seed"]},
+        "settings": settings, "device": device, "precision": precision,
+        "libraries": outputs.library_versions(),
+        "selected_epoch": best["epoch"], "history": history,
+        "validation": best["validation"], "test": test_metrics,
+        "weights_sha256": sha,
+        "files": [outputs.MODEL_FILE, outputs.CONFIG_FILE, outputs.CURVES_FILE, outputs.CONFUSION_FILE,
+                  outputs.CHECKPOINT_FILE],
+    }
+    outputs.write_json(out / outputs.CARD_FILE, card)
+    return card
