@@ -54,6 +54,7 @@ def save_model(out: Path, state: dict[str, torch.Tensor], *, classes: Sequence[s
                for k, v in state.items() if not k.endswith(("relative_position_index", "attn_mask"))}
     tmp = out / (MODEL_FILE + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
+    tmp.chmod(0o644)  # safetensors writes 0600; the folder is meant to be shared as weights
     os.replace(tmp, out / MODEL_FILE)
     config: dict[str, Any] = {
         "architecture": MODEL_NAME, "num_classes": len(classes), "num_features": 768,
@@ -122,7 +123,8 @@ def plot_curves(path: Path, history: Sequence[dict[str, Any]], selected_epoch: i
     right.plot(epochs, [h["val_accuracy"] for h in history], "s-", color="tab:orange",
                label="validation accuracy")
     right.set_ylabel("validation accuracy", color="tab:orange")
-    right.set_ylim(0, 1)
+    right.set_ylim(0, 1.05)
+    left.xaxis.get_major_locator().set_params(integer=True)
     if selected_epoch is not None:
         left.axvline(selected_epoch, color="grey", linestyle=":", label="selected epoch")
     left.set_title("fine-tuning: train loss and validation accuracy")
@@ -150,7 +152,7 @@ def plot_confusion(path: Path, confusion: Sequence[Sequence[int]], classes: Sequ
         for j in range(matrix.shape[1]):
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
                     color="white" if matrix[i, j] > matrix.max() / 2 else "black")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9, wrap=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

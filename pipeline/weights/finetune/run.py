@@ -99,6 +99,8 @@ def finetune(
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         history, best = checkpoint["history"], checkpoint["best"]
+        if best["state"] is None:  # the last epoch was the best
+            best["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         log(f"resuming {out / outputs.CHECKPOINT_FILE} after epoch {len(history)} of {epochs}")
 
     val = dataset.splits["val"]
@@ -138,9 +140,11 @@ def finetune(
                     "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
         log(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f}, "
             f"val accuracy {row['val_accuracy']:.4f}, macro F1 {row['val_macro_f1']:.4f}")
+        # the best state is the model's own when this epoch is the best: stored once
+        kept = {**best, "state": None} if best["epoch"] == epoch else best
         _save_checkpoint(out, {"settings": settings, "model": model.state_dict(),
                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                               "history": history, "best": best})
+                               "history": history, "best": kept})
         if on_epoch_end is not None:
             on_epoch_end(row)
 
@@ -215,7 +219,7 @@ def _write_outputs(out: Path, dataset: FaceDataset, source: Any, settings: dict[
                              model_kwargs=model_kwargs)
     outputs.plot_curves(out / outputs.CURVES_FILE, history, best["epoch"])
     outputs.plot_confusion(out / outputs.CONFUSION_FILE, test_metrics["confusion"], dataset.classes,
-                           f"test set, epoch {best['epoch']} (selected on validation)")
+                           f"test set, epoch {best['epoch']}\n(selected on validation)")
     data = describe(dataset)
     card = {
         "model": MODEL_NAME, "model_args": dict(model_kwargs or {}),
