@@ -227,5 +227,10 @@ def test_the_cli_helps_and_refuses_bad_input_with_exit_2(tmp_path: Path) -> None
     (empty / "train" / "surprise").mkdir()
     result = runner.invoke(app, ["finetune", "--data", str(empty), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "class folder holds no image" in result.output
+    no_weights = tmp_path / "no-weights.safetensors"
+    result = runner.invoke(app, ["finetune", "--data", str(tmp_path / "faces"), "--out", str(tmp_path / "o"),
+                                 "--weights", str(no_weights)])
+    assert result.exit_code == 2 and str(no_weights) in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()  # refused before any work
     with pytest.raises(ParameterError):
         finetune(empty, tmp_path / "o2", epochs=0, log=lambda _: None, **FAST)

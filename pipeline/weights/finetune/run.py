@@ -14,6 +14,7 @@ import copy
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from pipeline.errors import FinetuneInputError, ParameterError
 from pipeline.weights.finetune import model as recipe
 from pipeline.weights.finetune import outputs
 from pipeline.weights.finetune.data import FaceDataset, Log, describe, image_at, log_to_stderr, read_dataset
-from pipeline.weights.swin import load_backbone
+from pipeline.weights.swin import check_weights, load_backbone
 from pipeline.weights.swin_source import IMAGENET_NORMALISATION, MODEL_NAME, Normalisation, resolve_weights
 
 DEFAULTS: dict[str, Any] = {"weights": "random:0", "epochs": 10, "batch_size": 32, "lr": 2e-4,
@@ -70,7 +71,8 @@ def finetune(
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ParameterError(f"epochs ({epochs}) and batch size ({batch_size}) must be >= 1 and "
                              f"lr ({lr}) > 0")
-    source = resolve_weights(weights)
+    # bad weights are refused before the data is read (check_weights reads them, builds nothing)
+    source = resolve_weights(weights) if model_kwargs else check_weights(weights, model_name=MODEL_NAME)
     if model_kwargs and not source.random:
         raise ParameterError("a test configuration (model_kwargs) starts from random weights only")
     dataset = read_dataset(data, val_fraction=val_fraction, seed=seed, log=log)
@@ -104,49 +106,53 @@ def finetune(
         log(f"resuming {out / outputs.CHECKPOINT_FILE} after epoch {len(history)} of {epochs}")
 
     val = dataset.splits["val"]
-    for epoch in range(len(history) + 1, epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(len(train), generator=generator).tolist()
-        losses: list[float] = []
-        bar = _progress(steps_per_epoch, f"epoch {epoch}/{epochs}", progress)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            x = recipe.to_tensor([image_at(train.refs[i]) for i in idx], norm, torch_device)
-            x = recipe.augment(x, generator, norm)
-            y = torch.tensor([train.labels[i] for i in idx], device=torch_device)
-            with recipe.autocast(torch_device, precision):
-                loss = loss_fn(model(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            losses.append(float(loss.detach()))
+    # on a GPU, decoding and padding run in threads (OpenCV releases the GIL) so it is not kept
+    # waiting; on a CPU the cores are the model's
+    workers = max(1, min(8, os.cpu_count() or 1)) if torch_device.type == "cuda" else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for epoch in range(len(history) + 1, epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            order = torch.randperm(len(train), generator=generator).tolist()
+            losses: list[float] = []
+            bar = _progress(steps_per_epoch, f"epoch {epoch}/{epochs}", progress)
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                x = recipe.to_tensor(list(pool.map(image_at, [train.refs[i] for i in idx])), norm, torch_device)
+                x = recipe.augment(x, generator, norm)
+                y = torch.tensor([train.labels[i] for i in idx], device=torch_device)
+                with recipe.autocast(torch_device, precision):
+                    loss = loss_fn(model(x).float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                losses.append(float(loss.detach()))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if bar is not None:
-            bar.close()
-        predictions = recipe.predict(model, val.refs, image_at, norm, torch_device, precision, batch_size)
-        val_metrics = recipe.metrics(val.labels, predictions, dataset.classes)
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_metrics["accuracy"],
-               "val_macro_f1": val_metrics["macro_f1"], "lr_end": scheduler.get_last_lr()[-1],
-               "seconds": round(time.perf_counter() - started, 2)}
-        history.append(row)
-        if val_metrics["accuracy"] > best["accuracy"]:
-            best = {"epoch": epoch, "accuracy": val_metrics["accuracy"], "validation": val_metrics,
-                    "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
-        log(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f}, "
-            f"val accuracy {row['val_accuracy']:.4f}, macro F1 {row['val_macro_f1']:.4f}")
-        # the best state is the model's own when this epoch is the best: stored once
-        kept = {**best, "state": None} if best["epoch"] == epoch else best
-        _save_checkpoint(out, {"settings": settings, "model": model.state_dict(),
-                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                               "history": history, "best": kept})
-        if on_epoch_end is not None:
-            on_epoch_end(row)
+                bar.close()
+            predictions = recipe.predict(model, val.refs, image_at, norm, torch_device, precision, batch_size)
+            val_metrics = recipe.metrics(val.labels, predictions, dataset.classes)
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_metrics["accuracy"],
+                   "val_macro_f1": val_metrics["macro_f1"], "lr_end": scheduler.get_last_lr()[-1],
+                   "seconds": round(time.perf_counter() - started, 2)}
+            history.append(row)
+            if val_metrics["accuracy"] > best["accuracy"]:
+                best = {"epoch": epoch, "accuracy": val_metrics["accuracy"], "validation": val_metrics,
+                        "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
+            log(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f}, "
+                f"val accuracy {row['val_accuracy']:.4f}, macro F1 {row['val_macro_f1']:.4f}")
+            # the best state is the model's own when this epoch is the best: stored once
+            kept = {**best, "state": None} if best["epoch"] == epoch else best
+            _save_checkpoint(out, {"settings": settings, "model": model.state_dict(),
+                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                   "history": history, "best": kept})
+            if on_epoch_end is not None:
+                on_epoch_end(row)
 
     model.load_state_dict(best["state"])
     test = dataset.splits["test"]
