@@ -38,6 +38,15 @@ RECIPE: dict[str, Any] = {
 }
 
 
+def layer_decay_impl() -> str:
+    """Which implementation of layer-wise lr decay :func:`param_groups` uses here."""
+    try:
+        from timm.optim import param_groups_layer_decay  # noqa: F401
+    except ImportError:
+        return "own, by Swin block depth (timm.optim.param_groups_layer_decay not available)"
+    return "timm.optim.param_groups_layer_decay"
+
+
 def build_model(backbone: torch.nn.Module, num_classes: int, *, seed: int) -> torch.nn.Module:
     """``backbone`` (a headless timm Swin) with a fresh Linear head of ``num_classes``."""
     with torch.random.fork_rng(devices=[]):
