@@ -25,7 +25,7 @@ def finetune(
         "checkpoint.pt; give it to --weights."))],
     weights: Annotated[str, typer.Option(help=(
         "Starting weights: random[:SEED], a timm file, a Hugging Face or timm folder, "
-        "hf-hub:ORG/NAME[@REV], imagenet or face-emotion."))] = "random:0",
+        "hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV, imagenet or face-emotion."))] = "random:0",
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the head (layer decay 0.75 below it).")] = 2e-4,
