@@ -184,10 +184,11 @@ def test_resume_continues_after_the_last_epoch_and_refuses_other_settings(tmp_pa
     with pytest.raises(FinetuneInputError, match="already holds a fine-tuning run"):
         finetune(data, out, epochs=2, log=lambda _: None, **FAST)
     logged: list[str] = []
-    card = finetune(data, out, epochs=2, resume=True, log=logged.append,
-                    on_epoch_end=lambda row: seen.append(row["epoch"]), **FAST)
+    # settings not given are the run's own (epochs 2, batch size 8)
+    card = finetune(data, out, resume=True, log=logged.append, progress=False, model_kwargs=TINY,
+                    on_epoch_end=lambda row: seen.append(row["epoch"]))
     assert seen == [1, 2]  # epoch 1 was not run again
-    assert [h["epoch"] for h in card["history"]] == [1, 2]
+    assert [h["epoch"] for h in card["history"]] == [1, 2] and card["recipe"]["batch_size"] == 8
     assert any("after epoch 1 of 2" in line for line in logged)
 
 

@@ -23,17 +23,20 @@ def finetune(
     out: Annotated[Path, typer.Option(help=(
         "Output folder: model.safetensors, config.json, model_card.json, curves.png, confusion.png, "
         "checkpoint.pt; give it to --weights."))],
-    weights: Annotated[str, typer.Option(help=(
+    weights: Annotated[Optional[str], typer.Option(help=(
         "Starting weights: random[:SEED], a timm file, a Hugging Face or timm folder, "
-        "hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV, imagenet or face-emotion."))] = "random:0",
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
-    lr: Annotated[float, typer.Option(help="Peak learning rate of the head (layer decay 0.75 below it).")] = 2e-4,
-    val_fraction: Annotated[float, typer.Option(help=(
-        "Fraction of each class carved out of train for a missing val (and test) split."))] = 0.1,
+        "hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV, imagenet or face-emotion. Default random:0."))] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 10).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 32).")] = None,
+    lr: Annotated[Optional[float], typer.Option(
+        help="Peak learning rate of the head, layer decay 0.75 below it (default 2e-4).")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help=(
+        "Fraction of each class carved out of train for a missing val (and test) split (default 0.1)."))] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA with AMP when present), cpu, cuda, cuda:N.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the carved splits, the head, shuffling and augmentation.")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.pt.")] = False,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of the carved splits, the head, shuffling and augmentation (default 0).")] = None,
+    resume: Annotated[bool, typer.Option(help=(
+        "Continue the run in --out from its checkpoint.pt; settings not given are the run's own."))] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True,
 ) -> None:
     """Fine-tune Swin-tiny on a face-expression dataset; the epoch is chosen on validation and

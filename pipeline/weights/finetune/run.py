@@ -49,38 +49,50 @@ def finetune(
     data: Path | str,
     out: Path | str,
     *,
-    weights: str = DEFAULTS["weights"],
-    epochs: int = DEFAULTS["epochs"],
-    batch_size: int = DEFAULTS["batch_size"],
-    lr: float = DEFAULTS["lr"],
-    val_fraction: float = DEFAULTS["val_fraction"],
+    weights: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    val_fraction: float | None = None,
     device: str = DEFAULTS["device"],
-    seed: int = DEFAULTS["seed"],
+    seed: int | None = None,
     resume: bool = False,
     progress: bool = True,
     log: Log = log_to_stderr,
     model_kwargs: dict[str, Any] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune and write ``out``; return the model card. ``model_kwargs`` (tests only): a
-    smaller Swin for :func:`timm.create_model`, randomly initialised (``weights`` must be random).
+    """Fine-tune and write ``out``; return the model card.
+
+    A setting left ``None`` takes :data:`DEFAULTS`, or on ``resume`` the value the run was started
+    with (a value given must equal it). ``model_kwargs`` (tests only): a smaller Swin for
+    :func:`timm.create_model`, randomly initialised (``weights`` must be random).
     ``on_epoch_end`` is called with each epoch's history row after its checkpoint is written."""
     from pipeline.stages.tokens.params import cpu_has_native_bf16
 
     out = Path(out)
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise ParameterError(f"epochs ({epochs}) and batch size ({batch_size}) must be >= 1 and "
-                             f"lr ({lr}) > 0")
+    checkpoint = _load_checkpoint(out) if resume else _fresh(out)
+    given = {"weights": weights, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+             "val_fraction": val_fraction, "seed": seed}
+    started_with = (checkpoint or {}).get("arguments", {})
+    args = {k: v if v is not None else started_with.get(k, DEFAULTS[k]) for k, v in given.items()}
+    if args["epochs"] < 1 or args["batch_size"] < 1 or not args["lr"] > 0:
+        raise ParameterError(f"epochs ({args['epochs']}) and batch size ({args['batch_size']}) must "
+                             f"be >= 1 and lr ({args['lr']}) > 0")
+    epochs, batch_size, lr, seed = args["epochs"], args["batch_size"], args["lr"], args["seed"]
     # bad weights are refused before the data is read (check_weights reads them, builds nothing)
-    source = resolve_weights(weights) if model_kwargs else check_weights(weights, model_name=MODEL_NAME)
+    source = (resolve_weights(args["weights"]) if model_kwargs
+              else check_weights(args["weights"], model_name=MODEL_NAME))
     if model_kwargs and not source.random:
         raise ParameterError("a test configuration (model_kwargs) starts from random weights only")
-    dataset = read_dataset(data, val_fraction=val_fraction, seed=seed, log=log)
+    dataset = read_dataset(data, val_fraction=args["val_fraction"], seed=seed, log=log)
     settings = {"data_format": dataset.format, "data_sha256": dataset.data_sha256,
                 "classes": dataset.classes, "weights": source.fingerprint, "epochs": epochs,
-                "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction, "seed": seed,
+                "batch_size": batch_size, "lr": lr, "val_fraction": args["val_fraction"], "seed": seed,
                 "model_args": dict(model_kwargs or {})}
-    checkpoint = _start(out, settings, resume)
+    if checkpoint is not None:
+        _check_resume(out, checkpoint["settings"], settings)
+    out.mkdir(parents=True, exist_ok=True)
     torch_device = resolve_device(device)
     precision = recipe.choose_precision(torch_device, cpu_has_native_bf16())
 
@@ -148,7 +160,7 @@ def finetune(
                 f"val accuracy {row['val_accuracy']:.4f}, macro F1 {row['val_macro_f1']:.4f}")
             # the best state is the model's own when this epoch is the best: stored once
             kept = {**best, "state": None} if best["epoch"] == epoch else best
-            _save_checkpoint(out, {"settings": settings, "model": model.state_dict(),
+            _save_checkpoint(out, {"settings": settings, "arguments": args, "model": model.state_dict(),
                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                    "history": history, "best": kept})
             if on_epoch_end is not None:
@@ -181,26 +193,30 @@ def evaluate_saved(out: Path | str, data: Path | str, *, split: str = "test",
     return recipe.metrics(chosen.labels, predictions, classes)
 
 
-def _start(out: Path, settings: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+def _fresh(out: Path) -> None:
+    for name in (outputs.CHECKPOINT_FILE, outputs.CARD_FILE):
+        if (out / name).exists():
+            raise FinetuneInputError(out / name, "OUT already holds a fine-tuning run: continue it "
+                                                 "with --resume or choose another --out")
+    return None
+
+
+def _load_checkpoint(out: Path) -> dict[str, Any]:
     path = out / outputs.CHECKPOINT_FILE
-    if not resume:
-        for name in (outputs.CHECKPOINT_FILE, outputs.CARD_FILE):
-            if (out / name).exists():
-                raise FinetuneInputError(out / name, "OUT already holds a fine-tuning run: continue it "
-                                                     "with --resume or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        return None
     if not path.is_file():
         raise FinetuneInputError(path, "no checkpoint to resume from (run without --resume first)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - one line for any unreadable checkpoint
         raise FinetuneInputError(path, f"unreadable checkpoint ({type(err).__name__}: {err})") from None
-    differ = [f"{key} {checkpoint['settings'].get(key)!r} -> {value!r}"
-              for key, value in settings.items() if checkpoint["settings"].get(key) != value]
+
+
+def _check_resume(out: Path, before: dict[str, Any], now: dict[str, Any]) -> None:
+    differ = [f"{key} {before.get(key)!r} -> {value!r}" for key, value in now.items()
+              if before.get(key) != value]
     if differ:
-        raise FinetuneInputError(path, "cannot resume with other data or settings: " + "; ".join(differ))
-    return checkpoint
+        raise FinetuneInputError(out / outputs.CHECKPOINT_FILE,
+                                 "cannot resume with other data or settings: " + "; ".join(differ))
 
 
 def _save_checkpoint(out: Path, state: dict[str, Any]) -> None:
