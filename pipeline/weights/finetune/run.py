@@ -80,6 +80,7 @@ def finetune(
         raise ParameterError(f"epochs ({args['epochs']}) and batch size ({args['batch_size']}) must "
                              f"be >= 1 and lr ({args['lr']}) > 0")
     epochs, batch_size, lr, seed = args["epochs"], args["batch_size"], args["lr"], args["seed"]
+    torch_device = resolve_device(device)
     # bad weights are refused before the data is read (check_weights reads them, builds nothing)
     source = (resolve_weights(args["weights"]) if model_kwargs
               else check_weights(args["weights"], model_name=MODEL_NAME))
@@ -93,7 +94,6 @@ def finetune(
     if checkpoint is not None:
         _check_resume(out, checkpoint["settings"], settings)
     out.mkdir(parents=True, exist_ok=True)
-    torch_device = resolve_device(device)
     precision = recipe.choose_precision(torch_device, cpu_has_native_bf16())
 
     if model_kwargs:
@@ -112,6 +112,8 @@ def finetune(
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler"):  # empty when saved without fp16 (CPU, bf16)
+            scaler.load_state_dict(checkpoint["scaler"])
         history, best = checkpoint["history"], checkpoint["best"]
         if best["state"] is None:  # the last epoch was the best
             best["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -162,6 +164,7 @@ def finetune(
             kept = {**best, "state": None} if best["epoch"] == epoch else best
             _save_checkpoint(out, {"settings": settings, "arguments": args, "model": model.state_dict(),
                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                   "scaler": scaler.state_dict(),
                                    "history": history, "best": kept})
             if on_epoch_end is not None:
                 on_epoch_end(row)
