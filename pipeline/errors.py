@@ -39,3 +39,13 @@ class TokensError(MilmerError):
 
 class WeightsError(TokensError):
     """Weights that are missing, unreadable or not Swin-tiny. The message names the path."""
+
+
+class FinetuneInputError(MilmerError):
+    """A face-expression dataset (image folder, FER2013 CSV, RAF-DB) or fine-tuning setting that
+    cannot be used. ``str(err)`` is one line: ``<file or folder>: <problem>``."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
