@@ -118,6 +118,9 @@ def weights_line(weights: dict[str, Any]) -> str:
     subjects = ", ".join(f"s{s:02d}" for s in weights["subjects"])
     named = weights.get("spec") or weights.get("path") or weights.get("kind") or "unknown"
     where = [f"repo {weights['repo']} at {str(weights.get('revision'))[:12]}"] if weights.get("repo") else []
+    if weights.get("origin") not in (None, "random", "checkpoint"):
+        where.insert(0, f"{weights['origin']}, tuned on faces" if weights.get("face_tuned")
+                     else str(weights["origin"]))
     what = "RANDOM weights" if weights.get("random") else weights.get("fingerprint")
     return f"tokens of {subjects}: {named} ({', '.join([*where, str(what)])})"
 

@@ -62,6 +62,6 @@ def token_weights(store: FeatureStore) -> list[dict[str, Any]]:
             "fingerprint": fingerprint, "kind": extra.get("weights_kind"),
             "random": bool(extra.get("random_weights")), "subjects": [],
             **{k: v for k, v in (extra.get("weights") or {}).items()
-               if k in ("spec", "repo", "revision", "path", "files")}})
+               if k in ("spec", "repo", "revision", "path", "files", "origin", "face_tuned")}})
         entry["subjects"].append(subject)
     return list(found.values())
