@@ -230,13 +230,16 @@ ORIGIN_LABELS = {"random": "random", "imagenet": "ImageNet", "face-emotion": "fa
 """How ``study.md`` names the starting point the tokens' weights are (the pipeline's record)."""
 
 
+NO_TOKENS = "no tokens (EEG only)"
+
+
 def token_set_label(metrics: dict[str, Any]) -> str:
     """The row's token weights as a reader says them: ``random:0``, or a fingerprint's start,
     after the starting point they are where the tokens record says (``ImageNet (sha256:...)``,
     ``milmer finetune of imagenet (sha256:...)``)."""
     fp = metrics.get("weights_fingerprint")
     if not fp:
-        return "no tokens (EEG only)"
+        return NO_TOKENS
     short = fp if str(fp).startswith("random:") else f"{str(fp)[:19]}..."
     provenance = metrics.get("token_weights") or {}
     origin = provenance.get("origin")
@@ -286,7 +289,7 @@ def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]
     for r in rows:
         proto = r["protocol"] + (" (leaky)" if r["leaky"] else "")
         lines.append(
-            f"| {r['label']} | `{r['preset']}` | {r.get('tokens', '?')} | {FT_MARK[r.get('ft')]} | "
+            f"| {r['label']} | `{r['preset']}` | {r.get('tokens', '?')} | {'—' if r.get('tokens') == NO_TOKENS else FT_MARK[r.get('ft')]} | "
             f"{proto} | {r['accuracy_mean']:.3f} ± "
             f"{r['accuracy_std']:.3f} | {r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f} | "
             f"{r['chance']:.3f} | {_paired(r.get('vs_reference'))} | "
