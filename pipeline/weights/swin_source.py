@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -62,6 +61,8 @@ class WeightsSource:
     seed: int | None = None
     files: tuple[Path, ...] = ()
     """The files whose content the fingerprint hashes (config first, then weights)."""
+    file_hashes: tuple[str, ...] = ()
+    """``sha256:<hex>`` of each of :attr:`files`, taken once for the fingerprint."""
     spec: str | None = None
     """The weights as the user named them (a path, ``random:3``, ``hf-hub:ORG/NAME@REV``, an alias)."""
     repo: str | None = None
@@ -85,8 +86,7 @@ class WeightsSource:
                     "sha256": file_fingerprint(card[0], content=True),
                     **{k: card[1].get(k) for k in ("base_weights", "data", "classes", "selected_epoch",
                                                    "validation", "test")}},
-                "files": [{"name": f.name, "sha256": file_fingerprint(f, content=True)}
-                          for f in self.files]}
+                "files": [{"name": f.name, "sha256": h} for f, h in zip(self.files, self.file_hashes)]}
 
     def origin(self) -> tuple[str, bool | None]:
         """Which starting point of the paper's Table 6 these weights are, and whether they were
@@ -243,15 +243,13 @@ def _resolve_local(weights: str | Path | None) -> WeightsSource:
         files = [config_path, *folder_weight_files(path)]
         if kind == "hf_folder" and (path / "preprocessor_config.json").is_file():
             files.insert(1, path / "preprocessor_config.json")  # it sets the normalisation
-        return WeightsSource(kind=kind, fingerprint=_content_fingerprint(path, files), path=path,
-                             files=tuple(files))
+        return _content_source(kind, path, files)
     if path.suffix.lower() not in _WEIGHT_FILE_SUFFIXES:
         raise WeightsError(f"{path}: not a checkpoint file (expected one of "
                            f"{', '.join(_WEIGHT_FILE_SUFFIXES)}); {HOW_TO_GIVE_WEIGHTS}")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: empty file (0 bytes), not a checkpoint; {HOW_TO_GIVE_WEIGHTS}")
-    return WeightsSource(kind="timm_file", fingerprint=_content_fingerprint(path.parent, [path]),
-                         path=path, files=(path,))
+    return _content_source("timm_file", path, [path])
 
 
 def weights_fingerprint(weights: str | Path | None) -> str:
@@ -260,11 +258,16 @@ def weights_fingerprint(weights: str | Path | None) -> str:
     return resolve_weights(weights).fingerprint
 
 
-def _content_fingerprint(root: Path, files: Iterable[Path]) -> str:
-    hashes = [[p.relative_to(root).as_posix(), file_fingerprint(p, content=True)] for p in files]
-    if len(hashes) == 1:
-        return hashes[0][1]  # one file: its own sha256, comparable with `sha256sum`
-    return "sha256:" + digest(hashes)
+def _content_source(kind: Literal["timm_file", "hf_folder", "timm_folder"], path: Path,
+                    files: list[Path]) -> WeightsSource:
+    """The source of local weights: each file hashed once; the fingerprint is a single file's own
+    sha256 (comparable with `sha256sum`) or, for a folder, the digest of names and hashes."""
+    hashes = [file_fingerprint(p, content=True) for p in files]
+    root = path if path.is_dir() else path.parent
+    fingerprint = hashes[0] if len(hashes) == 1 else "sha256:" + digest(
+        [[p.relative_to(root).as_posix(), h] for p, h in zip(files, hashes)])
+    return WeightsSource(kind=kind, fingerprint=fingerprint, path=path, files=tuple(files),
+                         file_hashes=tuple(hashes))
 
 
 def folder_weight_files(folder: Path) -> list[Path]:
