@@ -35,6 +35,7 @@ import numpy as np
 
 from pipeline.errors import FinetuneInputError
 from pipeline.stages.faces.detect import center_pad
+from store_schema.contract.fingerprint import file_fingerprint
 
 IMAGE_SIZE = 224
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -207,7 +208,7 @@ def _read_image_folder(root: Path, log: Log) -> FaceDataset:
 
 def _read_fer2013(path: Path, log: Log) -> FaceDataset:
     data = FaceDataset(format="fer2013_csv", path=path, classes=list(FER2013_CLASSES),
-                       splits={s: Split() for s in SPLITS}, data_sha256=_sha256_file(path),
+                       splits={s: Split() for s in SPLITS}, data_sha256=sha256_hex(path),
                        given_splits=[])
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
@@ -252,7 +253,7 @@ def _read_rafdb(root: Path, log: Log) -> FaceDataset:
         raise FinetuneInputError(images, "missing: a RAF-DB folder needs Image/aligned/")
     data = FaceDataset(format="rafdb", path=root, classes=list(RAFDB_CLASSES),
                        splits={s: Split() for s in SPLITS}, data_sha256="", given_splits=[])
-    listing = [f"{RAFDB_LABELS.as_posix()}\t{_sha256_file(labels_file)}"]
+    listing = [f"{RAFDB_LABELS.as_posix()}\t{sha256_hex(labels_file)}"]
     for line_no, line in enumerate(labels_file.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -327,12 +328,9 @@ def _sha256_lines(lines: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256_hex(path: Path) -> str:
+    """The file's sha256 as hex (the store's content fingerprint without its ``sha256:``)."""
+    return file_fingerprint(path, content=True).removeprefix("sha256:")
 
 
 def describe(data: FaceDataset) -> dict[str, Any]:

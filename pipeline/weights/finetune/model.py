@@ -38,15 +38,6 @@ RECIPE: dict[str, Any] = {
 }
 
 
-def layer_decay_impl() -> str:
-    """Which implementation of layer-wise lr decay :func:`param_groups` uses here."""
-    try:
-        from timm.optim import param_groups_layer_decay  # noqa: F401
-    except ImportError:
-        return "own, by Swin block depth (timm.optim.param_groups_layer_decay not available)"
-    return "timm.optim.param_groups_layer_decay"
-
-
 def build_model(backbone: torch.nn.Module, num_classes: int, *, seed: int) -> torch.nn.Module:
     """``backbone`` (a headless timm Swin) with a fresh Linear head of ``num_classes``."""
     with torch.random.fork_rng(devices=[]):
@@ -67,44 +58,14 @@ def tiny_backbone(model_kwargs: dict[str, Any], *, seed: int) -> torch.nn.Module
 def param_groups(model: torch.nn.Module, lr: float) -> list[dict[str, Any]]:
     """AdamW groups with layer-wise lr decay; each group's ``lr`` is already scaled."""
     no_decay = set(getattr(model, "no_weight_decay", lambda: set())())
-    try:
-        from timm.optim import param_groups_layer_decay
+    from timm.optim import param_groups_layer_decay  # timm >= 1.0 (pyproject) has it
 
-        groups = param_groups_layer_decay(model, weight_decay=RECIPE["weight_decay"],
-                                          no_weight_decay_list=list(no_decay),
-                                          layer_decay=RECIPE["layer_decay"])
-    except ImportError:  # an older timm: the same rule by block depth
-        groups = _own_layer_decay(model, no_decay)
+    groups = param_groups_layer_decay(model, weight_decay=RECIPE["weight_decay"],
+                                      no_weight_decay_list=list(no_decay),
+                                      layer_decay=RECIPE["layer_decay"])
     for group in groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     return groups
-
-
-def _own_layer_decay(model: torch.nn.Module, no_decay: set[str]) -> list[dict[str, Any]]:
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    depth_of: dict[str, int] = {}
-    blocks = [n for n in names if ".blocks." in n]
-    order = sorted({n.split(".blocks.")[0] + ".blocks." + n.split(".blocks.")[1].split(".")[0]
-                    for n in blocks}, key=lambda s: (int(s.split(".")[1]), int(s.split(".")[-1])))
-    for n in names:
-        if n.startswith("patch_embed"):
-            depth_of[n] = 0
-        elif n.startswith("head"):
-            depth_of[n] = len(order) + 1
-        else:
-            prefix = next((b for b in order if n.startswith(b + ".")), None)
-            depth_of[n] = order.index(prefix) + 1 if prefix else len(order)
-    top = len(order) + 1
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
-    for n, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        decay = not (p.ndim <= 1 or n.endswith(".bias") or any(k in n for k in no_decay))
-        key = (depth_of[n], decay)
-        groups.setdefault(key, {"params": [], "weight_decay": RECIPE["weight_decay"] if decay else 0.0,
-                                "lr_scale": RECIPE["layer_decay"] ** (top - depth_of[n])})
-        groups[key]["params"].append(p)
-    return list(groups.values())
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, total_steps: int

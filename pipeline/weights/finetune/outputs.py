@@ -8,7 +8,6 @@ for a non-standard test configuration), so ``--weights OUT`` reads the folder as
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -20,7 +19,9 @@ import numpy as np
 import torch
 
 from pipeline.errors import FinetuneInputError
+from pipeline.weights.finetune.data import sha256_hex
 from pipeline.weights.swin_source import MODEL_NAME, Normalisation
+from store_schema.contract.fingerprint import library_versions as recorded_versions
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -36,12 +37,6 @@ def write_json(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_model(out: Path, state: dict[str, torch.Tensor], *, classes: Sequence[str],
@@ -68,7 +63,7 @@ def save_model(out: Path, state: dict[str, torch.Tensor], *, classes: Sequence[s
         config["model_args"] = dict(model_kwargs)
         config["num_features"] = int(model_kwargs.get("embed_dim", 96)) * 8
     write_json(out / CONFIG_FILE, config)
-    return sha256_file(out / MODEL_FILE)
+    return sha256_hex(out / MODEL_FILE)
 
 
 def load_saved(out: Path) -> tuple[torch.nn.Module, Normalisation, list[str]]:
@@ -94,18 +89,9 @@ def load_saved(out: Path) -> tuple[torch.nn.Module, Normalisation, list[str]]:
 
 
 def library_versions() -> dict[str, str]:
-    import cv2
-    import timm
-
-    versions = {"python": platform.python_version(), "torch": torch.__version__,
-                "timm": timm.__version__, "numpy": np.__version__, "opencv": cv2.__version__}
-    try:
-        import safetensors
-
-        versions["safetensors"] = safetensors.__version__
-    except (ImportError, AttributeError):  # pragma: no cover
-        pass
-    return versions
+    """Python's version and the recorded libraries' (as the stages record theirs)."""
+    return {"python": platform.python_version(),
+            **recorded_versions(("torch", "timm", "safetensors", "numpy", "opencv-contrib-python"))}
 
 
 def plot_curves(path: Path, history: Sequence[dict[str, Any]], selected_epoch: int | None) -> None:

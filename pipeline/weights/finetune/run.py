@@ -10,7 +10,6 @@ data or settings is refused, naming what differs.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -252,7 +251,7 @@ def _write_outputs(out: Path, dataset: FaceDataset, source: Any, settings: dict[
         "normalisation": norm.as_dict(),
         "data": data, "classes": dataset.classes, "split_counts": data["split_counts"],
         "images_skipped": data["images_skipped"],
-        "recipe": {**recipe.RECIPE, "layer_decay_impl": recipe.layer_decay_impl(),
+        "recipe": {**recipe.RECIPE,
                    "epochs": settings["epochs"], "batch_size": settings["batch_size"],
                    "lr": settings["lr"], "val_fraction": settings["val_fraction"], "seed": settings["seed"]},
         "settings": settings, "device": device, "precision": precision,
