@@ -224,8 +224,8 @@ class StoreData:
         return cls(
             store=store, scheme=scheme, subjects=infos, needs_tokens=needs_tokens,
             skipped=skipped, weights_fingerprint=weights, random_weights=random_weights,
-            weights_provenance=next((i.weights_provenance for i in infos
-                                     if needs_tokens and i.weights_provenance), None),
+            weights_provenance=next((i.weights_provenance for i in infos if i.weights_provenance),
+                                    None) if needs_tokens else None,
             faceless=faceless,
             planted_frames=planted if all_planted else None,
             **{k: np.concatenate(v) for k, v in columns.items()},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from store_schema.contract.layout import Stage, stage_spec
-from store_schema.engine.store import FeatureStore
+from store_schema.engine.store import FeatureStore, StageRecord
 
 
 def _schema_order(stage: Stage):  # noqa: ANN202 - a sort key
@@ -15,10 +15,13 @@ def _schema_order(stage: Stage):  # noqa: ANN202 - a sort key
 
 def store_report(store: FeatureStore) -> dict[str, Any]:
     rows = []
+    tokens: list[tuple[int, StageRecord]] = []
     for subject, stage, state in store.iter_stages():
         if state == "absent":
             continue
         record = store.record(subject, stage)
+        if stage == Stage.tokens and state == "committed" and record is not None:
+            tokens.append((subject, record))
         group = store.stage_group(subject, stage)
         arrays: dict[str, Any] = {}
         size = 0
@@ -40,22 +43,18 @@ def store_report(store: FeatureStore) -> dict[str, Any]:
         "store": store.url,
         "schema_version": store.schema_version,
         "stages": rows,
-        "token_weights": token_weights(store),
+        "token_weights": token_weights(tokens),
         "total_bytes": sum(r["bytes"] for r in rows if r["state"] == "committed"),
     }
 
 
-def token_weights(store: FeatureStore) -> list[dict[str, Any]]:
-    """The Swin weights the committed tokens were made from, one entry per content fingerprint:
-    the spec as given, repo and revision (hub weights), kind, file sha256s, and which subjects.
-    Tokens written before provenance was recorded give their fingerprint and kind only."""
+def token_weights(tokens: list[tuple[int, StageRecord]]) -> list[dict[str, Any]]:
+    """The Swin weights committed tokens (subject, tokens record) were made from, one entry per
+    content fingerprint: the spec as given, repo and revision (hub weights), kind, origin, file
+    sha256s, and which subjects. Tokens written before provenance was recorded give their
+    fingerprint and kind only."""
     found: dict[str, dict[str, Any]] = {}
-    for subject, stage, state in store.iter_stages():
-        if stage != Stage.tokens or state != "committed":
-            continue
-        record = store.record(subject, stage)
-        if record is None:
-            continue
+    for subject, record in tokens:
         extra = record.extra
         fingerprint = extra.get("weights_fingerprint") or record.params.get("weights_fingerprint")
         entry = found.setdefault(str(fingerprint), {
