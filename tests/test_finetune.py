@@ -102,8 +102,10 @@ def test_an_image_folder_gives_a_weights_folder_whose_card_matches_a_reevaluatio
     data = image_folder(tmp_path / "faces", {"train": 6, "test": 2})
     (data / "train" / "dark" / "broken.png").write_bytes(b"not a png")
     logged: list[str] = []
-    card = finetune(data, tmp_path / "out", epochs=2, val_fraction=0.25, log=logged.append, **FAST)
+    card = finetune(data, tmp_path / "out", epochs=2, val_fraction=0.25, layer_decay=1.0,
+                    log=logged.append, **FAST)
     out = tmp_path / "out"
+    assert card["recipe"]["layer_decay"] == 1.0 and card["settings"]["layer_decay"] == 1.0
     assert_weights_folder(out, card, ["bright", "dark"])
     assert card["data"]["format"] == "image_folder" and card["data"]["given_splits"] == ["train", "test"]
     assert card["split_counts"] == {"train": {"bright": 4, "dark": 4}, "val": {"bright": 2, "dark": 2},
@@ -235,3 +237,5 @@ def test_the_cli_helps_and_refuses_bad_input_with_exit_2(tmp_path: Path) -> None
     assert not (tmp_path / "o").exists()  # refused before any work
     with pytest.raises(ParameterError):
         finetune(empty, tmp_path / "o2", epochs=0, log=lambda _: None, **FAST)
+    with pytest.raises(ParameterError, match="layer decay"):
+        finetune(empty, tmp_path / "o2", layer_decay=1.5, log=lambda _: None, **FAST)

@@ -29,7 +29,10 @@ def finetune(
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 10).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 32).")] = None,
     lr: Annotated[Optional[float], typer.Option(
-        help="Peak learning rate of the head, layer decay 0.75 below it (default 2e-4).")] = None,
+        help="Peak learning rate of the head (default 2e-4).")] = None,
+    layer_decay: Annotated[Optional[float], typer.Option(help=(
+        "Learning-rate factor per depth below the head, in (0, 1] (default 0.75; 1 = no decay, "
+        "for a start from random weights)."))] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help=(
         "Fraction of each class carved out of train for a missing val (and test) split (default 0.1)."))] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA with AMP when present), cpu, cuda, cuda:N.")] = "auto",
@@ -49,7 +52,8 @@ def finetune(
 
     try:
         card = run_finetune(data, out, weights=weights, epochs=epochs, batch_size=batch_size, lr=lr,
-                            val_fraction=val_fraction, device=device, seed=seed, resume=resume,
+                            layer_decay=layer_decay, val_fraction=val_fraction, device=device,
+                            seed=seed, resume=resume,
                             progress=progress, log=log)
     except MilmerError as err:
         raise fail(str(err)) from None

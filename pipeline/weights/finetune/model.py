@@ -4,7 +4,8 @@ The recipe (:data:`RECIPE`, written into the model card):
 
 * Swin-tiny (timm ``swin_tiny_patch4_window7_224``) from ``--weights`` + a fresh Linear head;
 * AdamW (betas 0.9/0.999, weight decay 0.05, none on norms, biases and position tables);
-* layer-wise lr decay 0.75 per depth from the head down (timm's ``param_groups_layer_decay``);
+* layer-wise lr decay (default 0.75; ``--layer-decay``) per depth from the head down (timm's
+  ``param_groups_layer_decay``); from random weights 1.0 (no decay) lets the lower layers learn;
 * per-step schedule: linear warm-up over the first 5 % of steps (at least 1), then cosine to 0;
 * cross-entropy with label smoothing 0.1;
 * augmentation on the batch tensors: horizontal flip (p 0.5), rotation uniform in ±10° (bilinear,
@@ -55,22 +56,24 @@ def tiny_backbone(model_kwargs: dict[str, Any], *, seed: int) -> torch.nn.Module
         return timm.create_model(MODEL_NAME, pretrained=False, num_classes=0, **model_kwargs)
 
 
-def param_groups(model: torch.nn.Module, lr: float) -> list[dict[str, Any]]:
+def param_groups(model: torch.nn.Module, lr: float, layer_decay: float) -> list[dict[str, Any]]:
     """AdamW groups with layer-wise lr decay; each group's ``lr`` is already scaled."""
     no_decay = set(getattr(model, "no_weight_decay", lambda: set())())
     from timm.optim import param_groups_layer_decay  # timm >= 1.0 (pyproject) has it
 
     groups = param_groups_layer_decay(model, weight_decay=RECIPE["weight_decay"],
                                       no_weight_decay_list=list(no_decay),
-                                      layer_decay=RECIPE["layer_decay"])
+                                      layer_decay=layer_decay)
     for group in groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     return groups
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, total_steps: int
+def make_optimizer(model: torch.nn.Module, lr: float, total_steps: int, *,
+                   layer_decay: float = RECIPE["layer_decay"]
                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    optimizer = torch.optim.AdamW(param_groups(model, lr), lr=lr, betas=tuple(RECIPE["betas"]))
+    optimizer = torch.optim.AdamW(param_groups(model, lr, layer_decay), lr=lr,
+                                  betas=tuple(RECIPE["betas"]))
     warmup = max(1, round(RECIPE["warmup_fraction"] * total_steps))
 
     def factor(step: int) -> float:

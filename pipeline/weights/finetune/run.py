@@ -29,7 +29,8 @@ from pipeline.weights.swin import check_weights, load_backbone
 from pipeline.weights.swin_source import IMAGENET_NORMALISATION, MODEL_NAME, Normalisation, resolve_weights
 
 DEFAULTS: dict[str, Any] = {"weights": "random:0", "epochs": 10, "batch_size": 32, "lr": 2e-4,
-                            "val_fraction": 0.1, "seed": 0, "device": "auto"}
+                            "layer_decay": recipe.RECIPE["layer_decay"], "val_fraction": 0.1, "seed": 0,
+                            "device": "auto"}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -52,6 +53,7 @@ def finetune(
     epochs: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    layer_decay: float | None = None,
     val_fraction: float | None = None,
     device: str = DEFAULTS["device"],
     seed: int | None = None,
@@ -72,12 +74,15 @@ def finetune(
     out = Path(out)
     checkpoint = _load_checkpoint(out) if resume else _fresh(out)
     given = {"weights": weights, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-             "val_fraction": val_fraction, "seed": seed}
+             "layer_decay": layer_decay, "val_fraction": val_fraction, "seed": seed}
     started_with = (checkpoint or {}).get("arguments", {})
     args = {k: v if v is not None else started_with.get(k, DEFAULTS[k]) for k, v in given.items()}
     if args["epochs"] < 1 or args["batch_size"] < 1 or not args["lr"] > 0:
         raise ParameterError(f"epochs ({args['epochs']}) and batch size ({args['batch_size']}) must "
                              f"be >= 1 and lr ({args['lr']}) > 0")
+    if not 0 < args["layer_decay"] <= 1:
+        raise ParameterError(f"layer decay ({args['layer_decay']}) must be in (0, 1]: the factor per "
+                             "depth below the head (1 = the same lr everywhere)")
     epochs, batch_size, lr, seed = args["epochs"], args["batch_size"], args["lr"], args["seed"]
     torch_device = resolve_device(device)
     # bad weights are refused before the data is read (check_weights reads them, builds nothing)
@@ -88,8 +93,8 @@ def finetune(
     dataset = read_dataset(data, val_fraction=args["val_fraction"], seed=seed, log=log)
     settings = {"data_format": dataset.format, "data_sha256": dataset.data_sha256,
                 "classes": dataset.classes, "weights": source.fingerprint, "epochs": epochs,
-                "batch_size": batch_size, "lr": lr, "val_fraction": args["val_fraction"], "seed": seed,
-                "model_args": dict(model_kwargs or {})}
+                "batch_size": batch_size, "lr": lr, "layer_decay": args["layer_decay"],
+                "val_fraction": args["val_fraction"], "seed": seed, "model_args": dict(model_kwargs or {})}
     if checkpoint is not None:
         _check_resume(out, checkpoint["settings"], settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +107,8 @@ def finetune(
     model = recipe.build_model(backbone, len(dataset.classes), seed=seed).to(torch_device)
     train = dataset.splits["train"]
     steps_per_epoch = math.ceil(len(train) / batch_size)
-    optimizer, scheduler = recipe.make_optimizer(model, lr, epochs * steps_per_epoch)
+    optimizer, scheduler = recipe.make_optimizer(model, lr, epochs * steps_per_epoch,
+                                                  layer_decay=args["layer_decay"])
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe.RECIPE["label_smoothing"])
     history: list[dict[str, Any]] = []
@@ -253,7 +259,8 @@ def _write_outputs(out: Path, dataset: FaceDataset, source: Any, settings: dict[
         "images_skipped": data["images_skipped"],
         "recipe": {**recipe.RECIPE,
                    "epochs": settings["epochs"], "batch_size": settings["batch_size"],
-                   "lr": settings["lr"], "val_fraction": settings["val_fraction"], "seed": settings["seed"]},
+                   "lr": settings["lr"], "layer_decay": settings["layer_decay"],
+                   "val_fraction": settings["val_fraction"], "seed": settings["seed"]},
         "settings": settings, "device": device, "precision": precision,
         "libraries": outputs.library_versions(),
         "selected_epoch": best["epoch"], "history": history,
