@@ -70,7 +70,8 @@ def train(
         protocol, folds = manifest_defaults(splits, protocol, folds)
         cfg = resolve_config(
             source, store=store, labels=labels, protocol=protocol, epochs=epochs, folds=folds,
-            device=device, seed=seed, subjects=subject_list, batch_size=batch_size, splits=splits,
+            device=device, seed=seed, subjects=subject_list, batch_size=batch_size,
+            splits=str(Path(splits).resolve()) if splits else None,
             model={k: v for k, v in (("kind", model), ("eeg_tokenizer", eeg_tokenizer)) if v}
             or None)
         run_training(cfg, out, resume=resume, progress=progress, console=render.err_console)
@@ -109,7 +110,8 @@ def ablate(
     try:
         protocol, folds = manifest_defaults(splits, protocol, folds)
         fields = study_fields(config, store=store[0], labels=labels, protocol=protocol, epochs=epochs,
-                              folds=folds, device=device, seed=seed, splits=splits,
+                              folds=folds, device=device, seed=seed,
+                              splits=str(Path(splits).resolve()) if splits else None,
                               subjects=parse_ints(subjects, "subjects"))
         rows = run_study(study, out, fields=fields, stores=store, console=render.err_console,
                          progress=bool(progress))
