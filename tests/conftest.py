@@ -71,3 +71,14 @@ def _stop_prefect_temporary_servers():  # noqa: ANN202
 
         for server in list(SubprocessASGIServer._instances.values()):
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_planted_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A planted store (train.synthetic) of 2 subjects x 8 trials x 2 segments, every stage
+    committed: for readers of the store (StoreDataset, split manifests, export). Read only."""
+    from train.synthetic import write_planted_store
+
+    url = str(tmp_path_factory.mktemp("tiny-planted") / "store.zarr")
+    write_planted_store(url, subjects=2, trials=8, segments_per_trial=2, seed=0)
+    return url

@@ -141,8 +141,17 @@ def test_milmer_ablate_runs_a_study_from_the_command_line(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert "differential entropy, 5 bands" in result.output and "(chance " in result.output
     assert (out / "study.md").is_file() and (out / "study.png").is_file()
+    # every row is a run with its split manifest, and the rows share their folds
+    manifests = [json.loads((out / "rows" / row.preset / "splits.json").read_text())["folds"]
+                 for row in STUDIES["tokenizers"]]
+    assert all(m == manifests[0] for m in manifests) and len(manifests[0]) == 2
     bad = CliRunner().invoke(app, ["ablate", "nope", "--store", url, "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "unknown study 'nope'" in bad.output
+    broken = tmp_path / "broken.json"
+    broken.write_text("{\"format\": \"milmer-splits/1\"}")
+    bad = CliRunner().invoke(app, ["ablate", "tokenizers", "--store", url, "--out",
+                                   str(tmp_path / "y"), "--splits", str(broken)])
+    assert bad.exit_code == 2 and f"{broken}: malformed split manifest" in bad.output
 
 
 def test_table6_over_token_sets_labels_each_by_its_weights_and_pairs_the_ft_axis_by_fold(

@@ -1,5 +1,8 @@
 """train: the Milmer heads trained on ready tensors read through :mod:`store_schema`.
 
+* :mod:`train.dataset` — :class:`~train.dataset.StoreDataset`, the public reader: a store as a
+  map-style ``torch`` Dataset for models of one's own (``from train import StoreDataset``);
+* :mod:`train.splits` — split manifests (``RUN_DIR/splits.json``, ``--splits``);
 * :mod:`train.config` — :class:`~train.config.TrainConfig` / :class:`~train.config.ModelConfig`,
   every default the paper's;
 * :mod:`train.data` — :class:`~train.data.StoreData`: usable subjects, labels, the ``trial`` /
@@ -19,3 +22,17 @@
 
 ``train`` imports ``store_schema`` and never ``pipeline`` or ``flows``.
 """
+
+from typing import Any
+
+__all__ = ["StoreDataset"]
+
+
+def __getattr__(name: str) -> Any:
+    """``from train import StoreDataset``, imported on first use (``import train.config`` stays
+    free of torch and Zarr)."""
+    if name == "StoreDataset":
+        from train.dataset import StoreDataset
+
+        return StoreDataset
+    raise AttributeError(f"module 'train' has no attribute {name!r}")

@@ -140,6 +140,9 @@ class TrainConfig(BaseModel):
         "(leaks neighbouring windows of a trial); loso: leave one subject out"))
     folds: int = Field(5, ge=2, description="k of the trial and segment protocols")
     run_folds: list[int] | None = Field(None, description="run only these folds (0-based)")
+    splits: str | None = Field(None, description=(
+        "a split manifest (RUN_DIR/splits.json of an earlier run, train.splits): train, "
+        "validate and test on its folds exactly; its protocol and k must be the run's"))
     keep_faceless: bool = Field(False, description=(
         "models that read faces keep segments whose face video is missing (their black crops "
         "become tokens: this contaminates training and test with faces that are not there). By "

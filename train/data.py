@@ -47,6 +47,9 @@ from store_schema.contract.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_T
 from store_schema.contract.staleness import stale_reason
 from store_schema.engine.store import FeatureStore
 
+ROW_ARRAYS: dict[str, tuple[Stage, str]] = {  # what StoreData.read_rows reads: stage, array
+    "eeg": (Stage.segment, "eeg"), "tokens": (Stage.tokens, "tokens"), "crops": (Stage.faces, "crops")}
+
 TOKEN_BYTES = FRAMES_PER_SEGMENT * N_TOKENS * TOKEN_DIM * 2
 """float16 tokens of one segment (735 KiB)."""
 
@@ -73,6 +76,7 @@ class Split:
     train: np.ndarray
     test: np.ndarray
     leaky: bool
+    validation: np.ndarray | None = None  # held-out part of ``train`` (train.splits.plan_folds)
 
 
 @dataclass
@@ -374,8 +378,14 @@ class StoreData:
 
     def read_tokens(self, positions: np.ndarray) -> np.ndarray:
         """Rows' tokens (n, 10, 49, 768) float16, their chunks read concurrently from the store."""
-        return self.store.read_rows(Stage.tokens, "tokens", self.subject[positions],
-                                    self.local[positions])
+        return self.read_rows("tokens", positions)
+
+    def read_rows(self, what: str, positions: np.ndarray) -> np.ndarray:
+        """Rows of ``what`` (a key of :data:`ROW_ARRAYS`: ``eeg``, ``tokens`` or ``crops``) at
+        ``positions``, in that order, read from the store (chunks fetched concurrently)."""
+        stage, name = ROW_ARRAYS[what]
+        positions = np.asarray(positions, np.int64)
+        return self.store.read_rows(stage, name, self.subject[positions], self.local[positions])
 
     def batches(
         self,

@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from store_schema.contract.layout import FRAMES_PER_SEGMENT, TOKEN_DIM
 from train.data import Split, StoreData
+from train.splits import fit_rows
 from train.models.eeg_tokenizers import LOG_POWER_BANDS, band_matrix, log_band_power
 
 
@@ -108,8 +109,9 @@ def modality_probes(data: StoreData, splits: Sequence[Split], *, validation_frac
     correct = {k: 0 for k in per_fold}
     choices = []
     for split in splits:
-        fit, val = data.hold_out_validation(split.train, fraction=validation_fraction, seed=seed,
-                                            fold=split.fold)
+        fit, val = ((fit_rows(split), split.validation) if split.validation is not None else
+                    data.hold_out_validation(split.train, fraction=validation_fraction, seed=seed,
+                                             fold=split.fold))
         chosen_c, val_logp = {}, {}
         for name, x in features.items():
             scored = []

@@ -191,13 +191,15 @@ def study_probes(name: str, fields: dict[str, Any], store: str) -> dict[str, Any
     drawn as the trainer draws them), the band-power probe for ``tokenizers``."""
     from train.data import StoreData
     from train.probe import band_power_probe, modality_probes
+    from train.splits import manifest_subjects, plan_folds
 
     config = TrainConfig.model_validate(deep_update(dict(fields), {"store": store}))
     with_faces = name == "paper-table5"
     data = StoreData.open(config.store, labels=config.labels, boundaries=config.deap3,
-                          subjects=config.subjects, needs_tokens=with_faces,
+                          subjects=config.subjects if config.subjects is not None
+                          else manifest_subjects(config.splits), needs_tokens=with_faces,
                           keep_faceless=config.keep_faceless)
-    splits = data.splits(config.protocol, folds=config.folds, seed=config.seed)
+    splits = plan_folds(data, config)  # the rows' folds (a manifest's with --splits)
     if config.run_folds is not None:
         splits = [s for s in splits if s.fold in set(config.run_folds)]
     if with_faces:

@@ -3,6 +3,7 @@
 ``run_training(config, out)`` writes into ``out`` (RUN_DIR):
 
 * ``config.json`` — the resolved :class:`TrainConfig`;
+* ``splits.json`` — every fold's train / validation / test trials (:mod:`train.splits`);
 * ``checkpoints/fold<F>.safetensors`` — model, AdamW state and RNG after the last finished epoch;
 * ``selected/fold<F>.safetensors`` — the weights of the epoch chosen on validation;
 * ``folds/fold<F>.json`` — per-epoch history and, once the fold is done, its test predictions;
@@ -13,7 +14,7 @@
 Optimisation is the paper's: AdamW (lr 1e-4, PyTorch defaults otherwise), the learning rate
 set per epoch on a cosine from lr down to ``lr_final_factor`` x lr, batch 14, cross-entropy,
 mixed precision on CUDA. Model selection sees validation only: whole trials of each training
-fold are held out (:meth:`StoreData.hold_out_validation`), evaluated every ``eval_every`` epochs,
+fold are held out (:meth:`StoreData.hold_out_validation`, or a manifest's), evaluated every ``eval_every`` epochs,
 and the epoch is chosen on them (:func:`select_epoch`); its weights
 (``selected/fold<F>.safetensors``) are evaluated on the test fold once, after the
 last epoch. The test labels never reach training, selection or the curves.
@@ -44,6 +45,7 @@ from torch import nn
 from train.checkpoint import checkpoint_epoch, load_checkpoint, load_weights, save_checkpoint, save_weights
 from train.config import TrainConfig, TrainError
 from train.data import Batch, Split, StoreData
+from train.splits import fit_rows, make_manifest, manifest_subjects, plan_folds, write_manifest
 from train.metrics import classification_metrics, majority_rate, plot_confusion, plot_curves
 from train.models import HeadModel, build_model, count_parameters, model_class
 
@@ -242,7 +244,8 @@ def run_training(
                          "another --out")
     needs_tokens = model_class(config.model.kind).uses_face
     data = StoreData.open(config.store, labels=config.labels, boundaries=config.deap3,
-                          subjects=config.subjects, needs_tokens=needs_tokens,
+                          subjects=config.subjects if config.subjects is not None
+                          else manifest_subjects(config.splits), needs_tokens=needs_tokens,
                           keep_faceless=config.keep_faceless)
     for line in data.skipped:
         console.print(f"[yellow]skipped[/] {line}", highlight=False)
@@ -254,7 +257,7 @@ def run_training(
         console.print(f"[yellow]note[/]: tokens come from random Swin weights "
                       f"({data.weights_fingerprint}); face results say nothing about real faces",
                       highlight=False)
-    all_splits = data.splits(config.protocol, folds=config.folds, seed=config.seed)
+    all_splits = plan_folds(data, config)  # validation drawn, or read from config.splits
     splits = all_splits
     if config.run_folds is not None:
         unknown = sorted(set(config.run_folds) - {s.fold for s in all_splits})
@@ -265,6 +268,9 @@ def run_training(
     device = resolve_device(config.device)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+    write_manifest(out / "splits.json", make_manifest(
+        data, all_splits, protocol=config.protocol, seed=config.seed, k=config.folds,
+        validation_fraction=config.validation_fraction))
     stream = config.in_memory == "never" or (config.in_memory == "auto" and needs_tokens
                                              and not data.fits_in_memory(config.memory_fraction))
     load_started = time.perf_counter()
@@ -349,8 +355,7 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
     finished = _finished_fold(out, split, config.epochs) if resume else None
     if finished is not None:
         return finished
-    fit, val = data.hold_out_validation(split.train, fraction=config.validation_fraction,
-                                        seed=config.seed, fold=split.fold)
+    fit, val = fit_rows(split), split.validation if split.validation is not None else split.train[:0]
     model, optimizer = trainer.new_model(split.fold)
     trainer.prepare(model, fit)
     history: list[dict[str, Any]] = []

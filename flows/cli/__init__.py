@@ -7,6 +7,7 @@ over a pipeline, store or train call.
     store       store info|verify|faces         looking into a feature store
     training    train, ablate                   the heads trained on a store's tokens
     weights     finetune                        the face backbone fine-tuned on expressions
+    export      export                          a store as .npz files or a Hugging Face dataset
 
 ``options`` defines the options several commands share, ``render`` what they print, ``errors``
 how they fail. Heavy libraries are imported inside the commands so that ``milmer --help`` stays
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli import data, preprocess, store, training, weights
+from flows.cli import data, export, preprocess, store, training, weights
 
 app = typer.Typer(
     name="milmer",
@@ -34,6 +35,7 @@ app.add_typer(data.app)
 app.add_typer(preprocess.app)
 app.add_typer(training.app)
 app.add_typer(weights.app)
+app.add_typer(export.app)
 app.add_typer(store.app, name="store")  # after the commands: the help lists it last, as it always has
 
 

@@ -30,6 +30,9 @@ Folds = Annotated[Optional[int], typer.Option(help="k of the trial/segment proto
 TrainDevice = Annotated[Optional[str], typer.Option(help="auto (default), cpu, cuda, cuda:N.")]
 Seed = Annotated[Optional[int], typer.Option(help="Seed of folds, init and shuffling (default 0).")]
 TrainSubjects = Annotated[Optional[str], typer.Option(help="Subjects to use, e.g. 1,2,5 (default: all).")]
+Splits = Annotated[Optional[str], typer.Option(
+    help="Split manifest (splits.json of an earlier run) to reuse exactly; its protocol and k are "
+         "the run's unless --protocol/--folds say otherwise (then they must agree).")]
 
 # ---- preprocess and serve ------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from flows.cli.options import (
     Labels,
     Protocol,
     Seed,
+    Splits,
     TrainDevice,
     TrainSubjects,
     parse_ints,
@@ -50,10 +51,12 @@ def train(
         help="Continue the run in --out from its checkpoints (settings from its config.json).")] = False,
     progress: Annotated[Optional[bool], typer.Option(
         help="Show a progress bar (default: when the terminal is interactive).")] = None,
+    splits: Splits = None,
 ) -> None:
     """Train the Milmer heads on cached tokens and evaluate them fold by fold.
 
-    Writes config.json, metrics.json, confusion.png, curves.png and checkpoints to --out.
+    Writes config.json, splits.json, metrics.json, confusion.png, curves.png and checkpoints to
+    --out.
     """
     from store_schema.errors import MilmerError
     from train.config import resolve_config
@@ -64,9 +67,11 @@ def train(
         source = str(out / "config.json")
     subject_list = parse_ints(subjects, "subjects")
     try:
+        protocol, folds = manifest_defaults(splits, protocol, folds)
         cfg = resolve_config(
             source, store=store, labels=labels, protocol=protocol, epochs=epochs, folds=folds,
             device=device, seed=seed, subjects=subject_list, batch_size=batch_size,
+            splits=str(Path(splits).resolve()) if splits else None,
             model={k: v for k, v in (("kind", model), ("eeg_tokenizer", eeg_tokenizer)) if v}
             or None)
         run_training(cfg, out, resume=resume, progress=progress, console=render.err_console)
@@ -94,16 +99,19 @@ def ablate(
     seed: Seed = None,
     subjects: TrainSubjects = None,
     progress: Annotated[Optional[bool], typer.Option(help="Show progress bars.")] = None,
+    splits: Splits = None,
 ) -> None:
     """Run a named ablation study on one store under one protocol (resumable: finished rows are
     read back) and write study.md + study.png: each row's accuracy and macro F1, mean ± std over
-    folds, with its protocol (leaky rows marked)."""
+    folds, with its protocol (leaky rows marked). Each row's folder holds its splits.json."""
     from store_schema.errors import MilmerError
     from train.study import run_study, study_fields
 
     try:
+        protocol, folds = manifest_defaults(splits, protocol, folds)
         fields = study_fields(config, store=store[0], labels=labels, protocol=protocol, epochs=epochs,
                               folds=folds, device=device, seed=seed,
+                              splits=str(Path(splits).resolve()) if splits else None,
                               subjects=parse_ints(subjects, "subjects"))
         rows = run_study(study, out, fields=fields, stores=store, console=render.err_console,
                          progress=bool(progress))
@@ -111,3 +119,15 @@ def ablate(
         raise fail(str(err)) from None
     render.print_study_rows(rows, several_stores=len(store) > 1)
     render.console.print(f"{out / 'study.md'}\n{out / 'study.png'}", highlight=False)
+
+
+def manifest_defaults(splits: str | None, protocol: str | None, folds: int | None
+                      ) -> tuple[str | None, int | None]:
+    """``--protocol`` and ``--folds``, filled from the manifest ``--splits`` where not given.
+    Raises :class:`train.config.TrainError` for a manifest that cannot be read."""
+    if splits is None:
+        return protocol, folds
+    from train.splits import read_manifest
+
+    manifest = read_manifest(splits)
+    return protocol or manifest["protocol"], folds or manifest["k"]
