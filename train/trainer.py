@@ -8,7 +8,10 @@
 * ``folds/fold<F>.json`` — per-epoch history and, once the fold is done, its test predictions;
 * ``metrics.json`` — accuracy, macro_f1, per_class_f1, confusion, per_subject, protocol, leaky,
   chance, per-fold figures, the token weights used, skipped subjects;
-* ``confusion.png``, ``curves.png``.
+* ``confusion.png``, ``curves.png``;
+* ``backbone/fold<F>/`` — with ``finetune_backbone`` (Swin-tiny trained in the loop from the
+  stored crops, :mod:`train.backbone_loop`): the selected epoch's backbone as a ``--weights``
+  folder with its model card.
 
 Optimisation is the paper's: AdamW (lr 1e-4, PyTorch defaults otherwise), the learning rate
 set per epoch on a cosine from lr down to ``lr_final_factor`` x lr, batch 14, cross-entropy,
