@@ -6,7 +6,13 @@
 #   - the training step from cached tokens vs Swin in the loop, on CUDA (benchmarks/train_step.py);
 #   - a real pipeline run: synthetic DEAP -> every stage (random Swin weights) -> milmer train on
 #     CUDA for 2 epochs, with its stage seconds;
+#   - the end-to-end step of `milmer train --finetune-backbone` (Swin-tiny trained in the loop with
+#     the paper's heads, the trainer's own code) at batch 14 x 10 frames in one pass: frames/s and
+#     the peak GPU memory torch allocated, then the same with gradient checkpointing; and a
+#     1-epoch `milmer train --finetune-backbone` on the pipeline's store (crops streamed);
 #   - the peak GPU memory seen during all of it (nvidia-smi, sampled every 200 ms).
+# Without a CUDA device it refuses (exit 3) before doing anything: none of these figures means
+# anything on a CPU (the CPU figure is `benchmarks/train_step.py --end-to-end --device cpu`).
 # Usage: bash benchmarks/gpu_check.sh [WORK_DIR]   (figures also land in WORK_DIR/gpu_check.log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +47,16 @@ timeout 150 "$MILMER" preprocess --deap "$WORK/deap" --store "$WORK/store.zarr" 
 timeout 90 "$MILMER" train --store "$WORK/store.zarr" --out "$WORK/run" --device cuda --epochs 2 \
     --folds 2
 echo "pipeline + training: $(( $(date +%s) - started )) s"
+
+echo; echo "== 4. end to end: Swin-tiny trained in the loop + heads (milmer train --finetune-backbone)"
+timeout 150 "$PY" benchmarks/train_step.py --device cuda --end-to-end --batch 14 --micro-batch 14 --steps 3
+timeout 150 "$PY" benchmarks/train_step.py --device cuda --end-to-end --batch 14 --micro-batch 14 --steps 3 \
+    --grad-checkpointing
+started=$(date +%s)
+timeout 150 "$MILMER" train --store "$WORK/store.zarr" --out "$WORK/run-loop" --device cuda --epochs 1 \
+    --folds 2 --finetune-backbone --no-progress
+ls "$WORK/run-loop/backbone"
+echo "training with Swin in the loop, 1 epoch, 2 folds: $(( $(date +%s) - started )) s"
 
 kill $SAMPLER 2>/dev/null || true
 echo; echo "== peak GPU memory used (nvidia-smi, all processes): $(sort -n "$WORK/gpu_memory.csv" | tail -n 1) MiB"

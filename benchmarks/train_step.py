@@ -21,8 +21,16 @@ Prints, in one run, on the same batch of 14 segments (EEG 32 x 384 + 10 face fra
    (the tokens stage gains 2.7-3x from it on CPUs with native bf16), for the paper's heads and the
    narrow heads of the demo, rounds alternating.
 
+5. with ``--end-to-end`` (only this): a training step of ``milmer train --finetune-backbone``,
+   the trainer's own code (:class:`train.backbone_loop.BackboneLoop`: Swin-tiny from random:0
+   behind the tokens stage's normalisation, the paper's heads, one AdamW, micro-batches, the
+   backbone under bf16 autocast on CUDA and on a CPU with native bf16), in frames/s over
+   ``--batch`` segments x 10 frames, and on CUDA the peak GPU memory the step allocated.
+
     .venv/bin/python benchmarks/train_step.py [--device auto] [--segments 98] [--cached-steps 3]
                                               [--swin-steps 2] [--micro-batch 2] [--epoch-rounds 3]
+    .venv/bin/python benchmarks/train_step.py --end-to-end [--batch 14] [--micro-batch 14]
+                                              [--steps 3] [--grad-checkpointing]
 """
 
 from __future__ import annotations
@@ -170,6 +178,57 @@ def epoch_seconds(data_memory: StoreData, data_stream: StoreData, model_cfg: Mod
     return times[False], times[True]
 
 
+def end_to_end(device: torch.device, *, batch: int, micro: int, steps: int, checkpointing: bool) -> None:
+    """Frames/s (and peak GPU memory) of the step ``milmer train --finetune-backbone`` takes."""
+    from pipeline.weights.loop import load_loop_backbone
+    from train.backbone_loop import BackboneLoop
+    from train.config import TrainConfig
+
+    config = TrainConfig(finetune_backbone=True, backbone_weights="random:0", batch_size=batch,
+                         micro_batch=micro, grad_checkpointing=checkpointing, device=str(device))
+    loop = BackboneLoop(config, load_loop_backbone, device=device, token_weights=None,
+                        token_fingerprint=None, where="benchmark")
+    torch.manual_seed(0)
+    model = loop.wrap(build_model(ModelConfig(), num_classes=4))
+    opt = loop.optimizer(model)
+    heads_autocast = _autocast(device)
+    rng = np.random.default_rng(0)
+    eeg = torch.from_numpy(rng.normal(0, 10, (batch, 32, 384)).astype(np.float32)).to(device)
+    crops = torch.from_numpy(rng.integers(0, 256, (batch, 10, 224, 224, 3), dtype=np.uint8)).to(device)
+    labels = torch.from_numpy(rng.integers(0, 4, batch)).to(device)
+
+    def step() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        for start in range(0, batch, micro):
+            part = slice(start, min(start + micro, batch))
+            with heads_autocast:
+                logits = model(eeg[part], crops[part]).float()
+            loss = nn.functional.cross_entropy(logits, labels[part], reduction="sum") / batch
+            loss.backward()
+        opt.step()
+        _sync(device)
+        return time.perf_counter() - t0
+
+    step()  # warm-up (allocator, kernels)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    cpu0 = time.process_time()
+    times = [step() for _ in range(steps)]
+    cpu_seconds = (time.process_time() - cpu0) / steps
+    frames = batch * 10
+    print(f"\n== end to end: Swin-tiny trained in the loop + the paper's heads, batch {batch} x 10 "
+          f"frames, micro-batches of {micro}, grad checkpointing {'on' if checkpointing else 'off'}, "
+          f"backbone {loop.precision} ==")
+    print(f"  step: best {min(times):.2f} s, median {statistics.median(times):.2f} s over {steps}; "
+          f"{frames / statistics.median(times):.2f} frames/s (median), {frames / min(times):.2f} (best); "
+          f"{cpu_seconds:.1f} CPU-seconds of this process per step ({frames / cpu_seconds:.2f} frames "
+          "per CPU-second: what a shared CPU's load does not change much)")
+    if device.type == "cuda":
+        print(f"  peak GPU memory allocated by torch: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -180,12 +239,21 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=0,
                         help="samples per Swin pass (default: 2 on CPU, 14 on CUDA)")
     parser.add_argument("--epoch-rounds", type=int, default=3, help="alternating rounds; best of each")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="only the step of milmer train --finetune-backbone (frames/s, GPU memory)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="--end-to-end: segments per step")
+    parser.add_argument("--steps", type=int, default=3, help="--end-to-end: timed steps")
+    parser.add_argument("--grad-checkpointing", action="store_true", help="--end-to-end: timm's")
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     micro = args.micro_batch or (BATCH if device.type == "cuda" else 2)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}, timm {timm.__version__}")
+    if args.end_to_end:
+        end_to_end(device, batch=args.batch, micro=args.micro_batch or (args.batch if device.type == "cuda" else 2),
+                   steps=args.steps, checkpointing=args.grad_checkpointing)
+        return
 
     # 3. parameters
     heads = build_model(ModelConfig(), num_classes=4)

@@ -13,6 +13,9 @@
   calls (:class:`~train.models.HeadModel`);
 * :mod:`train.trainer` — :func:`~train.trainer.run_training`: folds, validation and the epoch
   chosen on it, checkpoints, resume, outputs;
+* :mod:`train.backbone_loop` — Swin-tiny trained in the loop from the stored crops
+  (``finetune_backbone``), its starting weights handed in by the caller, its export;
+* :mod:`train.readers` — where the face input lives in the store, DataLoader reader workers;
 * :mod:`train.metrics` — accuracy, F1, confusion and per-subject figures, and their plots;
 * :mod:`train.ablations` — named presets for the paper's ablation rows;
 * :mod:`train.study` — named studies of those presets on one store (``milmer ablate``);

@@ -180,12 +180,49 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(1, ge=1, description=(
         "evaluate on validation every N epochs (and after the last): the candidate epochs"))
     checkpoint_every: int = Field(1, ge=1)
+    finetune_backbone: bool = Field(False, description=(
+        "train Swin-tiny in the loop with the heads (the paper's code): the face path reads the "
+        "stored 224x224 crops, not the cached tokens, and the tuned backbone of each fold (its "
+        "selected epoch) is written to RUN_DIR/backbone/fold<F>/ as a --weights folder"))
+    backbone_weights: str | None = Field(None, description=(
+        "--finetune-backbone: starting weights (random[:SEED], a path, hf-hub:ORG/NAME[@REV], "
+        "imagenet, face-emotion); default: the weights the store's tokens were made from"))
+    backbone_lr: float | None = Field(None, gt=0, description=(
+        "learning rate of the backbone's parameter group (same cosine as the heads); default: lr, "
+        "the paper's one AdamW over everything at 1e-4"))
+    freeze_stages: int = Field(0, ge=0, le=4, description=(
+        "freeze the patch embedding and the first N Swin stages (eval mode, no gradient); 4: the "
+        "whole backbone, final norm included (the cached tokens' setting, computed in the loop)"))
+    grad_checkpointing: bool = Field(False, description=(
+        "recompute the backbone's activations in the backward pass (timm's "
+        "set_grad_checkpointing): less memory, ~30 % more compute"))
+    micro_batch: int | None = Field(None, ge=1, description=(
+        "segments per forward/backward pass with the backbone in the loop, gradients accumulated "
+        "over the batch (one optimizer step per batch); default: the whole batch on CUDA, 2 on "
+        "a CPU"))
+    backbone_precision: Literal["auto", "float32"] = Field("auto", description=(
+        "the backbone in the loop: auto = the tokens stage's choice (CUDA: bf16 autocast, fp16 "
+        "where bf16 is missing, when amp is on; CPU: bf16 autocast where the CPU computes it "
+        "natively); float32"))
+    backbone_args: dict[str, Any] = Field(default_factory=dict, description=(
+        "tests only: a smaller Swin (timm create_model arguments) from random weights; its "
+        "export is not a Swin-tiny"))
     model: ModelConfig = ModelConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
         if self.run_folds is not None and any(f < 0 for f in self.run_folds):
             raise ValueError("run_folds are 0-based fold numbers")
+        loop_only = {"backbone_weights": None, "backbone_lr": None, "freeze_stages": 0,
+                     "grad_checkpointing": False, "micro_batch": None, "backbone_args": {}}
+        stray = [k for k, default in loop_only.items() if getattr(self, k) != default]
+        if stray and not self.finetune_backbone:
+            raise ValueError(f"{', '.join(stray)} only apply with finetune_backbone "
+                             "(--finetune-backbone)")
+        if self.finetune_backbone and self.model.face_norm != "none":
+            raise ValueError(f"face_norm={self.model.face_norm} standardises cached tokens with "
+                             "training-fold statistics; with finetune_backbone the tokens change "
+                             "every step: use face_norm=none (the paper's)")
         return self
 
     @property

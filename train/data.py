@@ -5,7 +5,10 @@ committed and, for a model that looks at faces, its ``tokens`` stage too, with a
 made from this segment stage (when the records name their inputs). Subjects that are not usable
 are skipped and listed in :attr:`StoreData.skipped`, with the reason. Token sets made from
 different Swin weights are never mixed: :meth:`StoreData.open` refuses the store (name a subset
-with ``subjects``). For a face model, segments whose face video was missing (``has_video`` False:
+with ``subjects``). With ``face_from="crops"`` (Swin trained in the loop) the face input is
+the faces stage's 224x224 crops instead, always streamed per batch: a subject needs a committed
+faces stage, its tokens are optional (their weights, when one set, name the default starting
+point). For a face model, segments whose face video was missing (``has_video`` False:
 black crops) are dropped, and subjects without any video skipped; they are listed in
 :attr:`StoreData.faceless` (``keep_faceless`` keeps them, contaminating the face figures). A
 model without faces keeps every segment.
@@ -31,7 +34,6 @@ and did not beat the thread on a 2-core machine). EEG, labels and masks (1/15 of
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -43,15 +45,19 @@ import torch
 
 from store_schema.errors import StoreError
 from store_schema.contract.labels import Deap3Boundaries, LabelScheme, class_names, make_labels
-from store_schema.contract.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM, Stage
+from store_schema.contract.layout import (CROP_SIZE, FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS,
+                                          TOKEN_DIM, Stage)
 from store_schema.contract.staleness import stale_reason
 from store_schema.engine.store import FeatureStore
+from train.readers import FaceBatches, reader_context, shut_down
 
 ROW_ARRAYS: dict[str, tuple[Stage, str]] = {  # what StoreData.read_rows reads: stage, array
     "eeg": (Stage.segment, "eeg"), "tokens": (Stage.tokens, "tokens"), "crops": (Stage.faces, "crops")}
 
 TOKEN_BYTES = FRAMES_PER_SEGMENT * N_TOKENS * TOKEN_DIM * 2
 """float16 tokens of one segment (735 KiB)."""
+CROP_BYTES = FRAMES_PER_SEGMENT * CROP_SIZE * CROP_SIZE * 3
+"""uint8 crops of one segment (1.4 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,9 @@ class StoreData:
     random_weights: bool | None = None
     weights_provenance: dict | None = None
     """The tokens' weights' provenance (:attr:`SubjectInfo.weights_provenance`) when recorded."""
+    face_from: str = "tokens"
+    """What :attr:`Batch.face` holds: ``tokens`` (float16 (B, 10, 49, 768)) or ``crops`` (uint8
+    (B, 10, 224, 224, 3), the faces stage's, never loaded whole)."""
     planted_frames: np.ndarray | None = None
     """(N, 10) bool: the frames a synthetic store planted the face cue in, to score MIL's picks
     (``planted_frames`` of the faces record, which the face stage takes from a synthetic DEAP
@@ -134,6 +143,7 @@ class StoreData:
         subjects: Sequence[int] | None = None,
         needs_tokens: bool = True,
         keep_faceless: bool = False,
+        face_from: str = "tokens",
     ) -> StoreData:
         """``keep_faceless``: a face model keeps segments whose video is missing (black crops
         become tokens: contaminates training and test); by default they are dropped and listed
@@ -162,7 +172,7 @@ class StoreData:
             if wanted is not None and s not in wanted:
                 continue
             try:
-                info, reason = _subject_info(store, s, needs_tokens)
+                info, reason = _subject_info(store, s, needs_tokens, face_from)
                 if info is None:
                     skipped.append(f"s{s:02d}: {reason}")
                     continue
@@ -222,14 +232,14 @@ class StoreData:
             raise StoreError(f"{store.url}: no usable subject to train on ({detail}); run "
                              "`milmer preprocess` first")
         weights, random_weights = None, None
-        if needs_tokens:
-            weights, random_weights = _one_weights_fingerprint(store.url, infos)
+        if needs_tokens:  # crops: no refusal, and no default weights unless one set
+            weights, random_weights = _one_weights_fingerprint(store.url, infos, face_from == "tokens")
         planted = np.concatenate(columns.pop("planted"))
         return cls(
             store=store, scheme=scheme, subjects=infos, needs_tokens=needs_tokens,
             skipped=skipped, weights_fingerprint=weights, random_weights=random_weights,
             weights_provenance=next((i.weights_provenance for i in infos if i.weights_provenance),
-                                    None) if needs_tokens else None,
+                                    None) if needs_tokens and weights else None, face_from=face_from,
             faceless=faceless,
             planted_frames=planted if all_planted else None,
             **{k: np.concatenate(v) for k, v in columns.items()},
@@ -249,7 +259,8 @@ class StoreData:
         return [info.subject for info in self.subjects]
 
     def bytes_per_segment(self) -> int:
-        return (TOKEN_BYTES if self.needs_tokens else 0) + N_EEG_CHANNELS * 384 * 4
+        face = CROP_BYTES if self.face_from == "crops" else TOKEN_BYTES
+        return (face if self.needs_tokens else 0) + N_EEG_CHANNELS * 384 * 4
 
     # -- protocols -------------------------------------------------------------------------
 
@@ -325,9 +336,10 @@ class StoreData:
         return whole if len(rows) == len(whole) else whole[rows]
 
     def load(self) -> None:
-        """Read every row's EEG and tokens into memory (whole arrays, contiguous reads)."""
+        """Read every row's EEG and tokens into memory (whole arrays, contiguous reads); crops
+        are never loaded whole."""
         self.load_eeg()
-        if self.needs_tokens and self._tokens is None:
+        if self.needs_tokens and self._tokens is None and self.face_from == "tokens":
             out = torch.empty((len(self), FRAMES_PER_SEGMENT, N_TOKENS, TOKEN_DIM), dtype=torch.float16)
             start = 0
             for info in self.subjects:
@@ -377,8 +389,9 @@ class StoreData:
                          else torch.from_numpy(self.read_tokens(rows)))
 
     def read_tokens(self, positions: np.ndarray) -> np.ndarray:
-        """Rows' tokens (n, 10, 49, 768) float16, their chunks read concurrently from the store."""
-        return self.read_rows("tokens", positions)
+        """Rows' face input (tokens (n, 10, 49, 768) float16, or crops, as ``face_from``), their
+        chunks read concurrently from the store."""
+        return self.read_rows(self.face_from, positions)
 
     def read_rows(self, what: str, positions: np.ndarray) -> np.ndarray:
         """Rows of ``what`` (a key of :data:`ROW_ARRAYS`: ``eeg``, ``tokens`` or ``crops``) at
@@ -405,7 +418,7 @@ class StoreData:
 
         ``stream=None`` streams tokens exactly when they are not loaded. Streamed tokens are read
         by ``workers`` processes (``0``: one thread of this process; processes come from a fork
-        server, see :func:`_reader_context`), ``prefetch`` batches each ahead of the model.
+        server, see :func:`train.readers.reader_context`), ``prefetch`` batches each ahead of the model.
         """
         positions = np.asarray(positions, np.int64)
         if shuffle:
@@ -432,11 +445,11 @@ class StoreData:
         if workers > 0 and not self.store.url.startswith("memory://"):
             # Reading holds the GIL for much of its time (Zarr's Python per chunk): in worker
             # processes it overlaps with the training step instead of stealing from it.
-            reader = _TokenBatches(self.store.url, self.subject, self.local, chunks)
+            reader = FaceBatches(self.store.url, self.subject, self.local, chunks, self.face_from)
             loader = torch.utils.data.DataLoader(
                 reader, batch_size=None, shuffle=False, num_workers=workers,
                 prefetch_factor=max(1, prefetch), pin_memory=pin_memory,
-                multiprocessing_context=_reader_context())
+                multiprocessing_context=reader_context())
             # Workers are shut down here, at the end or when the consumer stops early: one left
             # to the garbage collector can die later, inside another caller's code.
             tokens_of = iter(loader)
@@ -444,7 +457,7 @@ class StoreData:
                 for chunk, tokens in zip(chunks, tokens_of):
                     yield make(chunk, tokens)
             finally:
-                _shut_down(tokens_of)
+                shut_down(tokens_of)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="milmer-read") as pool:
             pending: deque = deque()
@@ -464,42 +477,6 @@ class StoreData:
                 yield make(chunk, tokens.pin_memory() if pin_memory else tokens)
 
 
-def _reader_context() -> multiprocessing.context.BaseContext:
-    """Where DataLoader workers come from: a fork server that imported this module once, so a
-    worker starts in milliseconds from a clean process. Forking the trainer itself would copy
-    whatever threads and locks it holds (Zarr's event loop, a Prefect or Dask client); forked
-    workers of a long test session exited with code 1 while being shut down."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
-
-
-def _shut_down(iterator: object) -> None:
-    """Stop a DataLoader iterator's worker processes now (idempotent; DataLoader offers no public
-    close, its ``__del__`` calls the same method)."""
-    shutdown = getattr(iterator, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
-
-
-class _TokenBatches(torch.utils.data.Dataset):
-    """Batch ``i`` of ``chunks`` as a tensor, read in a DataLoader worker (store opened there)."""
-
-    def __init__(self, url: str, subject: np.ndarray, local: np.ndarray, chunks: list[np.ndarray]) -> None:
-        self.url, self.subject, self.local, self.chunks = url, subject, local, chunks
-        self._store: FeatureStore | None = None
-
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if self._store is None:
-            self._store = FeatureStore.open(self.url, mode="r")
-        rows = self.chunks[i]
-        return torch.from_numpy(self._store.read_rows(Stage.tokens, "tokens", self.subject[rows],
-                                                      self.local[rows]))
-
-
 def _planted_frames(store: FeatureStore, subject: int) -> object:
     """The subject's ``planted_frames`` list (faces record first, then tokens), if any."""
     for stage in (Stage.faces, Stage.tokens):
@@ -509,7 +486,8 @@ def _planted_frames(store: FeatureStore, subject: int) -> object:
     return None
 
 
-def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tuple[SubjectInfo | None, str]:
+def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool,
+                  face_from: str = "tokens") -> tuple[SubjectInfo | None, str]:
     segment = store.record(subject, Stage.segment)
     if segment is None:
         return None, "its segment stage was uncommitted meanwhile (a preprocess run is rewriting it)"
@@ -519,6 +497,8 @@ def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tupl
     n = segment.arrays["eeg"].shape[0] if "eeg" in segment.arrays else 0
     if n == 0:
         return None, "its segment stage holds no segment"
+    if needs_tokens and face_from == "crops":
+        return _crops_info(store, subject, segment, n)
     tokens = store.record(subject, Stage.tokens)
     if tokens is None:
         if needs_tokens:
@@ -543,10 +523,33 @@ def _subject_info(store: FeatureStore, subject: int, needs_tokens: bool) -> tupl
                        tokens.extra.get("weights")), ""
 
 
-def _one_weights_fingerprint(url: str, infos: list[SubjectInfo]) -> tuple[str, bool | None]:
+def _crops_info(store: FeatureStore, subject: int, segment: object, n: int
+                ) -> tuple[SubjectInfo | None, str]:
+    """A subject whose crops feed Swin in the loop: committed, fresh faces with ``n`` segments;
+    its tokens' weights are kept when the tokens are fresh and match (the default start)."""
+    faces = store.record(subject, Stage.faces)
+    stale = "not committed" if faces is None else stale_reason(store, subject, Stage.faces)
+    if stale:
+        return None, f"faces stage: {stale}; run `milmer preprocess --stages faces`"
+    n_crops = faces.arrays["crops"].shape[0] if "crops" in faces.arrays else -1  # type: ignore[union-attr]
+    if n_crops != n:
+        return None, f"faces hold {n_crops} segments but the segment stage {n}; re-run the faces stage"
+    info, _ = _subject_info(store, subject, needs_tokens=False)
+    tokens = store.record(subject, Stage.tokens)
+    if info is None or tokens is None or stale_reason(store, subject, Stage.tokens) \
+            or tokens.arrays.get("tokens") is None or tokens.arrays["tokens"].shape[0] != n:
+        return SubjectInfo(subject, n, segment.fingerprint, None, None, None), ""  # type: ignore[attr-defined]
+    return info, ""
+
+
+def _one_weights_fingerprint(url: str, infos: list[SubjectInfo], refuse: bool = True
+                             ) -> tuple[str | None, bool | None]:
     groups: dict[str, list[int]] = {}
     for info in infos:
         groups.setdefault(str(info.weights_fingerprint), []).append(info.subject)
+    if not refuse:
+        return (next(iter(groups)), infos[0].random_weights) if len(groups) == 1 and None not in [
+            i.weights_fingerprint for i in infos] else (None, None)
     if len(groups) > 1:
         listing = "; ".join(f"{fp} for {', '.join(f's{s:02d}' for s in subs)}"
                             for fp, subs in sorted(groups.items(), key=lambda kv: kv[1]))

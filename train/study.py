@@ -228,7 +228,8 @@ def _probe_lines(probes: list[dict[str, Any]]) -> list[str]:
 
 
 ORIGIN_LABELS = {"random": "random", "imagenet": "ImageNet", "face-emotion": "face-emotion",
-                 "finetune": "milmer finetune", "checkpoint": "checkpoint"}
+                 "finetune": "milmer finetune", "checkpoint": "checkpoint",
+                 "loop": "Swin fine-tuned in the loop"}
 """How ``study.md`` names the starting point the tokens' weights are (the pipeline's record)."""
 
 
@@ -249,7 +250,8 @@ def token_set_label(metrics: dict[str, Any]) -> str:
         return short
     named = ORIGIN_LABELS.get(origin, origin)
     base = ((provenance.get("model_card") or {}).get("base_weights") or {}).get("spec")
-    return f"{named}{f' of {base}' if origin == 'finetune' and base else ''} ({short})"
+    joint = {"finetune": " of ", "loop": " from "}.get(origin)
+    return f"{named}{f'{joint}{base}' if joint and base else ''} ({short})"
 
 
 def face_tuned(metrics: dict[str, Any]) -> bool | None:

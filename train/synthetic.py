@@ -20,7 +20,8 @@ Per subject:
   power spectrum carries the class (the band moves, the total power does not, so a per-channel
   LayerNorm keeps it), and a linear layer on raw samples cannot decode it without learning band
   filters and rectification: the spectral tokenizers see it, the paper's raw one barely does.
-* ``faces`` (crops are zeros): ``detected`` all True but frame 0 of every 4th segment;
+* ``faces`` (crops are zeros, or with ``crops="noise"`` uniform noise whose mean is brighter for
+  high valence, for Swin trained in the loop): ``detected`` all True but frame 0 of every 4th segment;
   ``has_video`` True except in the trials listed in ``faceless_trials`` (their segments get
   ``has_video`` False, ``detected`` False and pure-noise tokens, as the pipeline's black crops).
 * ``tokens``: N(0, 1) float16 plus, on every token of ``informative_frames`` randomly chosen
@@ -97,6 +98,7 @@ def write_planted_store(
     weights_provenance: dict | None = None,
     tokens: bool | set[int] = True,
     faceless_trials: dict[int, set[int]] | None = None,
+    crops: str = "zeros",
 ) -> FeatureStore:
     """Write (or overwrite) subjects 1..``subjects``; return the opened store.
 
@@ -168,9 +170,14 @@ def write_planted_store(
         detected = np.ones((n, FRAMES_PER_SEGMENT), bool)
         detected[::4, 0] = False
         detected[~has_video] = False
+        pixels = np.zeros((n, FRAMES_PER_SEGMENT, 224, 224, 3), np.uint8)
+        if crops == "noise":  # brighter for high valence; black without video
+            shift = np.where(high_v, 40, -40)[:, None, None, None, None]
+            pixels[:] = np.clip(rng.integers(40, 216, pixels.shape) + shift, 0, 255)
+            pixels[~has_video] = 0
         faces = store.write_stage(
             subject=subject, stage=Stage.faces,
-            arrays={"crops": np.zeros((n, FRAMES_PER_SEGMENT, 224, 224, 3), np.uint8),
+            arrays={"crops": pixels,
                     "detected": detected, "boxes": np.zeros((n, FRAMES_PER_SEGMENT, 4), np.float32),
                     "scores": detected.astype(np.float32), "has_video": has_video,
                     "frame_index": np.where(has_video[:, None], np.arange(FRAMES_PER_SEGMENT),

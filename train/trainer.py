@@ -9,7 +9,10 @@
 * ``folds/fold<F>.json`` — per-epoch history and, once the fold is done, its test predictions;
 * ``metrics.json`` — accuracy, macro_f1, per_class_f1, confusion, per_subject, protocol, leaky,
   chance, per-fold figures, the token weights used, skipped subjects;
-* ``confusion.png``, ``curves.png``.
+* ``confusion.png``, ``curves.png``;
+* ``backbone/fold<F>/`` — with ``finetune_backbone`` (Swin-tiny trained in the loop from the
+  stored crops, :mod:`train.backbone_loop`): the selected epoch's backbone as a ``--weights``
+  folder with its model card.
 
 Optimisation is the paper's: AdamW (lr 1e-4, PyTorch defaults otherwise), the learning rate
 set per epoch on a cosine from lr down to ``lr_final_factor`` x lr, batch 14, cross-entropy,
@@ -42,6 +45,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
+from train.backbone_loop import BackboneLoader, BackboneLoop
 from train.checkpoint import checkpoint_epoch, load_checkpoint, load_weights, save_checkpoint, save_weights
 from train.config import TrainConfig, TrainError
 from train.data import Batch, Split, StoreData
@@ -50,7 +54,7 @@ from train.metrics import classification_metrics, majority_rate, plot_confusion,
 from train.models import HeadModel, build_model, count_parameters, model_class
 
 RESUMABLE_CHANGES = {"epochs", "device", "amp", "cpu_bf16", "in_memory", "memory_fraction", "prefetch_batches",
-                     "read_workers", "checkpoint_every", "run_folds"}
+                     "read_workers", "checkpoint_every", "run_folds", "grad_checkpointing", "micro_batch"}
 """Fields a resumed run may change: they alter the length or the speed of a run, not its model,
 data or folds."""
 
@@ -115,11 +119,13 @@ class Trainer:
     """Everything one fold needs: data, device, precision, the batch loop."""
 
     def __init__(self, config: TrainConfig, data: StoreData, device: torch.device,
-                 stream: bool) -> None:
+                 stream: bool, loop: BackboneLoop | None = None) -> None:
         self.config = config
         self.data = data
         self.device = device
         self.stream = stream
+        self.loop = loop
+        """Swin trained in the loop (``finetune_backbone``): crops in, micro-batches."""
         inputs = model_class(config.model.kind)  # what the model reads, before it is built
         self.use_eeg, self.use_face = inputs.uses_eeg, inputs.uses_face
         cuda_amp = config.amp and device.type == "cuda"
@@ -134,6 +140,9 @@ class Trainer:
     def new_model(self, fold: int) -> tuple[HeadModel, torch.optim.Optimizer]:
         torch.manual_seed(self.config.seed * 100_003 + fold)
         model = build_model(self.config.model, num_classes=len(self.data.class_names)).to(self.device)
+        if self.loop is not None:
+            model = self.loop.wrap(model)
+            return model, self.loop.optimizer(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.config.lr,
                                       weight_decay=self.config.weight_decay)
         return model, optimizer
@@ -160,18 +169,23 @@ class Trainer:
         total_loss, correct, seen = 0.0, 0, 0
         for batch in self.batches(positions, shuffle=True, seed=seed):
             batch = _to(batch, self.device)
-            logits = self.forward(model, batch)
-            loss = self.loss_fn(logits.float(), batch.labels)
-            auxiliary = model.auxiliary_loss()
-            if auxiliary is not None:
-                loss = loss + auxiliary
             optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            loss = torch.zeros(())
+            for part in _parts(batch, self.loop.micro_batch if self.loop else len(batch)):
+                logits = self.forward(model, part)  # the batch's mean loss, accumulated over parts
+                part_loss = self.loss_fn(logits.float(), part.labels)
+                auxiliary = model.auxiliary_loss()
+                if auxiliary is not None:
+                    part_loss = part_loss + auxiliary
+                if len(part) < len(batch):
+                    part_loss = part_loss * (len(part) / len(batch))
+                self.scaler.scale(part_loss).backward()
+                loss = loss + part_loss.detach().cpu()
+                correct += int((logits.argmax(1) == part.labels).sum())
             self.scaler.step(optimizer)
             self.scaler.update()
             n = len(batch)
-            total_loss += float(loss.detach()) * n
-            correct += int((logits.argmax(1) == batch.labels).sum())
+            total_loss += float(loss) * n
             seen += n
             tick(n, total_loss / seen, correct / seen)
         return total_loss / max(seen, 1), correct / max(seen, 1)
@@ -205,6 +219,17 @@ class Trainer:
         return np.concatenate(picks)
 
 
+def _parts(batch: Batch, size: int) -> list[Batch]:
+    """``batch`` in micro-batches of ``size`` segments (itself when it fits)."""
+    if len(batch) <= size:
+        return [batch]
+    cut = lambda t, s: None if t is None else t[s]  # noqa: E731
+    return [Batch(positions=batch.positions[i:i + size], labels=batch.labels[i:i + size],
+                  eeg=cut(batch.eeg, slice(i, i + size)), face=cut(batch.face, slice(i, i + size)),
+                  frame_mask=cut(batch.frame_mask, slice(i, i + size)))
+            for i in range(0, len(batch), size)]
+
+
 def _check_resume(out: Path, config: TrainConfig) -> None:
     path = out / "config.json"
     if not path.is_file():
@@ -231,9 +256,12 @@ def run_training(
     progress: bool | None = None,
     console: Console | None = None,
     on_epoch_end: EpochHook | None = None,
+    backbone_loader: BackboneLoader | None = None,
 ) -> dict[str, Any]:
     """Train every fold of ``config.protocol`` (or ``config.run_folds``), write the outputs,
-    return the metrics. Raises :class:`TrainError` / :class:`store_schema.errors.StoreError`."""
+    return the metrics. Raises :class:`TrainError` / :class:`store_schema.errors.StoreError`.
+    ``backbone_loader``: where ``finetune_backbone`` gets its starting Swin
+    (:mod:`train.backbone_loop`)."""
     out = Path(out)
     console = console or Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
@@ -246,14 +274,19 @@ def run_training(
     data = StoreData.open(config.store, labels=config.labels, boundaries=config.deap3,
                           subjects=config.subjects if config.subjects is not None
                           else manifest_subjects(config.splits), needs_tokens=needs_tokens,
-                          keep_faceless=config.keep_faceless)
+                          keep_faceless=config.keep_faceless,
+                          face_from="crops" if config.finetune_backbone else "tokens")
     for line in data.skipped:
         console.print(f"[yellow]skipped[/] {line}", highlight=False)
     for f in data.faceless:
         if not f["whole_subject"]:
             console.print(f"[yellow]dropped[/] s{f['subject']:02d}: {f['segments']} segments without "
                           f"a face video (trials {f['trials']}, 0-based)", highlight=False)
-    if needs_tokens and data.random_weights:
+    device = resolve_device(config.device)
+    loop = (BackboneLoop(config, backbone_loader, device=device, token_weights=data.weights_provenance,
+                         token_fingerprint=data.weights_fingerprint, where=data.store.url)
+            if config.finetune_backbone else None)
+    if needs_tokens and data.random_weights and loop is None:
         console.print(f"[yellow]note[/]: tokens come from random Swin weights "
                       f"({data.weights_fingerprint}); face results say nothing about real faces",
                       highlight=False)
@@ -265,14 +298,13 @@ def run_training(
             raise TrainError(f"run_folds {unknown} do not exist: {config.protocol} has folds "
                              f"0..{len(all_splits) - 1}")
         splits = [s for s in all_splits if s.fold in set(config.run_folds)]
-    device = resolve_device(config.device)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
     write_manifest(out / "splits.json", make_manifest(
         data, all_splits, protocol=config.protocol, seed=config.seed, k=config.folds,
         validation_fraction=config.validation_fraction))
-    stream = config.in_memory == "never" or (config.in_memory == "auto" and needs_tokens
-                                             and not data.fits_in_memory(config.memory_fraction))
+    stream = loop is not None or config.in_memory == "never" or (
+        config.in_memory == "auto" and needs_tokens and not data.fits_in_memory(config.memory_fraction))
     load_started = time.perf_counter()
     if stream:
         data.load_eeg()
@@ -285,7 +317,7 @@ def run_training(
         f"model {config.model.kind}, device {device}, data "
         f"{'streamed from the store' if stream else f'in memory (read in {load_seconds:.1f} s)'}",
         highlight=False)
-    trainer = Trainer(config, data, device, stream)
+    trainer = Trainer(config, data, device, stream, loop)
     show = console.is_terminal if progress is None else progress
     outcomes: list[FoldOutcome] = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -307,9 +339,11 @@ def run_training(
             if done is not None:
                 outcomes.append(done)
     outcomes.sort(key=lambda o: o.split.fold)
-    metrics = _write_outputs(out, config, data, outcomes, n_params=count_parameters(
-        build_model(config.model, num_classes=len(data.class_names))),
-        seconds=time.perf_counter() - started, stream=stream, load_seconds=load_seconds)
+    n_params = count_parameters(build_model(config.model, num_classes=len(data.class_names)))
+    metrics = _write_outputs(out, config, data, outcomes, n_params=n_params + (
+        loop.trainable_parameters() if loop else 0), seconds=time.perf_counter() - started,
+        stream=stream, load_seconds=load_seconds, extra=None if loop is None else loop.metrics(
+            out, [o.split.fold for o in outcomes], data.weights_provenance))
     console.print(f"accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}, chance "
                   f"{metrics['chance']:.3f}{' (LEAKY segment split)' if metrics['leaky'] else ''}; "
                   f"wrote {out}/metrics.json", highlight=False)
@@ -369,9 +403,10 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
                         total=len(fit) * (config.epochs - start), stats="")
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
-        lr = config.lr * cosine_factor(epoch, config.epochs, config.lr_final_factor)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        factor = cosine_factor(epoch, config.epochs, config.lr_final_factor)
+        lr = config.lr * factor
+        for group in optimizer.param_groups:  # a group may have its own peak (the backbone's)
+            group["lr"] = group.get("base_lr", config.lr) * factor
         bar.update(task, description=f"{split.name} ({split.fold + 1}/{n_folds}) "
                                      f"epoch {epoch + 1}/{config.epochs}")
 
@@ -411,6 +446,9 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
     validation = {"n_segments": int(len(val)), "n_trials": int(len(np.unique(
         data.subject[val] * 1_000_003 + data.trial[val]))) if len(val) else 0,
                   "accuracy": chosen["val_accuracy"], "loss": chosen["val_loss"]}
+    if trainer.loop is not None:  # the selected epoch's backbone, before the fold counts as done
+        trainer.loop.export(out, fold=split.fold, model=model, selected_epoch=selected,  # type: ignore[arg-type]
+                            validation=validation)
     _write_json(record_path, {
         "fold": split.fold, "name": split.name, "done": True, "epochs": config.epochs,
         "seconds": seconds, "history": history, "selected_epoch": selected,
@@ -445,7 +483,8 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def _write_outputs(out: Path, config: TrainConfig, data: StoreData, outcomes: list[FoldOutcome], *,
-                   n_params: int, seconds: float, stream: bool, load_seconds: float) -> dict[str, Any]:
+                   n_params: int, seconds: float, stream: bool, load_seconds: float,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     test = np.concatenate([o.split.test for o in outcomes])
     y_pred = np.concatenate([o.y_pred for o in outcomes])
     y_true = data.labels[test]
@@ -500,6 +539,8 @@ def _write_outputs(out: Path, config: TrainConfig, data: StoreData, outcomes: li
         "load_seconds": round(load_seconds, 2),
         "seconds": round(seconds, 1),
         "store": config.store,
+        "backbone": {"trained": "frozen: cached tokens from the store"},
+        **(extra or {}),
     })
     _write_json(out / "metrics.json", metrics)
     what = f"{config.model.kind}, {config.labels.value}, {config.protocol} protocol"

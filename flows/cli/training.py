@@ -52,8 +52,30 @@ def train(
     progress: Annotated[Optional[bool], typer.Option(
         help="Show a progress bar (default: when the terminal is interactive).")] = None,
     splits: Splits = None,
+    finetune_backbone: Annotated[Optional[bool], typer.Option(
+        "--finetune-backbone", help=(
+            "Train Swin-tiny in the loop with the heads (the paper's code): the face path reads "
+            "the stored 224x224 crops, not the cached tokens; each fold's tuned backbone (its "
+            "selected epoch) goes to --out/backbone/fold<F>/, a --weights folder. Slow on a CPU."))] = None,
+    weights: Annotated[Optional[str], typer.Option(help=(
+        "--finetune-backbone: starting weights (random:SEED, a path, hf-hub:ORG/NAME or ORG/NAME@REV, "
+        "imagenet, face-emotion); default: the weights the store's tokens were made from."))] = None,
+    backbone_lr: Annotated[Optional[float], typer.Option(help=(
+        "--finetune-backbone: learning rate of the backbone (default: --config's lr, the "
+        "paper's one AdamW at 1e-4)."))] = None,
+    freeze_stages: Annotated[Optional[int], typer.Option(help=(
+        "--finetune-backbone: freeze the patch embedding and the first N Swin stages (0-4; "
+        "4 = the whole backbone). Default 0 (the paper)."))] = None,
+    grad_checkpointing: Annotated[Optional[bool], typer.Option(
+        "--grad-checkpointing", help=(
+            "--finetune-backbone: recompute the backbone's activations in the backward pass "
+            "(less memory, ~30 % more compute)."))] = None,
+    micro_batch: Annotated[Optional[int], typer.Option(help=(
+        "--finetune-backbone: segments per forward/backward pass, gradients accumulated over "
+        "the batch (default: the batch on CUDA, 2 on a CPU)."))] = None,
 ) -> None:
-    """Train the Milmer heads on cached tokens and evaluate them fold by fold.
+    """Train the Milmer heads on cached tokens (or, with --finetune-backbone, with Swin-tiny
+    trained in the loop from the stored crops) and evaluate them fold by fold.
 
     Writes config.json, splits.json, metrics.json, confusion.png, curves.png and checkpoints to
     --out.
@@ -73,8 +95,14 @@ def train(
             device=device, seed=seed, subjects=subject_list, batch_size=batch_size,
             splits=str(Path(splits).resolve()) if splits else None,
             model={k: v for k, v in (("kind", model), ("eeg_tokenizer", eeg_tokenizer)) if v}
-            or None)
-        run_training(cfg, out, resume=resume, progress=progress, console=render.err_console)
+            or None, finetune_backbone=finetune_backbone, backbone_weights=weights,
+            backbone_lr=backbone_lr, freeze_stages=freeze_stages,
+            grad_checkpointing=grad_checkpointing, micro_batch=micro_batch)
+        loader = None
+        if cfg.finetune_backbone:
+            from pipeline.weights.loop import load_loop_backbone as loader
+        run_training(cfg, out, resume=resume, progress=progress, console=render.err_console,
+                     backbone_loader=loader)
     except MilmerError as err:
         raise fail(str(err)) from None
     except KeyboardInterrupt:

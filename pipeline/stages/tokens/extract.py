@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import TokensError, WeightsError
+from pipeline.stages.tokens.module import normalisation_tensors, normalise_crops
 from pipeline.stages.tokens.params import DEFAULT_BATCH_SIZE, TokensParams
 from pipeline.weights.swin import load_backbone, resolve_weights
 from store_schema.contract.layout import CROP_SIZE, FRAMES_PER_SEGMENT, N_TOKENS, TOKEN_DIM
@@ -89,9 +90,7 @@ class TokenExtractor:
                 torch.set_num_threads(threads)
         model, self.normalisation = load_backbone(self.source, model_name=self.params.model_name)
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        n = self.normalisation
-        self._mean = torch.tensor([m / n.scale for m in n.mean], device=self.device).view(1, 3, 1, 1)
-        self._inv_std = torch.tensor([n.scale / s for s in n.std], device=self.device).view(1, 3, 1, 1)
+        self._mean, self._inv_std = normalisation_tensors(self.normalisation, self.device)
 
     @property
     def random_weights(self) -> bool:
@@ -158,11 +157,7 @@ class TokenExtractor:
         """Queue one batch: copy in, normalise, forward, tokens to float16, copy out."""
         cuda = self.device.type == "cuda"
         with torch.inference_mode():
-            x = host.to(self.device, non_blocking=True)
-            # NHWC uint8 -> NCHW view: its strides already are channels_last, and .float() keeps them
-            x = x.permute(0, 3, 1, 2).float()
-            x = (x - self._mean) * self._inv_std
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = normalise_crops(host.to(self.device, non_blocking=True), self._mean, self._inv_std)
             amp = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
                    else contextlib.nullcontext())
             with amp:
