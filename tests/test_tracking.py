@@ -154,6 +154,20 @@ def test_tracking_is_off_without_a_uri_and_never_imports_mlflow(tmp_path: Path,
     assert params["model.d_model"] == "768" and params["subjects"] == "[1, 2]" and params["store"] == "s.zarr"
 
 
+def test_an_unusable_tracking_uri_fails_in_one_line_before_training(store_url: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.cli import app
+
+    for uri in ("nosuch://tracking", "http://127.0.0.1:1"):
+        result = CliRunner().invoke(app, ["train", "--store", store_url, "--out", str(tmp_path / "r"),
+                                          "--epochs", "1", "--model", "eeg", "--tracking-uri", uri])
+        assert result.exit_code == 2, result.output
+        assert f"error: {uri}: " in result.output and ("no MLflow tracking server answers there"
+                                                       in result.output or "MLflow tracking failed"
+                                                       in result.output), result.output
+        assert not (tmp_path / "r" / "config.json").exists()
+
+
 def test_a_real_mlflow_server_receives_params_histories_and_artifacts(store_url: str, tmp_path: Path) -> None:
     (tmp_path / "server").mkdir()
     with mlflow_server(tmp_path / "server") as url:

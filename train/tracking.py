@@ -69,7 +69,10 @@ class Tracking:
         try:
             yield run
         except BaseException as err:
-            run.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            try:
+                run.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            except Exception:  # noqa: BLE001 - the tracking server is gone: the error is the first one
+                pass
             raise
         run.end("FINISHED")
 
@@ -140,6 +143,24 @@ def store_lineage(store_url: str, subjects: list[int]) -> dict[str, Any]:
             "stage_fingerprints": stages, "token_weights": token_weights(tokens)}
 
 
+def _check_reachable(uri: str) -> None:
+    """Fail in seconds on a tracking server that does not answer (MLflow's client retries for
+    minutes with backoff before it gives up)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).close()
+    except urllib.error.HTTPError:
+        return  # it answers (a proxy or auth in front of it): let MLflow's client say more
+    except (OSError, ValueError) as err:
+        raise TrainError(f"{uri}: no MLflow tracking server answers there ({err}); start one "
+                         "(`mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "
+                         "sqlite:///mlflow.db`) or use --track for a local database") from None
+
+
 class MlflowRun:
     """One MLflow run fed by a training run: :meth:`log_epoch` is the trainer's ``on_epoch_end``
     hook, :meth:`finish` logs the outcome from the run folder."""
@@ -152,15 +173,24 @@ class MlflowRun:
             raise TrainError("MLflow tracking needs mlflow: pip install 'milmer-deap[track]' "
                              "(or drop --track / --tracking-uri / MLFLOW_TRACKING_URI)") from None
         self.tracking, self.config, self.out = tracking, config, out
-        self.client = MlflowClient(tracking_uri=tracking.uri)
         self.logged: set[tuple[int, int]] = set()
         self.params = flat_params(config)
-        self.experiment_id = self._experiment()
-        self.run_id, self.done = self._reuse() if resume else (None, False)
-        if self.run_id is None:
-            self.run_id = self.client.create_run(
-                self.experiment_id, run_name=run_name, tags={**self._start_tags(), **tags}).info.run_id
-            self._batch(params=self.params)
+        _check_reachable(tracking.uri)
+        try:
+            self.client = MlflowClient(tracking_uri=tracking.uri)
+            self.experiment_id = self._experiment()
+            self.run_id, self.done = self._reuse() if resume else (None, False)
+            if self.run_id is None:
+                self.run_id = self.client.create_run(
+                    self.experiment_id, run_name=run_name, tags={**self._start_tags(), **tags}).info.run_id
+                self._batch(params=self.params)
+        except TrainError:
+            raise
+        except Exception as err:  # noqa: BLE001 - MLflow's and its HTTP client's errors alike
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            raise TrainError(f"{tracking.uri}: MLflow tracking failed before training started "
+                             f"({type(err).__name__}: {first}); check --tracking-uri / "
+                             f"MLFLOW_TRACKING_URI, or drop them and --track") from None
         out.mkdir(parents=True, exist_ok=True)
         (out / RUN_RECORD).write_text(json.dumps({
             "tracking_uri": tracking.uri, "experiment": tracking.experiment,
