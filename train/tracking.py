@@ -35,11 +35,11 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from train.config import TrainConfig, TrainError
 
@@ -229,8 +229,10 @@ class MlflowRun:
         self.logged = {(int(k.split("/")[0][4:]), m.step)
                        for k in run.data.metrics if k.startswith("fold") and k.endswith("/train_loss")
                        for m in self.client.get_metric_history(run.info.run_id, k)}
-        self.client.update_run(run.info.run_id, status="RUNNING")
-        return run.info.run_id, run.info.status == "FINISHED" and (self.out / "metrics.json").is_file()
+        done = run.info.status == "FINISHED" and (self.out / "metrics.json").is_file()
+        if not done:
+            self.client.update_run(run.info.run_id, status="RUNNING")
+        return run.info.run_id, done
 
     def _start_tags(self) -> dict[str, str]:
         c = self.config
@@ -241,7 +243,7 @@ class MlflowRun:
 
     # -- logging -----------------------------------------------------------------------------
 
-    def _batch(self, *, metrics: list[tuple[str, float, int]] = (),  # type: ignore[assignment]
+    def _batch(self, *, metrics: Sequence[tuple[str, float, int]] = (),
                params: dict[str, str] | None = None, tags: dict[str, str] | None = None) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
@@ -306,7 +308,8 @@ class MlflowRun:
         return metrics
 
     def end(self, status: str) -> None:
-        self.client.set_terminated(self.run_id, status=status)
+        if not (self.done and status == "FINISHED"):
+            self.client.set_terminated(self.run_id, status=status)
 
 
 def train_tracked(config: TrainConfig, out: Path | str, tracking: Tracking | None, *,
