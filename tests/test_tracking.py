@@ -78,9 +78,7 @@ def assert_logged_run(client: MlflowClient, run_id: str, out: Path, *, epochs: i
     assert run.data.tags["milmer.protocol"] == metrics["protocol"]
     assert run.data.tags["milmer.leaky"] == str(metrics["leaky"]).lower()
     names = {a.path for a in client.list_artifacts(run_id)}
-    assert {"metrics.json", "config.json", "confusion.png", "curves.png", "lineage.json"} <= names
-    if (out / "splits.json").is_file():
-        assert "splits.json" in names
+    assert {"metrics.json", "config.json", "splits.json", "confusion.png", "curves.png", "lineage.json"} <= names
     lineage = json.loads(Path(client.download_artifacts(run_id, "lineage.json")).read_text())
     assert run.data.tags["milmer.lineage"] == lineage["digest"]
     assert lineage == store_lineage(config["store"], metrics["subjects"]) | {
