@@ -214,3 +214,24 @@ def s3_endpoint(*buckets: str) -> Iterator[S3Endpoint]:
         yield endpoint
     finally:
         endpoint.stop()
+
+
+# -- an MLflow tracking server ----------------------------------------------------------------
+
+
+@contextmanager
+def mlflow_server(home: Path) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1: runs in SQLite (``home/mlflow.db``), artifacts proxied by the
+    server into ``home/artifacts``; yields its tracking URI. MLflow's job runner (GenAI jobs, a
+    process tree of its own) is switched off: tracking does not use it."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with background([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                     "--workers", "1", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+                     "--artifacts-destination", str(home / "artifacts")],
+                    env=env, log=home / "server.log") as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: urllib.request.urlopen(f"{url}/health", timeout=2).status == 200,
+                   timeout=120, what="mlflow server", proc=proc)
+        yield url

@@ -57,9 +57,10 @@ def test_every_command_has_help(command: tuple[str, ...]) -> None:
         assert name in result.output, f"milmer {' '.join(command)} --help does not list {name}"
 
 
-DIFFERENT_ON_PURPOSE = {"store", "out", "config", "progress"}
+DIFFERENT_ON_PURPOSE = {"store", "out", "config", "progress", "experiment"}
 """Options of both `train` and `ablate` that mean different things there (one store or several;
-a run or a study folder; a run's or every row's config; one progress bar or one per row)."""
+a run or a study folder; a run's or every row's config; one progress bar or one per row; the
+MLflow experiment of one run or the study's own, named after its folder)."""
 
 
 def test_train_and_ablate_describe_the_options_they_share_alike() -> None:

@@ -250,7 +250,7 @@ def test_milmer_serve_accepts_compose_arguments(compose: dict, small_deap_master
     from flows.cli import app
 
     served = []
-    monkeypatch.setattr(flows.serve, "serve", served.append)
+    monkeypatch.setattr(flows.serve, "serve", lambda config, **options: served.append(config))
     args = list(compose["services"]["serve"]["command"][1:])
     args[args.index("--deap") + 1] = str(small_deap_master)  # /data/deap does not exist here
     result = CliRunner().invoke(app, args)

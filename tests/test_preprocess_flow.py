@@ -17,6 +17,7 @@ from flows.preprocess import RunSummary, run_flow
 from pipeline.readers import deap_format as fmt
 from store_schema.engine.store import FeatureStore
 from store_schema.engine.verify import verify_store
+from tests.conftest import NARROW_HEADS
 from tests.servers import BIN, background, dask_cluster, prefect_server, wait_until
 
 EEG_STAGES = ("ingest", "eeg", "segment")
@@ -116,14 +117,31 @@ def test_served_deployment_runs_from_the_prefect_cli(
         def deployment_listed() -> bool:
             out = subprocess.run([str(BIN / "prefect"), "deployment", "ls"], env=env,
                                  capture_output=True, text=True, timeout=60).stdout
-            return "preprocess-deap/default" in out
+            return "preprocess-deap/default" in out and "train-heads/default" in out
         wait_until(deployment_listed, timeout=90, what="served deployment", proc=serving)
         run = subprocess.run(
             [str(BIN / "prefect"), "deployment", "run", "preprocess-deap/default", "--watch",
              "--watch-timeout", "240"], env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout + run.stderr + (tmp_path / "serve.log").read_text()[-3000:]
-    assert verify_store(FeatureStore.open(str(store), mode="r")) == []
-    assert_same_store(local_store, str(store))
+        assert run.returncode == 0, run.stdout + run.stderr + (tmp_path / "serve.log").read_text()[-3000:]
+        assert verify_store(FeatureStore.open(str(store), mode="r")) == []
+        assert_same_store(local_store, str(store))
+
+        # train-heads, served beside it, trains from the store that deployment built
+        trained = tmp_path / "trained"
+        params = {"config": {"store": str(store), "epochs": 1, "folds": 2, "device": "cpu",
+                             "model": {**NARROW_HEADS, "kind": "eeg"}}, "out": str(trained)}
+        train = subprocess.run(
+            [str(BIN / "prefect"), "deployment", "run", "train-heads/default", "--params",
+             json.dumps(params), "--watch", "--watch-timeout", "240"],
+            env=env, capture_output=True, text=True, timeout=300)
+        assert train.returncode == 0, train.stdout + train.stderr + (tmp_path / "serve.log").read_text()[-3000:]
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["model"] == "eeg" and metrics["store"] == str(store) and len(metrics["folds"]) == 2
+    markdown, table = published_artifacts(url, ["train-heads-metrics", "train-heads-folds"])
+    assert f"accuracy {metrics['accuracy']:.3f}" in markdown and "protocol: trial" in markdown
+    assert (trained / "curves.png").as_uri() in markdown
+    assert [row["test_accuracy"] for row in json.loads(table)] == [
+        pytest.approx(f["accuracy"], abs=1e-4) for f in metrics["folds"]]
 
     # Invalid parameters are refused before any run starts, naming the field.
     bad = subprocess.run(
@@ -132,6 +150,18 @@ def test_served_deployment_runs_from_the_prefect_cli(
                                 "eeg": {"l_freq": "low"}}})],
         env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "l_freq" in bad.stdout + bad.stderr
+
+
+def published_artifacts(api_url: str, keys: list[str]) -> list[str]:
+    """The latest data of the Prefect artifacts ``keys`` on the server at ``api_url``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        found = {a.key: a.data for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))}
+    return [found[key] for key in keys]
 
 
 def test_tokens_stage_records_random_weights_and_recomputes_only_on_new_weights(

@@ -740,8 +740,16 @@ def test_cli_train_has_help() -> None:
     assert result.exit_code == 0 and "--protocol" in result.output and "--resume" in result.output
 
 
-def test_cli_train_writes_a_run_and_reports_store_errors(store_url: str, tmp_path: Path) -> None:
+def test_cli_train_writes_a_run_and_reports_store_errors(store_url: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
     from flows.cli import app
+
+    # Without a tracking URI and without --track, mlflow is never imported (None in sys.modules
+    # makes any `import mlflow` raise).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setitem(sys.modules, "mlflow", None)
 
     config = tmp_path / "small.json"
     config.write_text(json.dumps({"model": NARROW_HEADS, "lr": 1e-3, "run_folds": [0]}))

@@ -19,11 +19,15 @@ Every row also stands beside the study's reference row (:data:`REFERENCE`: the M
 paper's tokenizer) fold by fold: rows share their folds, so the per-fold difference of
 accuracies removes what makes a fold hard for every model, and its mean ± std and the number of
 folds a row wins say more about two rows than the two stds over folds side by side.
+
+With ``tracking`` (:mod:`train.tracking`) the study is one MLflow experiment and every row one run
+in it, tagged ``milmer.study`` and ``milmer.preset``; rows read back are logged from their folders.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,7 @@ from sklearn.metrics import f1_score
 
 from train.ablations import ABLATIONS
 from train.config import TrainConfig, TrainError, deep_update, load_config_source
+from train.tracking import Tracking
 from train.trainer import run_training
 
 
@@ -136,7 +141,8 @@ def study_fields(config: str | None = None, **flags: Any) -> dict[str, Any]:
 
 
 def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: list[str] | None = None,
-              console: Console | None = None, progress: bool = False) -> list[dict[str, Any]]:
+              console: Console | None = None, progress: bool = False,
+              tracking: Tracking | None = None) -> list[dict[str, Any]]:
     """Run (or resume) study ``name`` with ``fields`` (TrainConfig fields shared by every row:
     store, protocol, epochs, folds...); write ``study.md``, ``study.png`` and ``study.json``.
 
@@ -160,12 +166,19 @@ def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: lis
             run = out / "rows" / (row.preset if len(stores) == 1 else f"{k}-{row.preset}")
             metrics_path = run / "metrics.json"
             done = metrics_path.is_file() and _same_run(run, config)
-            if not done:
-                console.print(f"study {name}: {row.preset} ({row.label})"
-                              + (f", store {k}/{len(stores)} {store}" if len(stores) > 1 else ""),
-                              highlight=False)
-                run_training(config, run, resume=(run / "config.json").is_file(), progress=progress,
-                             console=console)
+            tracked = (nullcontext() if tracking is None else tracking.run(
+                config, run, run_name=run.name, tags={"milmer.study": name, "milmer.preset": row.preset,
+                                                      "milmer.row": row.label}))
+            with tracked as mlflow_run:
+                if not done:
+                    console.print(f"study {name}: {row.preset} ({row.label})"
+                                  + (f", store {k}/{len(stores)} {store}" if len(stores) > 1 else ""),
+                                  highlight=False)
+                    run_training(config, run, resume=(run / "config.json").is_file(), progress=progress,
+                                 console=console,
+                                 on_epoch_end=None if mlflow_run is None else mlflow_run.log_epoch)
+                if mlflow_run is not None:
+                    mlflow_run.finish()
             metrics = json.loads(metrics_path.read_text())
             rows.append({"preset": row.preset, "label": row.label, "paper": row.paper,
                          "store": store, "tokens": token_set_label(metrics), "ft": face_tuned(metrics),

@@ -33,6 +33,12 @@ TrainSubjects = Annotated[Optional[str], typer.Option(help="Subjects to use, e.g
 Splits = Annotated[Optional[str], typer.Option(
     help="Split manifest (splits.json of an earlier run) to reuse exactly; its protocol and k are "
          "the run's unless --protocol/--folds say otherwise (then they must agree).")]
+TrackingUri = Annotated[Optional[str], typer.Option(
+    help="Log to MLflow at this tracking URI (sqlite:///PATH.db, http://HOST:PORT); default "
+         "$MLFLOW_TRACKING_URI. mlflow is imported only when tracking is on.")]
+Track = Annotated[Optional[bool], typer.Option(
+    help="--track: log to MLflow, by default to sqlite:///<parent of --out>/mlflow.db when no URI "
+         "is set; --no-track: never, even with MLFLOW_TRACKING_URI set.")]
 
 # ---- preprocess and serve ------------------------------------------------------------------------
 

@@ -181,11 +181,16 @@ def serve(
         Optional[str], typer.Option(help="Default Dask worker resource for tokens, e.g. GPU.")
     ] = None,
     stages: Annotated[Optional[str], typer.Option(help="Default stages, comma-separated.")] = None,
+    runs: Annotated[Optional[Path], typer.Option(
+        help="Folder of train-heads runs that name no \"out\" (default: ./runs).")] = None,
 ) -> None:
-    """Serve the deployment `preprocess-deap/default` to the Prefect server at PREFECT_API_URL.
+    """Serve the deployments `preprocess-deap/default` and `train-heads/default` to the Prefect
+    server at PREFECT_API_URL.
 
     Then `prefect deployment run preprocess-deap/default` runs it, with these defaults or with
-    `--params '{"config": {"deap": "...", "store": "..."}}'`. Restart after upgrading the code.
+    `--params '{"config": {"deap": "...", "store": "..."}}'`, and `prefect deployment run
+    train-heads/default --params '{"config": {"store": "...", "epochs": 20}}'` trains on a store
+    (--store by default). Restart after upgrading the code.
     """
     from flows.serve import serve as serve_deployment
 
@@ -196,7 +201,7 @@ def serve(
         config = config_from_flags(
             None, deap=str(deap), store=store, runner=runner, dask_address=dask_address,
             dask_gpu_resource=dask_gpu_resource, weights=weights, stages=parse_stages(stages))
-    serve_deployment(config)
+    serve_deployment(config, runs_dir=runs)
 
 
 @app.command()

@@ -19,6 +19,8 @@ from flows.cli.options import (
     Seed,
     Splits,
     TrainDevice,
+    Track,
+    TrackingUri,
     TrainSubjects,
     parse_ints,
 )
@@ -73,6 +75,9 @@ def train(
     micro_batch: Annotated[Optional[int], typer.Option(help=(
         "--finetune-backbone: segments per forward/backward pass, gradients accumulated over "
         "the batch (default: the batch on CUDA, 2 on a CPU)."))] = None,
+    tracking_uri: TrackingUri = None,
+    track: Track = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment of the run.")] = "milmer-train",
 ) -> None:
     """Train the Milmer heads on cached tokens (or, with --finetune-backbone, with Swin-tiny
     trained in the loop from the stored crops) and evaluate them fold by fold.
@@ -82,7 +87,7 @@ def train(
     """
     from store_schema.errors import MilmerError
     from train.config import resolve_config
-    from train.trainer import run_training
+    from train.tracking import tracking_for, train_tracked
 
     source = config
     if resume and source is None and (out / "config.json").is_file():
@@ -101,8 +106,9 @@ def train(
         loader = None
         if cfg.finetune_backbone:
             from pipeline.weights.loop import load_loop_backbone as loader
-        run_training(cfg, out, resume=resume, progress=progress, console=render.err_console,
-                     backbone_loader=loader)
+        tracking = tracking_for(out, uri=tracking_uri, track=track, experiment=experiment)
+        train_tracked(cfg, out, tracking, resume=resume, progress=progress, console=render.err_console,
+                      backbone_loader=loader)
     except MilmerError as err:
         raise fail(str(err)) from None
     except KeyboardInterrupt:
@@ -128,12 +134,18 @@ def ablate(
     subjects: TrainSubjects = None,
     progress: Annotated[Optional[bool], typer.Option(help="Show progress bars.")] = None,
     splits: Splits = None,
+    tracking_uri: TrackingUri = None,
+    track: Track = None,
+    experiment: Annotated[Optional[str], typer.Option(
+        help="MLflow experiment of the study (default: 'ablate STUDY: <absolute --out>'); one run "
+             "per row.")] = None,
 ) -> None:
     """Run a named ablation study on one store under one protocol (resumable: finished rows are
     read back) and write study.md + study.png: each row's accuracy and macro F1, mean ± std over
     folds, with its protocol (leaky rows marked). Each row's folder holds its splits.json."""
     from store_schema.errors import MilmerError
     from train.study import run_study, study_fields
+    from train.tracking import tracking_for
 
     try:
         protocol, folds = manifest_defaults(splits, protocol, folds)
@@ -141,8 +153,10 @@ def ablate(
                               folds=folds, device=device, seed=seed,
                               splits=str(Path(splits).resolve()) if splits else None,
                               subjects=parse_ints(subjects, "subjects"))
+        tracking = tracking_for(out, uri=tracking_uri, track=track,
+                                experiment=experiment or f"ablate {study}: {out.resolve()}")
         rows = run_study(study, out, fields=fields, stores=store, console=render.err_console,
-                         progress=bool(progress))
+                         progress=bool(progress), tracking=tracking)
     except MilmerError as err:
         raise fail(str(err)) from None
     render.print_study_rows(rows, several_stores=len(store) > 1)
