@@ -136,7 +136,7 @@ def study_fields(config: str | None = None, **flags: Any) -> dict[str, Any]:
 
 
 def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: list[str] | None = None,
-              console: Console | None = None, progress: bool = False) -> list[dict[str, Any]]:
+              console: Console | None = None, progress: bool | None = None) -> list[dict[str, Any]]:
     """Run (or resume) study ``name`` with ``fields`` (TrainConfig fields shared by every row:
     store, protocol, epochs, folds...); write ``study.md``, ``study.png`` and ``study.json``.
 

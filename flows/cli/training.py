@@ -19,6 +19,7 @@ from flows.cli.options import (
     Seed,
     TrainDevice,
     TrainSubjects,
+    ProgressFlag,
     parse_ints,
 )
 
@@ -48,8 +49,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 14).")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its checkpoints (settings from its config.json).")] = False,
-    progress: Annotated[Optional[bool], typer.Option(
-        help="Show a progress bar (default: when the terminal is interactive).")] = None,
+    progress: ProgressFlag = None,
 ) -> None:
     """Train the Milmer heads on cached tokens and evaluate them fold by fold.
 
@@ -93,7 +93,7 @@ def ablate(
     device: TrainDevice = None,
     seed: Seed = None,
     subjects: TrainSubjects = None,
-    progress: Annotated[Optional[bool], typer.Option(help="Show progress bars.")] = None,
+    progress: ProgressFlag = None,
 ) -> None:
     """Run a named ablation study on one store under one protocol (resumable: finished rows are
     read back) and write study.md + study.png: each row's accuracy and macro F1, mean ± std over
@@ -106,7 +106,7 @@ def ablate(
                               folds=folds, device=device, seed=seed,
                               subjects=parse_ints(subjects, "subjects"))
         rows = run_study(study, out, fields=fields, stores=store, console=render.err_console,
-                         progress=bool(progress))
+                         progress=progress)
     except MilmerError as err:
         raise fail(str(err)) from None
     render.print_study_rows(rows, several_stores=len(store) > 1)
