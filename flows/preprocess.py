@@ -63,7 +63,7 @@ def run_subject_stage(
                unit: str | None = None) -> None:
         if line:
             _log_line(f"{name}: {line}")
-        reporter.update(name, note=line or None, done=done, total=total, unit=unit)
+        reporter.update(name, note=line, done=done, total=total, unit=unit)  # "": no note now
 
     context = StageContext(subject=subject, deap=config.deap, content_hash=config.content_hash,
                            progress=report)

@@ -102,7 +102,7 @@ class LineReporter(Reporter):
                unit: str | None = None) -> None:
         if unit:
             self._units[name] = unit
-        if not self._notes or (note is None and done is None):
+        if not self._notes or (not note and done is None):
             return
         count = "" if done is None else f"{done}{'' if total is None else f' of {total}'}"
         unit = self._units.get(name, "")
@@ -135,13 +135,12 @@ class BarReporter(Reporter):
 
     It draws on its own duplicate of the stream's file descriptor, so a library that silences
     the process's stderr for a moment (the face detector's native logging) does not swallow a
-    frame of the display.
+    frame of the display. Nothing is drawn before the first task.
     """
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         stream = stream or sys.stderr
         self._own: IO[str] | None = None
@@ -152,23 +151,35 @@ class BarReporter(Reporter):
             pass
         self._console = Console(file=self._own or stream, force_terminal=True, soft_wrap=True)
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.fields[count]}"),  # "20/40 frames"; nothing while unknown
+            TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
             console=self._console, transient=True, redirect_stdout=False, redirect_stderr=False)
         self._tasks: dict[str, Any] = {}
+        self._units: dict[Any, str] = {}
         self._overall: Any = None
         self._lock = threading.Lock()
         self._closed = False
-        self._progress.start()
+        self._started = False
+
+    def _add(self, description: str, total: int | None, unit: str) -> Any:
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        task = self._progress.add_task(description, total=total, note="",
+                                       count=_count(0, total, unit))
+        self._units[task] = unit
+        return task
 
     def begin(self, description: str, total: int | None = None) -> None:
         with self._lock:
             if self._closed:
                 return
             if self._overall is None:
-                self._overall = self._progress.add_task(description, total=total, unit="", note="")
+                self._overall = self._add(description, total, "")
             else:
                 self._progress.update(self._overall, description=description, total=total)
+                self._recount(self._overall)
 
     def start(self, name: str, *, total: int | None = None, unit: str = "") -> None:
         with self._lock:
@@ -178,8 +189,13 @@ class BarReporter(Reporter):
         if self._closed:
             return None
         if name not in self._tasks:
-            self._tasks[name] = self._progress.add_task(name, total=total, unit=unit, note="")
+            self._tasks[name] = self._add(name, total, unit)
         return self._tasks[name]
+
+    def _recount(self, task: Any) -> None:
+        shown = next(t for t in self._progress.tasks if t.id == task)
+        self._progress.update(task, count=_count(int(shown.completed), shown.total,
+                                                 self._units.get(task, "")))
 
     def update(self, name: str, *, note: str | None = None, done: int | None = None,
                total: int | None = None, advance: int | None = None,
@@ -188,7 +204,9 @@ class BarReporter(Reporter):
             task = self._task_id(name)
             if task is None:
                 return
-            fields: dict[str, Any] = {} if unit is None else {"unit": unit}
+            if unit is not None:
+                self._units[task] = unit
+            fields: dict[str, Any] = {}
             if note is not None:
                 fields["note"] = note
             if total is not None:
@@ -198,6 +216,7 @@ class BarReporter(Reporter):
             if advance is not None:
                 fields["advance"] = advance
             self._progress.update(task, **fields)
+            self._recount(task)
 
     def finish(self, name: str, line: str | None = None, *, problem: bool = False) -> None:
         with self._lock:
@@ -208,6 +227,7 @@ class BarReporter(Reporter):
                 self._progress.remove_task(task)
             if self._overall is not None:
                 self._progress.advance(self._overall)
+                self._recount(self._overall)
             if line:
                 self._print(line, problem)
 
@@ -219,19 +239,25 @@ class BarReporter(Reporter):
     def _print(self, line: str, problem: bool) -> None:
         from rich.text import Text
 
-        self._progress.console.print(Text(line, style="yellow" if problem else ""), highlight=False)
+        self._console.print(Text(line, style="yellow" if problem else ""), highlight=False)
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._progress.stop()
+            if self._started:
+                self._progress.stop()
             if self._own is not None:
                 try:
                     self._own.close()
                 except OSError:
                     pass
+
+
+def _count(done: int, total: float | None, unit: str) -> str:
+    """``20/40 frames``; empty while the total is unknown (a bar that only pulses)."""
+    return "" if total is None else f"{done}/{int(total)} {unit}".rstrip()
 
 
 def is_terminal(stream: IO[str] | None = None) -> bool:

@@ -325,6 +325,8 @@ def faces_for_subject(
     counts = {"frames": 0, "detected": 0, "borrowed": 0, "center_fallback": 0}
     trial_ids = [int(t) for t in dict.fromkeys(trial_index.tolist())]
 
+    if progress is not None:
+        progress(done=0, total=frames_total, unit="frames")
     with BlazeFace(model_path, min_confidence=params.min_confidence) as detector:
         for done, trial in enumerate(trial_ids, start=1):
             rows = np.flatnonzero(trial_index == trial)

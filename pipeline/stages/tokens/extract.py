@@ -298,7 +298,12 @@ def subject_tokens(
     """The tokens stage: load the backbone for ``weights`` (whose fingerprint ``params`` holds)
     and run every crop of the subject through it; ``progress`` is told the frames done
     (:class:`store_schema.contract.table.StageProgress`)."""
+    total = int(crops.shape[0]) * FRAMES_PER_SEGMENT
+    if progress is not None:
+        progress("loading the backbone", done=0, total=total, unit="frames")
     extractor = TokenExtractor(weights=weights, params=params)
+    if progress is not None:
+        progress(done=0, total=total, unit="frames")
     return tokens_for_subject(
         crops=crops, extractor=extractor,
         progress=(lambda done, total: progress(done=done, total=total, unit="frames"))
