@@ -16,6 +16,7 @@ from pipeline.stages.faces.params import FacesParams
 from pipeline.stages.ingest.recording import check_deap_folder
 from store_schema.errors import StoreError
 from store_schema.contract.layout import CROP_SIZE, FRAMES_PER_SEGMENT, Stage
+from store_schema.engine.credentials import credential_problem, redacted, url_problem
 from store_schema.engine.store import FeatureStore
 
 IMPLEMENTED_STAGES: tuple[Stage, ...] = tuple(STAGE_TABLE)
@@ -37,7 +38,7 @@ class PreprocessConfig(StageSettings):  # type: ignore[misc, valid-type]
     """Everything ``milmer preprocess`` (and the ``preprocess-deap`` flow) needs: the run's
     inputs and runner settings, and each stage's settings (the fields named for the stages)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # never echo a secret
 
     deap: Path = Field(description="DEAP folder (real or synthetic), or one of its sub-folders")
     store: str = Field(description="feature store: a local folder or an fsspec URL")
@@ -49,7 +50,10 @@ class PreprocessConfig(StageSettings):  # type: ignore[misc, valid-type]
         "index.html into this folder; the flow links it as a Prefect artifact")
     content_hash: bool = Field(False, description="fingerprint input files by content, not size+mtime")
     force: bool = Field(False, description="recompute even when fingerprints match")
-    storage_options: dict[str, Any] | None = Field(None, description="fsspec options for the store URL")
+    storage_options: dict[str, Any] | None = Field(
+        None, description="fsspec options for the store URL (endpoint, region, profile, ...); "
+        "never credentials: they are refused here, fsspec and s3fs read them from the "
+        "environment (AWS_ACCESS_KEY_ID, ...) and credential files (~/.aws/credentials)")
     durable: bool | None = Field(
         None, description="fsync every file of a subject-stage before its commit record (local and "
         "NFS stores; default on unless MILMER_FSYNC=0); off for storage where it does not apply")
@@ -62,6 +66,12 @@ class PreprocessConfig(StageSettings):  # type: ignore[misc, valid-type]
     dask_gpu_resource: str | None = Field(
         None, description="Dask worker resource the tokens stage asks for, e.g. 'GPU': only workers "
         "started with `--resources GPU=1` run it (without such a worker, tokens wait)")
+
+    def loggable(self) -> dict[str, Any]:
+        """The config as JSON for a log, a tracker's params or a data card: credentials are
+        refused by validation, and anything credential-looking is redacted all the same
+        (:func:`store_schema.engine.credentials.redacted`)."""
+        return redacted(self.model_dump(mode="json"))
 
     def open_store(self) -> FeatureStore:
         """The run's store, created when absent, with this run's durability."""
@@ -89,6 +99,24 @@ class PreprocessConfig(StageSettings):  # type: ignore[misc, valid-type]
                     tokens[field] = value
         data["tokens"] = tokens
         return data
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Secrets never become parameters: the one check of the CLI's flags, a --config file
+        and the deployment's parameters (see :mod:`store_schema.engine.credentials`)."""
+        problem = credential_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _store_url_without_password(cls, value: str) -> str:
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("dask_address")
     @classmethod

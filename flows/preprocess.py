@@ -15,14 +15,14 @@ tests of stage semantics use it, and so can a notebook. Both walk the one run gr
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.client.orchestration import get_client
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
@@ -31,6 +31,7 @@ from flows.summary import RunSummary
 from pipeline.stages.ingest.recording import requested_subjects
 from pipeline.stages import STAGE_TABLE
 from store_schema.contract.layout import Stage
+from store_schema.run import progress
 from store_schema.run.graph import SubjectStage, run_graph, walk
 from store_schema.run.runner import StageOutcome, run_row
 from store_schema.contract.table import StageContext
@@ -47,23 +48,45 @@ class TransientStageError(RuntimeError):
 def run_subject_stage(
     config: PreprocessConfig, subject: int, stage: Stage, upstream: StageOutcome | None = None,
 ) -> StageOutcome:
-    """One subject-stage, given its upstream's outcome in this run (None for the first stage)."""
+    """One subject-stage, given its upstream's outcome in this run (None for the first stage).
+
+    Its notes and counts go to this process's reporter (a bar on a terminal) and, at debug
+    level, to the run's log; its final line is the caller's (:func:`report_outcome`)."""
     if upstream is not None and upstream.status == "failed":
         return StageOutcome.not_run(subject, stage, upstream.stage)
     store = config.open_store()
+    name = f"s{subject:02d} {Stage(stage).value}"
+    reporter = progress.current()
+    reporter.start(name)
+
+    def report(line: str = "", /, *, done: int | None = None, total: int | None = None,
+               unit: str | None = None) -> None:
+        if line:
+            _log_line(f"{name}: {line}")
+        reporter.update(name, note=line, done=done, total=total, unit=unit)  # "": no note now
+
     context = StageContext(subject=subject, deap=config.deap, content_hash=config.content_hash,
-                           log=_log_line)
+                           progress=report)
     return run_row(store, STAGE_TABLE[stage], params=config.stage_params(stage), context=context,
                    force=config.force)
 
 
+def report_outcome(outcome: StageOutcome) -> None:
+    """A subject-stage's end, to this process's reporter: its line, then each warning."""
+    reporter = progress.current()
+    reporter.finish(outcome.name, outcome.line(), problem=outcome.status == "failed")
+    for warning in outcome.warnings:
+        reporter.say(f"{outcome.name}: {warning}", problem=True)
+
+
 def _log_line(line: str) -> None:
-    """A stage's progress: into the Prefect run's log inside a task, else a plain logger."""
+    """A stage's note: the Prefect run's log inside a task (debug: a worker's console stays one
+    line per subject-stage), else a plain logger."""
     try:
         logger = get_run_logger()
     except Exception:  # noqa: BLE001 - outside a flow run (tests, notebooks)
         logger = logging.getLogger(__name__)
-    logger.info("%s", line)
+    logger.debug("%s", line)
 
 
 @task(name="subject-stage", retries=2, retry_delay_seconds=2, persist_result=False)
@@ -71,13 +94,13 @@ def subject_stage_task(
     config: PreprocessConfig, subject: int, stage: Stage, upstream: StageOutcome | None = None,
 ) -> StageOutcome:
     logger = get_run_logger()
-    logger.info("s%02d %s: starting", subject, stage.value)
+    logger.info("s%02d %s: starting", subject, stage.value)  # which worker holds it, now
     outcome = run_subject_stage(config, subject, stage, upstream)
     if outcome.transient:
+        progress.current().say(f"{outcome.name}: transient failure, retried if retries are left "
+                               f"({outcome.error})", problem=True)
         raise TransientStageError(f"s{subject:02d} {stage.value}: {outcome.error}")
-    logger.info("s%02d %s: %s in %.1f s%s%s", subject, stage.value, outcome.status, outcome.seconds,
-                f" ({outcome.error})" if outcome.error else "",
-                f" ({outcome.wait_note()})" if outcome.wait_note() else "")
+    logger.info("%s", outcome.line())
     for warning in outcome.warnings:
         logger.warning("s%02d %s: %s", subject, stage.value, warning)
     return outcome
@@ -160,13 +183,22 @@ def preprocess_subjects(config: PreprocessConfig):  # noqa: ANN201 - returns a P
         futures[(node.subject, node.stage)] = future
         return future
 
+    graph = list(run_graph(subjects, config.stages, stage_major=True))
+    progress.current().begin("subject-stages", total=len(graph))
+    outcomes: dict[tuple[int, Stage], StageOutcome] = {}
     with _workers_share_this_api():
         # Stage-major order: every subject's ingest is queued before any eeg task that waits on
         # one, so waiting tasks never hold the runner's resolver threads while work sits unqueued.
-        walk(run_graph(subjects, config.stages, stage_major=True), submit)
+        walk(graph, submit)
+        key_of = {id(f): key for key, f in futures.items()}
+        for future in as_completed(list(futures.values())):  # reported as they end, wherever they ran
+            future.wait()  # its final state, not the API's view of a moment ago
+            key = key_of[id(future)]
+            outcomes[key] = _outcome_of(future, *key)
+            report_outcome(outcomes[key])
         wait(list(futures.values()))
-    ordered = sorted(futures.items(), key=lambda item: (item[0][0], config.stages.index(item[0][1])))
-    summary = RunSummary(outcomes=[_outcome_of(f, s, st) for (s, st), f in ordered])
+    summary = RunSummary(outcomes=[outcomes[key] for key in sorted(
+        outcomes, key=lambda k: (k[0], config.stages.index(k[1])))])
     create_markdown_artifact(key="preprocess-summary", markdown=summary.markdown(),
                              description="subject x stage: computed / skipped / failed")
     return final_state(summary)
@@ -219,12 +251,14 @@ def task_runner_for(config: PreprocessConfig):  # noqa: ANN201 - a Prefect task 
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
-def run_flow(config: PreprocessConfig, *, skip_when_up_to_date: bool = True) -> RunSummary:
+def run_flow(config: PreprocessConfig, *, skip_when_up_to_date: bool = True,
+             reporter: progress.Reporter | None = None) -> RunSummary:
     """Run ``preprocess-deap`` in this process (Prefect starts a temporary local API if needed).
 
     With no Prefect server configured and nothing to recompute (see :mod:`flows.plan`), it
     returns every subject-stage as skipped without starting Prefect's temporary API (~10 s);
-    a configured server always records the run.
+    a configured server always records the run. With a ``reporter`` (``milmer preprocess``:
+    bars or lines, :func:`store_schema.run.progress.choose`), the run's progress goes to it.
     """
     if skip_when_up_to_date:
         from flows.plan import summary_if_up_to_date
@@ -232,6 +266,37 @@ def run_flow(config: PreprocessConfig, *, skip_when_up_to_date: bool = True) -> 
         skipped = summary_if_up_to_date(config)
         if skipped is not None:
             return with_reports(config, skipped)
+    if reporter is None:
+        return _run_flow(config)
+    with progress.use(reporter):
+        return _run_flow(config)
+
+
+def quiet_prefect_console(level: int = logging.ERROR) -> Callable[[], None]:
+    """Prefect's console handlers print Prefect's own lines (its engine's, the temporary API's,
+    the flow's and the tasks' run loggers) only from ``level`` up, until the returned undo is
+    called: a reporter says the rest. Its API handler, and so the UI, still gets every line;
+    other loggers' warnings (a lock wait) still print."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= level or not record.name.startswith("prefect")
+
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in
+                                      list(logging.root.manager.loggerDict))]
+    handlers = {h for lg in loggers for h in getattr(lg, "handlers", [])
+                if isinstance(h, PrefectConsoleHandler)}
+    for handler in handlers:
+        handler.addFilter(keep)
+
+    def undo() -> None:
+        for handler in handlers:
+            handler.removeFilter(keep)
+
+    return undo
+
+
+def _run_flow(config: PreprocessConfig) -> RunSummary:
     state = preprocess_deap(config=config, return_state=True)
     summary = state.result(raise_on_failure=False)
     # A subflow that raised (e.g. a DEAP folder without .dat files) comes back as the parent's
@@ -253,6 +318,12 @@ def run_chain_inline(config: PreprocessConfig) -> RunSummary:
     """The same subject-stages in a plain loop, without Prefect."""
     config.open_store()
     subjects = requested_subjects(config.deap, config.subjects, source=config.ingest.source)
-    return RunSummary(outcomes=walk(
-        run_graph(subjects, config.stages),
-        lambda node, upstream: run_subject_stage(config, node.subject, node.stage, upstream)))
+    graph = list(run_graph(subjects, config.stages))
+    progress.current().begin("subject-stages", total=len(graph))
+
+    def run(node: SubjectStage, upstream: StageOutcome | None) -> StageOutcome:
+        outcome = run_subject_stage(config, node.subject, node.stage, upstream)
+        report_outcome(outcome)
+        return outcome
+
+    return RunSummary(outcomes=walk(graph, run))

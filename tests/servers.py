@@ -136,8 +136,10 @@ class S3Endpoint:
     (the object is not stored), as an overloaded or failing endpoint does.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, credentials: dict[str, str] | None = None) -> None:
         from moto.server import ThreadedMotoServer
+
+        self.credentials = dict(credentials or S3_CREDENTIALS)
 
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.url = ""
@@ -161,15 +163,15 @@ class S3Endpoint:
 
     def storage_options(self) -> dict:
         """fsspec options naming this endpoint; one attempt per request (no client retries), so
-        a refused request reaches the caller."""
-        return {"key": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                "secret": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                "client_kwargs": {"endpoint_url": self.url},
+        a refused request reaches the caller. No credentials: those are refused in a run's
+        parameters; clients read them from the environment (:meth:`env`, and
+        :func:`s3_endpoint` sets them in this process), as they would from a real one."""
+        return {"client_kwargs": {"endpoint_url": self.url},
                 "config_kwargs": {"retries": {"total_max_attempts": 1, "mode": "standard"}}}
 
     def env(self) -> dict[str, str]:
         """Environment for clients given only an ``s3://`` URL (``milmer store info``, ``train``)."""
-        return {**S3_CREDENTIALS, "AWS_ENDPOINT_URL_S3": self.url}
+        return {**self.credentials, "AWS_ENDPOINT_URL_S3": self.url}
 
     def _should_refuse(self, path: str) -> bool:
         with self._lock:
@@ -198,13 +200,16 @@ class S3Endpoint:
 
 
 @contextmanager
-def s3_endpoint(*buckets: str) -> Iterator[S3Endpoint]:
-    """An :class:`S3Endpoint` with ``buckets`` created, stopped on exit."""
+def s3_endpoint(*buckets: str, credentials: dict[str, str] | None = None) -> Iterator[S3Endpoint]:
+    """An :class:`S3Endpoint` with ``buckets`` created, stopped on exit; its credentials are in
+    this process's environment meanwhile (AWS_ACCESS_KEY_ID, ...), where s3fs finds them."""
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    endpoint = S3Endpoint()
+    endpoint = S3Endpoint(credentials)
     endpoint.start()
+    saved = {name: os.environ.get(name) for name in endpoint.credentials}
+    os.environ.update(endpoint.credentials)
     try:
         import s3fs
 
@@ -214,6 +219,11 @@ def s3_endpoint(*buckets: str) -> Iterator[S3Endpoint]:
         yield endpoint
     finally:
         endpoint.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 # -- an MLflow tracking server ----------------------------------------------------------------

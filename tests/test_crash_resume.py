@@ -99,7 +99,8 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 def run_until_killed(env: dict[str, str], deap: Path, store: Path, kill: Kill, log: Path) -> str:
     args = [str(BIN / "milmer"), "preprocess", "--deap", str(deap), "--store", str(store),
-            "--stages", ",".join(kill.stages), "--runner", "threads", "--workers", "1"]
+            "--stages", ",".join(kill.stages), "--runner", "threads", "--workers", "1",
+            "--verbose"]  # a line per progress note: the log shows where it died
     if "tokens" in kill.stages:
         args += ["--weights", "random"]
     with log.open("w") as out:

@@ -168,7 +168,9 @@ def test_unusable_datasets_are_refused_naming_what_is_wrong(tmp_path: Path) -> N
                       "test": {"bright": 1, "dark": 1}}
 
 
-def test_resume_continues_after_the_last_epoch_and_refuses_other_settings(tmp_path: Path) -> None:
+def test_resume_continues_after_the_last_epoch_and_refuses_other_settings(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     data = image_folder(tmp_path / "faces", {"train": 4, "val": 1, "test": 1})
     out = tmp_path / "out"
     seen: list[int] = []
@@ -186,12 +188,17 @@ def test_resume_continues_after_the_last_epoch_and_refuses_other_settings(tmp_pa
     with pytest.raises(FinetuneInputError, match="already holds a fine-tuning run"):
         finetune(data, out, epochs=2, log=lambda _: None, **FAST)
     logged: list[str] = []
-    # settings not given are the run's own (epochs 2, batch size 8)
-    card = finetune(data, out, resume=True, log=logged.append, progress=False, model_kwargs=TINY,
+    capfd.readouterr()
+    # settings not given are the run's own (epochs 2, batch size 8); progress left to the
+    # default without a terminal (a log file, CI): no bar, one line per epoch
+    card = finetune(data, out, resume=True, log=logged.append, model_kwargs=TINY,
                     on_epoch_end=lambda row: seen.append(row["epoch"]))
     assert seen == [1, 2]  # epoch 1 was not run again
     assert [h["epoch"] for h in card["history"]] == [1, 2] and card["recipe"]["batch_size"] == 8
     assert any("after epoch 1 of 2" in line for line in logged)
+    assert [line.split(":")[0] for line in logged if line.startswith("epoch")] == ["epoch 2/2"]
+    written = capfd.readouterr()
+    assert "\r" not in written.err + written.out and "batches" not in written.err
 
 
 def test_real_swin_tiny_one_step_gives_a_folder_the_tokens_stage_accepts(tmp_path: Path) -> None:

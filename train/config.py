@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from store_schema.engine.credentials import url_problem
 from store_schema.errors import MilmerError
 from store_schema.contract.labels import Deap3Boundaries, LabelScheme
 from store_schema.contract.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM
@@ -129,9 +130,18 @@ class ModelConfig(BaseModel):
 class TrainConfig(BaseModel):
     """One training run: data, protocol, optimisation and the model."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     store: str = Field("", description="feature store folder or fsspec URL")
+
+    @field_validator("store")
+    @classmethod
+    def _store_url_without_password(cls, value: str) -> str:
+        """The resolved config is written to config.json and logged by trackers: no secret in it."""
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
     subjects: list[int] | None = Field(None, description="subjects to use (default: all usable)")
     labels: LabelScheme = LabelScheme.deap4
     deap3: Deap3Boundaries = Deap3Boundaries()

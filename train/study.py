@@ -141,7 +141,7 @@ def study_fields(config: str | None = None, **flags: Any) -> dict[str, Any]:
 
 
 def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: list[str] | None = None,
-              console: Console | None = None, progress: bool = False,
+              console: Console | None = None, progress: bool | None = None,
               tracking: Tracking | None = None) -> list[dict[str, Any]]:
     """Run (or resume) study ``name`` with ``fields`` (TrainConfig fields shared by every row:
     store, protocol, epochs, folds...); write ``study.md``, ``study.png`` and ``study.json``.

@@ -45,6 +45,15 @@ Track = Annotated[Optional[bool], typer.Option(
 DaskAddress = Annotated[
     Optional[str], typer.Option(help="Run the tasks on an existing Dask cluster (tcp://HOST:PORT).")]
 
+# ---- progress (preprocess, train, ablate, finetune) ------------------------------------------------
+
+ProgressFlag = Annotated[Optional[bool], typer.Option(
+    "--progress/--no-progress",
+    help="Progress bars (default: when stderr is a terminal); otherwise one line per finished "
+         "step and every problem.")]
+Verbose = Annotated[bool, typer.Option(
+    "--verbose", help="Also a line for every progress note and count (implies no bars).")]
+
 # ---- parsing -------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,8 @@ from rich.markup import escape
 
 import flows.cli.render as render
 from flows.cli.errors import fail, one_line
-from flows.cli.options import DaskAddress, StoreArgument, parse_ints, parse_stages
+from flows.cli.options import (DaskAddress, ProgressFlag, StoreArgument, Verbose, parse_ints,
+                                parse_stages)
 
 if TYPE_CHECKING:
     from flows.config import PreprocessConfig
@@ -111,6 +112,8 @@ def preprocess(
         typer.Option(help="After the run, write QC reports (as `milmer report`) into this folder "
                      "and link them as a Prefect artifact."),
     ] = None,
+    progress: ProgressFlag = None,
+    verbose: Verbose = False,
 ) -> None:
     """Build or update the feature store: only subject-stages whose inputs or settings changed run.
 
@@ -143,9 +146,17 @@ def preprocess(
         # Checked here, before Prefect is imported; with --report the flow checks (and reports).
         summary = summary_if_up_to_date(cfg) if cfg.report is None else None
         if summary is None:
-            from flows.preprocess import run_flow  # Prefect: imported only when a run is needed
+            import atexit
 
-            summary = run_flow(cfg, skip_when_up_to_date=cfg.report is not None)
+            from flows.preprocess import quiet_prefect_console, run_flow  # Prefect: only now
+            from store_schema.run.progress import choose
+
+            # the reporter speaks for the run; registered before the run, the undo comes after
+            # Prefect stops its temporary API at exit (a line not worth printing either)
+            atexit.register(quiet_prefect_console())
+            reporter = choose(progress, local=cfg.runner == "threads" and not cfg.dask_address,
+                              notes=verbose)
+            summary = run_flow(cfg, skip_when_up_to_date=cfg.report is not None, reporter=reporter)
     except MilmerError as err:
         raise fail(str(err)) from None
     if as_json:

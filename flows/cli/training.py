@@ -22,6 +22,7 @@ from flows.cli.options import (
     Track,
     TrackingUri,
     TrainSubjects,
+    ProgressFlag,
     parse_ints,
 )
 
@@ -51,8 +52,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 14).")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its checkpoints (settings from its config.json).")] = False,
-    progress: Annotated[Optional[bool], typer.Option(
-        help="Show a progress bar (default: when the terminal is interactive).")] = None,
+    progress: ProgressFlag = None,
     splits: Splits = None,
     finetune_backbone: Annotated[Optional[bool], typer.Option(
         "--finetune-backbone", help=(
@@ -132,7 +132,7 @@ def ablate(
     device: TrainDevice = None,
     seed: Seed = None,
     subjects: TrainSubjects = None,
-    progress: Annotated[Optional[bool], typer.Option(help="Show progress bars.")] = None,
+    progress: ProgressFlag = None,
     splits: Splits = None,
     tracking_uri: TrackingUri = None,
     track: Track = None,
@@ -156,7 +156,7 @@ def ablate(
         tracking = tracking_for(out, uri=tracking_uri, track=track,
                                 experiment=experiment or f"ablate {study}: {out.resolve()}")
         rows = run_study(study, out, fields=fields, stores=store, console=render.err_console,
-                         progress=bool(progress), tracking=tracking)
+                         progress=progress, tracking=tracking)
     except MilmerError as err:
         raise fail(str(err)) from None
     render.print_study_rows(rows, several_stores=len(store) > 1)

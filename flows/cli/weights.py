@@ -10,6 +10,7 @@ import typer
 
 import flows.cli.render as render
 from flows.cli.errors import fail
+from flows.cli.options import ProgressFlag
 
 app = typer.Typer()
 
@@ -40,7 +41,7 @@ def finetune(
         help="Seed of the carved splits, the head, shuffling and augmentation (default 0).")] = None,
     resume: Annotated[bool, typer.Option(help=(
         "Continue the run in --out from its checkpoint.pt; settings not given are the run's own."))] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True,
+    progress: ProgressFlag = None,
 ) -> None:
     """Fine-tune Swin-tiny on a face-expression dataset; the epoch is chosen on validation and
     the test split evaluated once. The output folder is a --weights folder."""

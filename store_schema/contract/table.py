@@ -15,7 +15,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel
@@ -43,15 +43,23 @@ class Read:
             raise ValueError("a Read names exactly one of array, extra, param")
 
 
+class StageProgress(Protocol):
+    """What a stage function's ``progress`` is: told a note (``"fitting ICA"``) and/or a count
+    (``done`` of ``total`` ``unit``, e.g. frames) as the stage goes; either may be left out."""
+
+    def __call__(self, line: str = "", /, *, done: int | None = None, total: int | None = None,
+                 unit: str | None = None) -> None: ...
+
+
 @dataclass(frozen=True)
 class StageContext:
     """What a run knows beyond the stage's params: which subject, where the DEAP folder is, how
-    input files are fingerprinted, and where progress lines go."""
+    input files are fingerprinted, and where progress goes (the run's reporter)."""
 
     subject: int
     deap: Path | None = None
     content_hash: bool = False
-    log: Callable[[str], None] | None = None
+    progress: StageProgress | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ class StageRow:
     function: str
     """``"package.module:function"``, imported only when the stage computes (MNE, OpenCV, torch
     stay out of a run that skips). Keyword-only: ``params``, one argument per :attr:`reads` key,
-    ``Prepared.kwargs`` and ``progress`` (a ``str`` callback that also marks the stage's
+    ``Prepared.kwargs`` and ``progress`` (a :class:`StageProgress`, which also marks the stage's
     ``mid-compute`` failpoint)."""
     reads: Mapping[str, Read] = field(default_factory=dict)
     prepare: Callable[[BaseModel, StageContext, Reader], Prepared] | None = None

@@ -36,7 +36,7 @@ from store_schema.contract.layout import Stage, ancestors, stage_path
 from store_schema.engine.locks import LockWait, subject_stage_lock
 from store_schema.contract.staleness import current_input, find_stale_input, upstream_input_names
 from store_schema.engine.store import FeatureStore
-from store_schema.contract.table import Prepared, Read, StageContext, StageRow
+from store_schema.contract.table import Prepared, Read, StageContext, StageProgress, StageRow
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,17 @@ class StageOutcome(BaseModel):
     def not_run(cls, subject: int, stage: Stage, upstream: Stage | str) -> StageOutcome:
         """Not attempted: the upstream subject-stage of this run failed."""
         return cls.failed(subject, stage, f"not run: '{Stage(upstream).value}' failed")
+
+    @property
+    def name(self) -> str:
+        """``s01 eeg``: how progress and logs name the subject-stage."""
+        return f"s{self.subject:02d} {self.stage.value}"
+
+    def line(self) -> str:
+        """One line for a log: ``s01 eeg: computed in 3.8 s``, the error, the wait."""
+        wait = self.wait_note()
+        return (f"{self.name}: {self.status} in {self.seconds:.1f} s"
+                + (f" ({self.error})" if self.error else "") + (f" ({wait})" if wait else ""))
 
     def wait_note(self) -> str | None:
         """``waited 3.2 s for subjects/s01/eeg held by ...`` or ``None`` when it did not wait."""
@@ -198,14 +209,15 @@ def subject_reader(store: FeatureStore, subject: int) -> Callable[[Read], Any]:
     return read
 
 
-def _progress(context: StageContext, stage: Stage) -> Callable[[str], None]:
-    """A stage's progress line goes to the run's log; each line is also its ``mid-compute``
-    failpoint."""
+def _progress(context: StageContext, stage: Stage) -> StageProgress:
+    """A stage's progress (a note, a count) goes to the run's reporter; each report is also its
+    ``mid-compute`` failpoint."""
     where = stage_path(context.subject, stage)
 
-    def report(line: str) -> None:
-        if context.log is not None:
-            context.log(f"s{context.subject:02d} {stage.value}: {line}")
+    def report(line: str = "", /, *, done: int | None = None, total: int | None = None,
+               unit: str | None = None) -> None:
+        if context.progress is not None:
+            context.progress(line, done=done, total=total, unit=unit)
         failpoint(where, "mid-compute")
 
     return report

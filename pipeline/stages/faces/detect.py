@@ -51,6 +51,11 @@ Bad videos
 from __future__ import annotations
 
 import math
+import os
+import re
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -101,6 +106,46 @@ def sample_frame_indices(
 # --------------------------------------------------------------------------------------------
 
 
+NATIVE_NOISE = re.compile(
+    r"^(INFO: |WARNING: Logging before InitGoogle\(\)|[IW]\d{4} [\d:. ]+\S+ "
+    r"(inference_runner_litert|inference_feedback_manager|gl_context)\S*\] )")
+"""MediaPipe/LiteRT's native lines at detector start, first inference and close (``INFO: [...]
+Creating LiteRT environment``, ``W0000 ... inference_runner_litert.cc] Input tensor memory is
+not aligned``): written by C++ straight to file descriptor 2, past Python's logging."""
+
+_NATIVE_STDERR = threading.Lock()
+
+
+@contextmanager
+def native_log_filtered(noise: re.Pattern[str] = NATIVE_NOISE) -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file for the block; afterwards everything written
+    there except ``noise`` lines (a thread's warning, a real native error) is written to the
+    real stderr. One block at a time in this process (detector set-ups of two subjects in
+    threads take turns; each is milliseconds)."""
+    with _NATIVE_STDERR, tempfile.TemporaryFile() as capture:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no descriptor 2 to borrow: nothing to filter
+            yield
+            return
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(True)
+                    if not noise.match(line)]
+            if kept:
+                os.write(2, "".join(kept).encode())
+
+
 class BlazeFace:
     """MediaPipe Tasks ``FaceDetector`` (IMAGE mode): the highest-scoring face of an RGB frame.
 
@@ -117,13 +162,20 @@ class BlazeFace:
             running_mode=vision.RunningMode.IMAGE,
             min_detection_confidence=float(min_confidence),
         )
-        self._detector = vision.FaceDetector.create_from_options(options)
+        with native_log_filtered():
+            self._detector = vision.FaceDetector.create_from_options(options)
+        self._first = True
 
     def detect(self, rgb: np.ndarray) -> tuple[Box | None, float]:
         """(x, y, w, h) in pixels and score of the best face, or (None, 0.0)."""
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
                                data=np.ascontiguousarray(rgb))
-        detections = self._detector.detect(image).detections
+        if self._first:  # LiteRT says its alignment note at the first inference
+            self._first = False
+            with native_log_filtered():
+                detections = self._detector.detect(image).detections
+        else:
+            detections = self._detector.detect(image).detections
         if not detections:
             return None, 0.0
         best = max(detections, key=lambda d: d.categories[0].score)
@@ -132,7 +184,8 @@ class BlazeFace:
             best.categories[0].score)
 
     def close(self) -> None:
-        self._detector.close()
+        with native_log_filtered():
+            self._detector.close()
 
     def __enter__(self) -> BlazeFace:
         return self
@@ -245,14 +298,22 @@ def faces_for_subject(
     window_s: float,
     params: FacesParams,
     model_path: Path,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> tuple[Arrays, Extra]:
     """Crops, detection flags, boxes and scores of every segment of one subject.
 
     ``trial_index`` and ``start_s`` are the segment table's columns; ``videos`` holds one
     :class:`TrialVideo` per trial (a trial without an entry counts as having no video).
+    ``progress(line, done=, total=, unit="frames")`` is told each trial's outcome and the
+    sampled frames done so far (:class:`store_schema.contract.table.StageProgress`).
     """
-    say = progress or (lambda _line: None)
+    frames_total = len(trial_index) * params.frames_per_segment
+    frames_done = 0
+
+    def say(line: str) -> None:
+        if progress is not None:
+            progress(line, done=frames_done, total=frames_total, unit="frames")
+
     trial_index = np.asarray(trial_index)
     n_seg, n = len(trial_index), params.frames_per_segment
     arrays = empty_face_arrays(n_seg, frames=n, size=params.crop_size)
@@ -264,9 +325,12 @@ def faces_for_subject(
     counts = {"frames": 0, "detected": 0, "borrowed": 0, "center_fallback": 0}
     trial_ids = [int(t) for t in dict.fromkeys(trial_index.tolist())]
 
+    if progress is not None:
+        progress(done=0, total=frames_total, unit="frames")
     with BlazeFace(model_path, min_confidence=params.min_confidence) as detector:
         for done, trial in enumerate(trial_ids, start=1):
             rows = np.flatnonzero(trial_index == trial)
+            frames_done += len(rows) * n  # said after the trial, whatever its outcome
             video = by_trial.get(trial)
             if video is None or not video.usable:
                 reason = video.problem if video is not None else "no video listed for this trial"
@@ -395,7 +459,7 @@ def subject_faces(
     params: FacesParams,
     model_path: Path,
     truth_dir: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> tuple[Arrays, Extra]:
     """The face stage of one subject from its segment table: probe, align and read its videos.
 

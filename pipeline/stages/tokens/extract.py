@@ -288,11 +288,18 @@ def tokens_for_subject(
 
 def subject_tokens(
     *, crops: CropArray, params: TokensParams, weights: str | Path,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The tokens stage: load the backbone for ``weights`` (whose fingerprint ``params`` holds)
-    and run every crop of the subject through it."""
+    and run every crop of the subject through it; ``progress`` is told the frames done
+    (:class:`store_schema.contract.table.StageProgress`)."""
+    total = int(crops.shape[0]) * FRAMES_PER_SEGMENT
+    if progress is not None:
+        progress("loading the backbone", done=0, total=total, unit="frames")
     extractor = TokenExtractor(weights=weights, params=params)
+    if progress is not None:
+        progress(done=0, total=total, unit="frames")
     return tokens_for_subject(
         crops=crops, extractor=extractor,
-        progress=(lambda done, total: progress(f"{done} of {total} frames")) if progress else None)
+        progress=(lambda done, total: progress(done=done, total=total, unit="frames"))
+        if progress else None)

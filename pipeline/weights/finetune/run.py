@@ -14,6 +14,7 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from pipeline.weights.finetune import model as recipe
 from pipeline.weights.finetune import outputs
 from pipeline.weights.finetune.data import FaceDataset, Log, describe, image_at, log_to_stderr, read_dataset
 from pipeline.weights.swin import check_weights, load_backbone
+from store_schema.run.progress import Reporter, choose, is_terminal
 from pipeline.weights.swin_source import IMAGENET_NORMALISATION, MODEL_NAME, Normalisation, resolve_weights
 
 DEFAULTS: dict[str, Any] = {"weights": "random:0", "epochs": 10, "batch_size": 32, "lr": 2e-4,
@@ -58,7 +60,7 @@ def finetune(
     device: str = DEFAULTS["device"],
     seed: int | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     log: Log = log_to_stderr,
     model_kwargs: dict[str, Any] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
@@ -125,35 +127,34 @@ def finetune(
         log(f"resuming {out / outputs.CHECKPOINT_FILE} after epoch {len(history)} of {epochs}")
 
     val = dataset.splits["val"]
+    # bars on a terminal (or when asked); elsewhere nothing but the one line per epoch below
+    reporter = choose(True) if progress or (progress is None and is_terminal()) else Reporter()
     # on a GPU, decoding and padding run in threads (OpenCV releases the GIL) so it is not kept
     # waiting; on a CPU the cores are the model's
     workers = max(1, min(8, os.cpu_count() or 1)) if torch_device.type == "cuda" else 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool, closing(reporter):
         for epoch in range(len(history) + 1, epochs + 1):
             started = time.perf_counter()
             model.train()
             generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
             order = torch.randperm(len(train), generator=generator).tolist()
             losses: list[float] = []
-            bar = _progress(steps_per_epoch, f"epoch {epoch}/{epochs}", progress)
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                x = recipe.to_tensor(list(pool.map(image_at, [train.refs[i] for i in idx])), norm, torch_device)
-                x = recipe.augment(x, generator, norm)
-                y = torch.tensor([train.labels[i] for i in idx], device=torch_device)
-                with recipe.autocast(torch_device, precision):
-                    loss = loss_fn(model(x).float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                losses.append(float(loss.detach()))
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if bar is not None:
-                bar.close()
+            with reporter.task(f"epoch {epoch}/{epochs}", total=steps_per_epoch,
+                               unit="batches") as task:
+                for start in range(0, len(order), batch_size):
+                    idx = order[start:start + batch_size]
+                    x = recipe.to_tensor(list(pool.map(image_at, [train.refs[i] for i in idx])), norm, torch_device)
+                    x = recipe.augment(x, generator, norm)
+                    y = torch.tensor([train.labels[i] for i in idx], device=torch_device)
+                    with recipe.autocast(torch_device, precision):
+                        loss = loss_fn(model(x).float(), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    losses.append(float(loss.detach()))
+                    task.advance(1, note=f"loss {losses[-1]:.3f}")
             predictions = recipe.predict(model, val.refs, image_at, norm, torch_device, precision, batch_size)
             val_metrics = recipe.metrics(val.labels, predictions, dataset.classes)
             row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_metrics["accuracy"],
@@ -231,14 +232,6 @@ def _save_checkpoint(out: Path, state: dict[str, Any]) -> None:
     tmp = out / (outputs.CHECKPOINT_FILE + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, out / outputs.CHECKPOINT_FILE)
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", leave=False)
 
 
 def _write_outputs(out: Path, dataset: FaceDataset, source: Any, settings: dict[str, Any],
