@@ -30,6 +30,14 @@ Folds = Annotated[Optional[int], typer.Option(help="k of the trial/segment proto
 TrainDevice = Annotated[Optional[str], typer.Option(help="auto (default), cpu, cuda, cuda:N.")]
 Seed = Annotated[Optional[int], typer.Option(help="Seed of folds, init and shuffling (default 0).")]
 TrainSubjects = Annotated[Optional[str], typer.Option(help="Subjects to use, e.g. 1,2,5 (default: all).")]
+PerSubject = Annotated[Optional[bool], typer.Option(
+    "--per-subject/--pooled",
+    help="One model per subject (the paper's setting; RUN_DIR/sNN/, metrics = mean ± std over "
+         "subjects), trial or segment protocol only; default: one pooled model.")]
+EarlyStopping = Annotated[Optional[int], typer.Option(
+    help="Patience N in epochs: stop a fold once N epochs have passed since the epoch it would "
+         "choose on validation (validation accuracy, or loss with selection val_loss); the chosen "
+         "epoch is the one a full run chooses among the epochs run. Default: off (every epoch).")]
 
 # ---- preprocess and serve ------------------------------------------------------------------------
 
