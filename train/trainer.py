@@ -16,7 +16,10 @@ mixed precision on CUDA. Model selection sees validation only: whole trials of e
 fold are held out (:meth:`StoreData.hold_out_validation`), evaluated every ``eval_every`` epochs,
 and the epoch is chosen on them (:func:`select_epoch`); its weights
 (``selected/fold<F>.safetensors``) are evaluated on the test fold once, after the
-last epoch. The test labels never reach training, selection or the curves.
+last epoch. The test labels never reach training, selection or the curves. Early stopping
+(``early_stopping``: patience in epochs, off by default) ends a fold once that many epochs have
+passed since the epoch :func:`select_epoch` would choose; the chosen epoch is then the one a full
+run chooses among the epochs run (the cosine follows ``epochs`` either way).
 
 Resume (``resume=True``): the run's settings must be unchanged except ``epochs`` (which may grow;
 the cosine then follows the new length from where it is) and the speed-only fields. Finished folds
