@@ -270,7 +270,7 @@ def _folds_run(run_folds: list[int] | None) -> str:
 def plot_protocols(path: Path, study: dict[str, Any]) -> None:
     rows = study["rows"]
     names = sorted({n for r in rows for n in r["per_subject"]})
-    fig = Figure(figsize=(max(6, 0.6 * len(names) * len(rows) + 2), 4.2), dpi=110)
+    fig = Figure(figsize=(max(6, 0.6 * len(names) * len(rows) + 2), 4.8), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     x = np.arange(len(names) + 1)
@@ -287,9 +287,9 @@ def plot_protocols(path: Path, study: dict[str, Any]) -> None:
     ax.set_ylabel("test accuracy")
     gap = study["optimism"]
     ax.set_title(f"{PAPER_PROTOCOL}: one model per subject"
-                 + (f"; optimism of the published protocol {gap['overall']['total']:+.3f}" if gap else ""),
+                 + (f"\noptimism of the published protocol {gap['overall']['total']:+.3f}" if gap else ""),
                  fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path)
