@@ -484,6 +484,29 @@ def test_epoch_is_chosen_on_validation_and_never_sees_test_labels(
     assert n_val > 0 and honest["folds"][0]["n_fit"] + n_val == honest["folds"][0]["n_train"]
 
 
+def test_early_stopping_ends_a_stalled_fold_and_chooses_what_a_full_run_chooses_up_to_there(
+    store_url: str, tmp_path: Path,
+) -> None:
+    cfg = small_config(store_url, epochs=8, folds=2, run_folds=[0],
+                       model={"kind": "eeg", "eeg_tokenizer": "log_power"})
+    full = run_training(cfg, tmp_path / "full", progress=False)
+    early = run_training(cfg.model_copy(update={"early_stopping": 2}), tmp_path / "early", progress=False)
+    stopped = early["folds"][0]["stopped_epoch"]
+    assert stopped is not None and stopped < cfg.epochs  # validation stopped improving: it ended
+    assert early["early_stopping"]["stopped_epochs"] == [stopped] and early["early_stopping"]["patience"] == 2
+    assert "validation accuracy" in early["early_stopping"]["monitor"]
+    assert full["early_stopping"]["stopped_epochs"] == [None] and full["early_stopping"]["patience"] is None
+    history = lambda run: json.loads((tmp_path / run / "folds" / "fold0.json").read_text())["history"]  # noqa: E731
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    full_history, early_history = history("full"), history("early")
+    assert drop(early_history) == drop(full_history[:stopped])  # the same epochs, run the same way
+    chosen = select_epoch(full_history[:stopped], cfg.selection)
+    assert early["selected_epochs"] == [chosen] and stopped - chosen == 2
+    assert all(r["val_accuracy"] is not None for r in early_history)
+    with pytest.raises(TrainError, match="early_stopping needs validation"):
+        small_config(store_url, early_stopping=3, validation_fraction=0.0)
+
+
 def test_select_epoch_reads_validation_only() -> None:
     rows = [{"epoch": 1, "val_accuracy": 0.5, "val_loss": 1.0, "test_accuracy": 0.9},
             {"epoch": 2, "val_accuracy": 0.7, "val_loss": 0.9, "test_accuracy": 0.1},

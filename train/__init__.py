@@ -12,13 +12,18 @@
   components (EEG tokenizers, face normalisation, MIL, balancing); the interface the trainer
   calls (:class:`~train.models.HeadModel`);
 * :mod:`train.trainer` — :func:`~train.trainer.run_training`: folds, validation and the epoch
-  chosen on it, checkpoints, resume, outputs;
+  chosen on it, early stopping, checkpoints, resume, outputs;
+* :mod:`train.schedule` — the cosine lr schedule, the validation-chosen epoch, early stopping;
+* :mod:`train.per_subject` — one model per subject (``per_subject``): a run per subject, the mean
+  ± std over subjects;
 * :mod:`train.backbone_loop` — Swin-tiny trained in the loop from the stored crops
   (``finetune_backbone``), its starting weights handed in by the caller, its export;
 * :mod:`train.readers` — where the face input lives in the store, DataLoader reader workers;
 * :mod:`train.metrics` — accuracy, F1, confusion and per-subject figures, and their plots;
 * :mod:`train.ablations` — named presets for the paper's ablation rows;
 * :mod:`train.study` — named studies of those presets on one store (``milmer ablate``);
+* :mod:`train.protocols` — ``milmer ablate paper-protocol``: the paper's protocol (leaky,
+  labelled) beside ours, and the optimism of the published protocol;
 * :mod:`train.probe` — the logistic-regression log-band-power yardstick for EEG heads;
 * :mod:`train.synthetic` — a store with planted signals, written stage by stage as the pipeline
   would, for tests and benchmarks.

@@ -149,6 +149,11 @@ class TrainConfig(BaseModel):
         "trial: per-subject k-fold over whole trials; segment: per-subject k-fold over segments "
         "(leaks neighbouring windows of a trial); loso: leave one subject out"))
     folds: int = Field(5, ge=2, description="k of the trial and segment protocols")
+    per_subject: bool = Field(False, description=(
+        "one model per subject (the paper's subject-dependent setting), each trained and tested "
+        "on its own subject's folds in RUN_DIR/sNN/; metrics.json gives the mean ± std over "
+        "subjects and each subject's figures. trial or segment protocol only (loso holds a "
+        "whole subject out)"))
     run_folds: list[int] | None = Field(None, description="run only these folds (0-based)")
     splits: str | None = Field(None, description=(
         "a split manifest (RUN_DIR/splits.json of an earlier run, train.splits): train, "
@@ -187,6 +192,11 @@ class TrainConfig(BaseModel):
     selection: Literal["val_accuracy", "val_loss"] = Field("val_accuracy", description=(
         "how the epoch is chosen on validation: highest accuracy (ties: lower loss, then the "
         "earlier epoch) or lowest loss"))
+    early_stopping: int | None = Field(None, ge=1, description=(
+        "patience in epochs: a fold stops once this many epochs have passed since the epoch "
+        "`selection` would choose (validation accuracy by default, ties to the lower loss), so "
+        "the chosen epoch is the one a full run chooses among the epochs run. None (default): "
+        "every epoch runs (the paper's 100). Needs validation (validation_fraction > 0)"))
     eval_every: int = Field(1, ge=1, description=(
         "evaluate on validation every N epochs (and after the last): the candidate epochs"))
     checkpoint_every: int = Field(1, ge=1)
@@ -233,6 +243,11 @@ class TrainConfig(BaseModel):
             raise ValueError(f"face_norm={self.model.face_norm} standardises cached tokens with "
                              "training-fold statistics; with finetune_backbone the tokens change "
                              "every step: use face_norm=none (the paper's)")
+        if self.per_subject and self.protocol == "loso":
+            raise ValueError("per_subject: one model per subject cannot leave a subject out; use "
+                             "protocol trial or segment")
+        if self.early_stopping is not None and self.validation_fraction <= 0:
+            raise ValueError("early_stopping needs validation trials (validation_fraction > 0)")
         return self
 
     @property

@@ -118,7 +118,10 @@ def _fold_difference(row: dict[str, Any], ref: dict[str, Any] | None,
 
 
 def _row_figures(run: Path, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Per-fold accuracy and macro F1 of a finished run, and their mean ± std."""
+    """Per-fold accuracy and macro F1 of a finished run, and their mean ± std; per subject
+    (and their mean ± std over subjects) for a run of one model per subject."""
+    if metrics.get("per_subject_models"):
+        return per_subject_figures(metrics)
     accuracy, macro_f1 = [], []
     classes = list(range(len(metrics["class_names"])))
     for fold in metrics["folds"]:
@@ -132,6 +135,20 @@ def _row_figures(run: Path, metrics: dict[str, Any]) -> dict[str, Any]:
             "selected_epochs": metrics.get("selected_epochs"), "chance": metrics["chance"],
             "protocol": metrics["protocol"], "leaky": metrics["leaky"], "model": metrics["model"],
             "mil_hit_rate": metrics.get("mil_planted_hit_rate")}
+
+
+def per_subject_figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A per-subject run's figures as study rows hold them: one value per subject (each pooled
+    over its test folds), mean ± std over subjects, the subjects' selected epochs in order."""
+    subjects = metrics["per_subject"]
+    accuracy = [v["accuracy"] for v in subjects.values()]
+    macro_f1 = [v["macro_f1"] for v in subjects.values()]
+    return {"accuracy": accuracy, "macro_f1": macro_f1, "subjects": list(subjects),
+            "accuracy_mean": float(np.mean(accuracy)), "accuracy_std": float(np.std(accuracy)),
+            "macro_f1_mean": float(np.mean(macro_f1)), "macro_f1_std": float(np.std(macro_f1)),
+            "selected_epochs": [e for v in subjects.values() for e in v["selected_epochs"]],
+            "chance": metrics["chance"], "protocol": metrics["protocol"], "leaky": metrics["leaky"],
+            "model": metrics["model"], "mil_hit_rate": None, "per_subject_models": True}
 
 
 def study_fields(config: str | None = None, **flags: Any) -> dict[str, Any]:
@@ -150,7 +167,7 @@ def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: lis
     random vs fine-tuned) run every row once per store, in ``rows/<k>-<preset>/``; one store (or
     ``fields["store"]``) keeps ``rows/<preset>/``."""
     if name not in STUDIES:
-        raise TrainError(f"unknown study {name!r}; studies: {', '.join(STUDIES)}")
+        raise TrainError(f"unknown study {name!r}; studies: {', '.join(STUDIES)}, paper-protocol")
     out = Path(out)
     console = console or Console(stderr=True, soft_wrap=True)
     stores = list(stores) if stores else [fields.get("store", "")]
@@ -294,8 +311,12 @@ def study_markdown(name: str, rows: list[dict[str, Any]], fields: dict[str, Any]
         "",
         f"Store `{fields.get('store', '')}`, protocol `{protocol}`"
         f"{' (LEAKY: windows of one trial on both sides)' if rows and rows[0]['leaky'] else ''}, "
-        f"{fields.get('epochs', 100)} epochs, {len(rows[0]['accuracy']) if rows else 0} fold(s), "
-        f"seed {fields.get('seed', 0)}; mean ± std over folds; epoch chosen on validation.",
+        f"{fields.get('epochs', 100)} epochs, {len(rows[0]['accuracy']) if rows else 0} "
+        f"{'subject(s)' if fields.get('per_subject') else 'fold(s)'}, "
+        f"seed {fields.get('seed', 0)}; "
+        + ("one model per subject, mean ± std over subjects (paired by subject)"
+           if fields.get("per_subject") else "mean ± std over folds")
+        + "; epoch chosen on validation.",
         "",
         "| row | preset | token weights | FT | protocol | accuracy | macro F1 | chance "
         f"| accuracy − `{REFERENCE.get(name, '?')}`, paired by fold (won/lost/tied) "

@@ -99,6 +99,7 @@ def write_planted_store(
     tokens: bool | set[int] = True,
     faceless_trials: dict[int, set[int]] | None = None,
     crops: str = "zeros",
+    trial_gain: float = 0.0,
 ) -> FeatureStore:
     """Write (or overwrite) subjects 1..``subjects``; return the opened store.
 
@@ -107,6 +108,11 @@ def write_planted_store(
     ``face_tuned``, spec...); ``tokens``
     may be the set of subjects that get a tokens stage; ``faceless_trials`` maps a subject to
     the 0-based trials whose video is missing (every trial of it: a subject without video).
+    ``trial_gain`` > 0 gives every trial a **trial signature**: each channel of each trial is
+    scaled by ``exp(trial_gain x z)``, z ~ N(0, 1) drawn per (trial, channel) independently of
+    the label (the electrode contact and state of one sitting); every window of the trial shares
+    it, so a random window split lets a model recognise the trial. 0 (default): the windows of a
+    trial are independent given its label.
     """
     store = FeatureStore.open(url)
     shared = np.random.default_rng([seed, 999])
@@ -125,6 +131,9 @@ def write_planted_store(
         high_a, high_v = arousal >= 5, valence >= 5
         cross_eeg = (rng.random(n) < cross_fraction).astype(np.float32)
         windows = _planted_eeg(rng, eeg_signal, high_a, high_v, cross_eeg)
+        if trial_gain > 0:  # its own stream: the store without a signature is unchanged
+            z = np.random.default_rng([seed, subject, 0x6A1]).normal(size=(trials, N_EEG_CHANNELS))
+            windows *= np.exp(trial_gain * z).astype(np.float32)[trial_index][:, :, None]
         cross_face = rng.random(n) < cross_fraction
         experiment_id = np.arange(1, trials + 1, dtype=np.int32)
         presentation = (rng.permutation(trials) + 1).astype(np.int32)

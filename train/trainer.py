@@ -20,7 +20,10 @@ mixed precision on CUDA. Model selection sees validation only: whole trials of e
 fold are held out (:meth:`StoreData.hold_out_validation`, or a manifest's), evaluated every ``eval_every`` epochs,
 and the epoch is chosen on them (:func:`select_epoch`); its weights
 (``selected/fold<F>.safetensors``) are evaluated on the test fold once, after the
-last epoch. The test labels never reach training, selection or the curves.
+last epoch. The test labels never reach training, selection or the curves. Early stopping
+(``early_stopping``: patience in epochs, off by default) ends a fold once that many epochs have
+passed since the epoch :func:`select_epoch` would choose; the chosen epoch is then the one a full
+run chooses among the epochs run (the cosine follows ``epochs`` either way).
 
 Resume (``resume=True``): the run's settings must be unchanged except ``epochs`` (which may grow;
 the cosine then follows the new length from where it is) and the speed-only fields. Finished folds
@@ -30,8 +33,9 @@ RNG where they were, so an interrupted run resumed gives the same result as one 
 
 from __future__ import annotations
 
+import functools
+
 import json
-import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -52,6 +56,7 @@ from train.data import Batch, Split, StoreData
 from train.splits import fit_rows, make_manifest, manifest_subjects, plan_folds, write_manifest
 from train.metrics import classification_metrics, majority_rate, plot_confusion, plot_curves
 from train.models import HeadModel, build_model, count_parameters, model_class
+from train.schedule import cosine_factor, early_stop, select_epoch
 
 RESUMABLE_CHANGES = {"epochs", "device", "amp", "cpu_bf16", "in_memory", "memory_fraction", "prefetch_batches",
                      "read_workers", "checkpoint_every", "run_folds", "grad_checkpointing", "micro_batch"}
@@ -74,12 +79,8 @@ class FoldOutcome:
     mil_hits: int | None = None
     """Top-K MIL picks of test segments that are planted frames (synthetic stores only)."""
     mil_picks: int | None = None
-
-
-def cosine_factor(epoch: int, epochs: int, final_factor: float) -> float:
-    """LR multiplier of epoch ``epoch`` (0-based): cosine from 1 down towards ``final_factor``,
-    the paper's ``((1 + cos(e π / E)) / 2) (1 - lrf) + lrf``."""
-    return ((1 + math.cos(epoch * math.pi / max(1, epochs))) / 2) * (1 - final_factor) + final_factor
+    stopped_epoch: int | None = None
+    """The epoch early stopping ended the fold after (None: every epoch ran)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -257,11 +258,18 @@ def run_training(
     console: Console | None = None,
     on_epoch_end: EpochHook | None = None,
     backbone_loader: BackboneLoader | None = None,
+    observe_test: bool = False,
 ) -> dict[str, Any]:
     """Train every fold of ``config.protocol`` (or ``config.run_folds``), write the outputs,
     return the metrics. Raises :class:`TrainError` / :class:`store_schema.errors.StoreError`.
+
     ``backbone_loader``: where ``finetune_backbone`` gets its starting Swin
-    (:mod:`train.backbone_loop`)."""
+    (:mod:`train.backbone_loop`).
+    ``config.per_subject``: one run per subject, :func:`train.per_subject.run_per_subject`.
+    ``observe_test`` (``milmer ablate paper-protocol`` only, never a setting): also score the
+    test fold after every epoch, recorded as ``test_accuracy`` in the history; it chooses
+    nothing here (the figures of this run stay the validation-chosen ones), the study that asks
+    for it reads the curve and labels what it takes from it as leaky."""
     out = Path(out)
     console = console or Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
@@ -270,6 +278,12 @@ def run_training(
     elif (out / "config.json").exists():
         raise TrainError(f"{out}: already holds a run; pass --resume to continue it, or choose "
                          "another --out")
+    if config.per_subject:
+        from train.per_subject import run_per_subject
+
+        train_one = functools.partial(run_training, backbone_loader=backbone_loader)
+        return run_per_subject(config, out, train_one=train_one, resume=resume, progress=progress,
+                               console=console, on_epoch_end=on_epoch_end, observe_test=observe_test)
     needs_tokens = model_class(config.model.kind).uses_face
     data = StoreData.open(config.store, labels=config.labels, boundaries=config.deap3,
                           subjects=config.subjects if config.subjects is not None
@@ -325,12 +339,14 @@ def run_training(
                   console=console, disable=not show, transient=False) as bar:
         for split in splits:
             outcomes.append(_run_fold(trainer, split, out, resume=resume, bar=bar,
-                                      n_folds=len(splits), on_epoch_end=on_epoch_end))
+                                      n_folds=len(splits), on_epoch_end=on_epoch_end,
+                                      observe_test=observe_test))
             o = outcomes[-1]
             acc = float(np.mean(o.y_pred == data.labels[split.test])) if len(split.test) else float("nan")
+            stopped = f", stopped early after epoch {o.stopped_epoch}" if o.stopped_epoch else ""
             console.print(f"{split.name}: test accuracy {acc:.3f} (chance "
                           f"{majority_rate(data.labels[split.test]):.3f}, n={len(split.test)}), "
-                          f"{o.seconds:.1f} s", highlight=False)
+                          f"{o.seconds:.1f} s{stopped}", highlight=False)
     # Folds finished by earlier invocations into this run folder (e.g. other --run-folds) count too.
     ran = {s.fold for s in splits}
     for split in all_splits:
@@ -360,27 +376,12 @@ def _finished_fold(out: Path, split: Split, epochs: int) -> FoldOutcome | None:
         return None
     return FoldOutcome(split, np.asarray(record["y_pred"], np.int64), record["history"],
                        record.get("seconds", 0.0), record["selected_epoch"], record["validation"],
-                       record["n_fit"], record.get("mil_hits"), record.get("mil_picks"))
-
-
-def select_epoch(history: list[dict[str, Any]], selection: str) -> int | None:
-    """The chosen epoch (1-based) among the rows evaluated on validation, or ``None`` if none was.
-
-    ``val_accuracy``: highest accuracy, ties to the lower loss, then to the earlier epoch;
-    ``val_loss``: lowest loss, ties to the earlier epoch. Test figures are never looked at.
-    """
-    rows = [r for r in history if r.get("val_loss") is not None]
-    if not rows:
-        return None
-    if selection == "val_loss":
-        key = lambda r: (r["val_loss"], r["epoch"])  # noqa: E731
-    else:
-        key = lambda r: (-r["val_accuracy"], r["val_loss"], r["epoch"])  # noqa: E731
-    return int(min(rows, key=key)["epoch"])
+                       record["n_fit"], record.get("mil_hits"), record.get("mil_picks"),
+                       record.get("stopped_epoch"))
 
 
 def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: Progress,
-              n_folds: int, on_epoch_end: EpochHook | None) -> FoldOutcome:
+              n_folds: int, on_epoch_end: EpochHook | None, observe_test: bool = False) -> FoldOutcome:
     config, data = trainer.config, trainer.data
     ckpt = out / "checkpoints" / f"fold{split.fold}.safetensors"
     best_path = out / "selected" / f"fold{split.fold}.safetensors"
@@ -399,6 +400,7 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
         start = int(meta["epoch"])
         history = [row for row in json.loads(meta.get("history", "[]")) if row["epoch"] <= start]
     seconds = float(record.get("seconds", 0.0)) if start else 0.0
+    stopped: int | None = None
     task = bar.add_task(f"{split.name} ({split.fold + 1}/{n_folds}) epoch {start + 1}/{config.epochs}",
                         total=len(fit) * (config.epochs - start), stats="")
     for epoch in range(start, config.epochs):
@@ -421,18 +423,25 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
         if len(val) and (last or (epoch + 1) % config.eval_every == 0):
             y_val, row["val_loss"] = trainer.predict(model, val)
             row["val_accuracy"] = float(np.mean(y_val == data.labels[val]))
+        if observe_test and len(split.test):  # paper-protocol study only: see run_training
+            y_seen, _ = trainer.predict(model, split.test)
+            row["test_accuracy"] = float(np.mean(y_seen == data.labels[split.test]))
         seconds += time.perf_counter() - t0
         row["seconds"] = round(seconds, 3)
         history.append(row)
         if select_epoch(history, config.selection) == epoch + 1 or not len(val):
             save_weights(best_path, model=model, epoch=epoch + 1)  # before the checkpoint: resumable
-        if last or (epoch + 1) % config.checkpoint_every == 0:
+        stop = early_stop(history, config.selection, config.early_stopping) and not last
+        if last or stop or (epoch + 1) % config.checkpoint_every == 0:
             save_checkpoint(ckpt, model=model, optimizer=optimizer, epoch=epoch + 1,
                             meta={"fold": str(split.fold), "history": history})
             _write_json(record_path, {"fold": split.fold, "name": split.name, "done": False,
                                       "epochs": epoch + 1, "seconds": seconds, "history": history})
         if on_epoch_end is not None:
             on_epoch_end(split.fold, epoch + 1, row)
+        if stop:
+            stopped = epoch + 1
+            break
     bar.remove_task(task)
     selected = select_epoch(history, config.selection) or config.epochs
     if load_weights(best_path, model=model) != selected:
@@ -453,10 +462,11 @@ def _run_fold(trainer: Trainer, split: Split, out: Path, *, resume: bool, bar: P
         "fold": split.fold, "name": split.name, "done": True, "epochs": config.epochs,
         "seconds": seconds, "history": history, "selected_epoch": selected,
         "validation": validation, "n_fit": int(len(fit)), "test_positions": split.test.tolist(),
+        "stopped_epoch": stopped,
         "mil_hits": hits, "mil_picks": None if picks is None else int(picks.size),
         "y_true": data.labels[split.test].tolist(), "y_pred": y_pred.tolist()})
     return FoldOutcome(split, y_pred, history, seconds, selected, validation, int(len(fit)),
-                       hits, None if picks is None else int(picks.size))
+                       hits, None if picks is None else int(picks.size), stopped)
 
 
 def _hit_rate(data: StoreData, outcomes: list[FoldOutcome]) -> dict[str, Any] | None:
@@ -504,9 +514,17 @@ def _write_outputs(out: Path, config: TrainConfig, data: StoreData, outcomes: li
                    "n_test": int(len(o.split.test)),
                    "accuracy": float(np.mean(o.y_pred == data.labels[o.split.test])) if len(o.split.test) else None,
                    "chance": majority_rate(data.labels[o.split.test]), "seconds": round(o.seconds, 2),
-                   "n_fit": o.n_fit, "selected_epoch": o.selected_epoch, "validation": o.validation}
+                   "n_fit": o.n_fit, "selected_epoch": o.selected_epoch,
+                   "stopped_epoch": o.stopped_epoch, "validation": o.validation}
                   for o in outcomes],
         "selected_epochs": [o.selected_epoch for o in outcomes],
+        "early_stopping": {
+            "patience": config.early_stopping,
+            "monitor": (f"validation {'loss' if config.selection == 'val_loss' else 'accuracy'} "
+                        f"(the selection criterion, {config.selection}); a fold stops once "
+                        "`patience` epochs have passed since the epoch it would choose"
+                        if config.early_stopping else "off: every epoch runs"),
+            "stopped_epochs": [o.stopped_epoch for o in outcomes]},
         "mil_planted_hit_rate": _hit_rate(data, outcomes),
         "validation": {
             "fraction": config.validation_fraction, "selection": config.selection,

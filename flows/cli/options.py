@@ -39,6 +39,14 @@ TrackingUri = Annotated[Optional[str], typer.Option(
 Track = Annotated[Optional[bool], typer.Option(
     help="--track: log to MLflow, by default to sqlite:///<parent of --out>/mlflow.db when no URI "
          "is set; --no-track: never, even with MLFLOW_TRACKING_URI set.")]
+PerSubject = Annotated[Optional[bool], typer.Option(
+    "--per-subject/--pooled",
+    help="One model per subject (the paper's setting; RUN_DIR/sNN/, metrics = mean ± std over "
+         "subjects), trial or segment protocol only; default: one pooled model.")]
+EarlyStopping = Annotated[Optional[int], typer.Option(
+    help="Patience N in epochs: stop a fold once N epochs have passed since the epoch it would "
+         "choose on validation (validation accuracy, or loss with selection val_loss); the chosen "
+         "epoch is the one a full run chooses among the epochs run. Default: off (every epoch).")]
 
 # ---- preprocess and serve ------------------------------------------------------------------------
 

@@ -133,3 +133,25 @@ def print_study_rows(rows: list[dict[str, Any]], *, several_stores: bool) -> Non
                       f"{row['accuracy_std']:.3f}  macro F1 {row['macro_f1_mean']:.3f} ± {row['macro_f1_std']:.3f}"
                       f"  (chance {row['chance']:.3f}, {row['protocol']}"
                       f"{', LEAKY' if row['leaky'] else ''})", highlight=False, markup=False)
+
+
+def print_protocol_rows(study: dict[str, Any]) -> None:
+    """``milmer ablate paper-protocol``: one line per row, every leaky figure labelled, then the
+    optimism of the published protocol."""
+    for row in study["rows"]:
+        tag = f"{row['protocol']}, per subject, epoch chosen by {row['selection']}"
+        leaky = ", LEAKY" if row["leaky"] else ""
+        console.print(f"{row['label']:<28} accuracy {row['accuracy']:.3f} ± {row['accuracy_std']:.3f}  "
+                      f"(chance {row['chance']:.3f}, {tag}{leaky})", highlight=False, markup=False)
+        if "last_epoch_accuracy" in row:
+            console.print(f"{'  same split, last epoch':<28} accuracy {row['last_epoch_accuracy']:.3f} ± "
+                          f"{row['last_epoch_accuracy_std']:.3f}  ({row['protocol']}, LEAKY)",
+                          highlight=False, markup=False)
+    for row in study.get("not_run", []):
+        console.print(f"{row['label']:<28} not run: {row['why']}", highlight=False, markup=False)
+    gap = study.get("optimism")
+    if gap:
+        o = gap["overall"]
+        console.print(f"optimism of the published protocol {o['total']:+.3f} ± {o['total_std']:.3f} over "
+                      f"subjects (test chose the epoch {o['test_chose_epoch']:+.3f}, split and rest "
+                      f"{o['split_and_rest']:+.3f})", highlight=False, markup=False)

@@ -12,9 +12,11 @@ import flows.cli.render as render
 from flows.cli.errors import fail
 from flows.cli.options import (
     STORE_HELP,
+    EarlyStopping,
     Epochs,
     Folds,
     Labels,
+    PerSubject,
     Protocol,
     Seed,
     Splits,
@@ -50,6 +52,8 @@ def train(
     seed: Seed = None,
     subjects: TrainSubjects = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 14).")] = None,
+    per_subject: PerSubject = None,
+    early_stopping: EarlyStopping = None,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its checkpoints (settings from its config.json).")] = False,
     progress: ProgressFlag = None,
@@ -99,6 +103,7 @@ def train(
             source, store=store, labels=labels, protocol=protocol, epochs=epochs, folds=folds,
             device=device, seed=seed, subjects=subject_list, batch_size=batch_size,
             splits=str(Path(splits).resolve()) if splits else None,
+            per_subject=per_subject, early_stopping=early_stopping,
             model={k: v for k, v in (("kind", model), ("eeg_tokenizer", eeg_tokenizer)) if v}
             or None, finetune_backbone=finetune_backbone, backbone_weights=weights,
             backbone_lr=backbone_lr, freeze_stages=freeze_stages,
@@ -118,7 +123,10 @@ def train(
 
 @app.command()
 def ablate(
-    study: Annotated[str, typer.Argument(help="paper-table4, paper-table5, paper-table6 or tokenizers.")],
+    study: Annotated[str, typer.Argument(help=(
+        "paper-table4, paper-table5, paper-table6, tokenizers, or paper-protocol (the paper's "
+        "protocol, LEAKY: per-subject models, random window split, best test epoch; beside ours: "
+        "whole trials held out, epoch chosen on validation; and the difference)."))],
     store: Annotated[list[str], typer.Option(help=(
         f"{STORE_HELP} Repeat to compare token sets (the same data through "
         "different Swin weights): every row runs once per store."))],
@@ -132,6 +140,8 @@ def ablate(
     device: TrainDevice = None,
     seed: Seed = None,
     subjects: TrainSubjects = None,
+    per_subject: PerSubject = None,
+    early_stopping: EarlyStopping = None,
     progress: ProgressFlag = None,
     splits: Splits = None,
     tracking_uri: TrackingUri = None,
@@ -142,8 +152,10 @@ def ablate(
 ) -> None:
     """Run a named ablation study on one store under one protocol (resumable: finished rows are
     read back) and write study.md + study.png: each row's accuracy and macro F1, mean ± std over
-    folds, with its protocol (leaky rows marked). Each row's folder holds its splits.json."""
+    folds, with its protocol (leaky rows marked). Each row's folder holds its splits.json.
+    paper-protocol compares protocols instead, on one model (--config)."""
     from store_schema.errors import MilmerError
+    from train.protocols import PAPER_PROTOCOL, run_paper_protocol
     from train.study import run_study, study_fields
     from train.tracking import tracking_for
 
@@ -152,13 +164,24 @@ def ablate(
         fields = study_fields(config, store=store[0], labels=labels, protocol=protocol, epochs=epochs,
                               folds=folds, device=device, seed=seed,
                               splits=str(Path(splits).resolve()) if splits else None,
-                              subjects=parse_ints(subjects, "subjects"))
-        tracking = tracking_for(out, uri=tracking_uri, track=track,
-                                experiment=experiment or f"ablate {study}: {out.resolve()}")
-        rows = run_study(study, out, fields=fields, stores=store, console=render.err_console,
-                         progress=progress, tracking=tracking)
+                              subjects=parse_ints(subjects, "subjects"), per_subject=per_subject,
+                              early_stopping=early_stopping)
+        if study == PAPER_PROTOCOL:
+            if len(store) > 1:
+                raise fail(f"{PAPER_PROTOCOL} runs on one store; give one --store")
+            found = run_paper_protocol(out, fields=fields, console=render.err_console,
+                                       progress=bool(progress))
+        else:
+            tracking = tracking_for(out, uri=tracking_uri, track=track,
+                                    experiment=experiment or f"ablate {study}: {out.resolve()}")
+            rows = run_study(study, out, fields=fields, stores=store, console=render.err_console,
+                             progress=progress, tracking=tracking)
     except MilmerError as err:
         raise fail(str(err)) from None
+    if study == PAPER_PROTOCOL:
+        render.print_protocol_rows(found)
+        render.console.print(f"{out / 'study.md'}\n{out / 'study.png'}", highlight=False)
+        return
     render.print_study_rows(rows, several_stores=len(store) > 1)
     render.console.print(f"{out / 'study.md'}\n{out / 'study.png'}", highlight=False)
 
