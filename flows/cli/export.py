@@ -10,7 +10,7 @@ import typer
 
 import flows.cli.render as render
 from flows.cli.errors import fail
-from flows.cli.options import StoreArgument, parse_ints, parse_stages
+from flows.cli.options import ProgressFlag, StoreArgument, parse_ints, parse_stages
 
 app = typer.Typer()
 
@@ -26,6 +26,7 @@ def export(
     stages: Annotated[Optional[str], typer.Option(
         help="Stages whose arrays to export (default segment,faces,tokens: every per-segment "
         "array, crops included; ingest,eeg hold whole trials: npz only).")] = None,
+    progress: ProgressFlag = None,
 ) -> None:
     """Export a store subject by subject, with a data card (README.md, card.json): shapes, dtypes,
     units, sampling rate, channel order, labels and every subject-stage's provenance.
@@ -34,15 +35,16 @@ def export(
     can be exported.
     """
     from store_schema.errors import StoreError
+    from store_schema.run.progress import choose, use
     from store_schema.views.export import export_store
 
     from flows.cli.store import open_store
 
     opened = open_store(store)
     try:
-        report = export_store(opened, out, fmt=export_format, subjects=parse_ints(subjects, "subjects"),
-                              stages=parse_stages(stages),
-                              progress=lambda line: render.err_console.print(line, highlight=False))
+        with use(choose(progress)):
+            report = export_store(opened, out, fmt=export_format,
+                                  subjects=parse_ints(subjects, "subjects"), stages=parse_stages(stages))
     except StoreError as err:
         raise fail(str(err)) from None
     for line in report.skipped:

@@ -25,7 +25,7 @@ import datetime as dt
 import json
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from store_schema.contract.labels import LabelScheme, class_names, make_labels
 from store_schema.contract.layout import STAGE_ORDER, Stage, stage_spec
 from store_schema.contract.staleness import stale_reason
 from store_schema.engine.store import FeatureStore, StageRecord
+from store_schema.run import progress
 from store_schema.errors import StoreError
 
 FORMATS = ("npz", "hf")
@@ -62,9 +63,9 @@ class ExportReport:
 
 
 def export_store(store: FeatureStore, out: Path | str, *, fmt: str, subjects: Sequence[int] | None = None,
-                 stages: Sequence[str] | None = None,
-                 progress: Callable[[str], None] | None = None) -> ExportReport:
-    """Write the export; raise :class:`StoreError` (one line) for bad arguments or nothing to export."""
+                 stages: Sequence[str] | None = None) -> ExportReport:
+    """Write the export; raise :class:`StoreError` (one line) for bad arguments or nothing to export.
+    Reports each subject to this process's progress reporter (:mod:`store_schema.run.progress`)."""
     out = Path(out)
     if fmt not in FORMATS:
         raise StoreError(f"--format {fmt!r}: choose npz or hf")
@@ -90,7 +91,10 @@ def export_store(store: FeatureStore, out: Path | str, *, fmt: str, subjects: Se
         raise StoreError(f"{public_url(store.url)}: nothing to export ({detail})")
     out.mkdir(parents=True, exist_ok=True)
     shapes: dict[str, dict[str, Any]] = {}
+    reporter = progress.current()
+    reporter.begin(f"export {fmt}", total=len(ready))
     for s in ready:
+        reporter.start(f"s{s:02d}")
         arrays = subject_arrays(store, s, chosen)
         shapes.update({k: {"shape": list(v.shape[1:]) if _per_segment(k) else list(v.shape),
                            "dtype": str(v.dtype)} for k, v in arrays.items()})
@@ -108,8 +112,7 @@ def export_store(store: FeatureStore, out: Path | str, *, fmt: str, subjects: Se
         report.subjects.append(s)
         report.files.append(path)
         report.bytes += size
-        if progress is not None:
-            progress(f"s{s:02d}: {path.name} ({size / 2**20:,.1f} MiB)")
+        reporter.finish(f"s{s:02d}", f"s{s:02d}: {path.name} ({size / 2**20:,.1f} MiB)")
     if fmt == "hf":
         from store_schema.views.export_hf import write_index
 
