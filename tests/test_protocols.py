@@ -89,6 +89,9 @@ def test_paper_protocol_puts_the_leaky_row_well_above_ours_when_trials_carry_a_s
     out, study, printed, _ = studies["signature"]
     rows = {r["key"]: r for r in study["rows"]}
     assert [r["key"] for r in study["rows"]] == [r.key for r in PAPER_PROTOCOL_ROWS if not r.needs_gpu]
+    # Swin in the loop: listed, not run (no CUDA here; with CUDA, this EEG study gives no loader)
+    assert [r["key"] for r in study["not_run"]] == ["paper-finetuned"]
+    assert "paper-finetuned" not in {r["key"] for r in study["rows"]}
     paper, ours = rows["paper"], rows["ours"]
     assert (paper["protocol"], paper["selection"], paper["leaky"]) == ("segment", "test-max", True)
     assert (ours["protocol"], ours["selection"], ours["leaky"]) == ("trial", "validation", False)

@@ -169,8 +169,10 @@ def ablate(
         if study == PAPER_PROTOCOL:
             if len(store) > 1:
                 raise fail(f"{PAPER_PROTOCOL} runs on one store; give one --store")
+            from pipeline.weights.loop import load_loop_backbone
+
             found = run_paper_protocol(out, fields=fields, console=render.err_console,
-                                       progress=bool(progress))
+                                       progress=bool(progress), backbone_loader=load_loop_backbone)
         else:
             tracking = tracking_for(out, uri=tracking_uri, track=track,
                                     experiment=experiment or f"ablate {study}: {out.resolve()}")
