@@ -71,3 +71,14 @@ def _stop_prefect_temporary_servers():  # noqa: ANN202
 
         for server in list(SubprocessASGIServer._instances.values()):
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """One real Prefect API (``prefect server start`` on 127.0.0.1) for every test that runs flows
+    in other processes: yields (api_url, env with PREFECT_API_URL). Each CLI run or module would
+    otherwise start its own server (~10 s of CPU each)."""
+    from tests.servers import prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("prefect-api")) as (url, env):
+        yield url, env

@@ -25,7 +25,7 @@ from flows.preprocess import RunSummary, run_chain_inline
 from store_schema.errors import StoreError
 from store_schema.contract.layout import Stage
 from store_schema.engine.store import FeatureStore
-from tests.servers import BIN, prefect_server
+from tests.servers import BIN
 from train.data import StoreData
 
 EEG_STAGES = ("ingest", "eeg", "segment")
@@ -91,10 +91,9 @@ def uninterrupted(small_deap_master: Path, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="module")
-def prefect_env(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def prefect_env(prefect_api: tuple[str, dict[str, str]]) -> dict[str, str]:
     """One real Prefect API for every killed run: each CLI run would otherwise start its own."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-crash")) as (_, env):
-        yield env
+    return prefect_api[1]
 
 
 def run_until_killed(env: dict[str, str], deap: Path, store: Path, kill: Kill, log: Path) -> str:
