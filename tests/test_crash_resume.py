@@ -29,7 +29,8 @@ from tests.servers import BIN
 from train.data import StoreData
 
 EEG_STAGES = ("ingest", "eeg", "segment")
-ALL_STAGES = (*EEG_STAGES, "faces", "tokens")
+FACE_STAGES = (*EEG_STAGES, "faces")
+ALL_STAGES = (*FACE_STAGES, "tokens")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ KILLS = [
     Kill("during ICA", "subjects/s01/eeg:mid-compute", EEG_STAGES, "s01 eeg: band-pass done"),
     Kill("computed, before the write", "subjects/s02/eeg:before-write", EEG_STAGES),
     Kill("after the arrays before the commit", "subjects/s02/segment:after-arrays", EEG_STAGES),
-    Kill("during face detection", "subjects/s02/faces:mid-compute", ALL_STAGES, "s02 faces:"),
+    # Tokens (Swin-tiny on the CPU, ~0.1 s a frame) are left out where the kill is upstream of
+    # them: they would only be computed by the re-run, as in the case below.
+    Kill("during face detection", "subjects/s02/faces:mid-compute", FACE_STAGES, "s02 faces:"),
     Kill("while writing tokens", "subjects/s01/tokens:mid-array", ALL_STAGES, "s01 tokens: 40 of 40 frames"),
 ]
 
