@@ -188,15 +188,16 @@ def test_hub_weights_missing_from_the_cache_are_refused_before_any_work(
     assert not (tmp_path / "s.zarr").exists()
 
 
-def milmer(*args: str) -> subprocess.CompletedProcess[str]:
+def milmer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("milmer")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_cli_builds_reports_and_verifies_the_store(small_deap: Path, tmp_path: Path) -> None:
+def test_cli_builds_reports_and_verifies_the_store(small_deap: Path, tmp_path: Path,
+                                                   prefect_api: tuple[str, dict[str, str]]) -> None:
     store = tmp_path / "cli.zarr"
     first = milmer("preprocess", "--deap", str(small_deap), "--store", str(store),
-                   "--stages", "ingest,eeg,segment", "--json")
+                   "--stages", "ingest,eeg,segment", "--json", env=prefect_api[1])
     assert first.returncode == 0, first.stderr
     assert {o["status"] for o in json.loads(first.stdout)["outcomes"]} == {"computed"}
     second = milmer("preprocess", "--deap", str(small_deap), "--store", str(store),

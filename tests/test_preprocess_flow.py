@@ -17,7 +17,7 @@ from flows.preprocess import RunSummary, run_flow
 from pipeline.readers import deap_format as fmt
 from store_schema.engine.store import FeatureStore
 from store_schema.engine.verify import verify_store
-from tests.servers import BIN, background, dask_cluster, prefect_server, wait_until
+from tests.servers import BIN, background, dask_cluster, wait_until
 
 EEG_STAGES = ("ingest", "eeg", "segment")
 CPU_STAGES = [*EEG_STAGES, "faces"]
@@ -83,9 +83,8 @@ def test_a_corrupt_subject_fails_the_run_and_the_others_complete(small_deap: Pat
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as (url, env):
-        yield url, env
+def server(prefect_api: tuple[str, dict[str, str]]) -> tuple[str, dict[str, str]]:
+    return prefect_api  # the session's real Prefect API (tests/conftest.py)
 
 
 def test_flow_on_a_real_dask_cluster_gives_the_same_store(
