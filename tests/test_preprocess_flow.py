@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,10 @@ def test_served_deployment_runs_from_the_prefect_cli(
     with background([str(BIN / "milmer"), "serve", "--deap", str(small_deap_master), "--store", str(store),
                      "--stages", ",".join(CPU_STAGES),
                      "--runner", "threads"], env=env, log=tmp_path / "serve.log") as serving:
+        # Polled over HTTP first: each `prefect deployment ls` is a process start (~1.5 s of CPU).
+        wait_until(lambda: urllib.request.urlopen(
+            f"{url}/deployments/name/preprocess-deap/default", timeout=10).status == 200,
+            timeout=90, what="served deployment", proc=serving)
         def deployment_listed() -> bool:
             out = subprocess.run([str(BIN / "prefect"), "deployment", "ls"], env=env,
                                  capture_output=True, text=True, timeout=60).stdout
