@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,11 +41,21 @@ def everything(status: str, subjects=(1, 2)) -> dict[tuple[int, str], str]:
     return {(s, stage): status for s in subjects for stage in EEG_STAGES}
 
 
-@pytest.fixture()
-def built(small_deap: Path, tmp_path: Path) -> tuple[Path, Path]:
-    store = tmp_path / "store.zarr"
-    first = run(small_deap, store)
+@pytest.fixture(scope="module")
+def built_master(small_deap_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every EEG stage of both subjects, built once for the module (tests change copies)."""
+    store = tmp_path_factory.mktemp("built") / "store.zarr"
+    first = run(small_deap_master, store)
     assert statuses(first) == everything("computed")
+    return store
+
+
+@pytest.fixture()
+def built(small_deap: Path, built_master: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the dataset and of the store built from it (copies keep mtimes, so the
+    store's stat fingerprints hold for the copied dataset)."""
+    store = tmp_path / "store.zarr"
+    shutil.copytree(built_master, store)
     return small_deap, store
 
 
