@@ -82,3 +82,15 @@ def tiny_planted_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = str(tmp_path_factory.mktemp("tiny-planted") / "store.zarr")
     write_planted_store(url, subjects=2, trials=8, segments_per_trial=2, seed=0)
     return url
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """One real Prefect API (``prefect server start`` on 127.0.0.1) for every test that runs flows
+    in other processes: yields (api_url, env with PREFECT_API_URL). Each CLI run or module would
+    otherwise start its own server (~10 s of CPU each)."""
+    from tests.servers import prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("prefect-api")) as (url, env):
+        yield url, env
+

@@ -608,9 +608,9 @@ def test_the_table_has_at_least_twenty_distinct_cases_of_every_input_kind() -> N
 # --------------------------------------------------------------------------------------------
 
 
-def milmer(*args: str) -> subprocess.CompletedProcess[str]:
+def milmer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("milmer")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def case_named(name: str) -> Case:
@@ -641,14 +641,16 @@ def test_cli_refuses_a_folder_wide_problem_before_any_work(
 
 
 def test_cli_names_a_truncated_dat_and_the_other_subject_completes(
-    baseline: Baseline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    baseline: Baseline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    prefect_api: tuple[str, dict[str, str]],
 ) -> None:
     case = case_named("dat: truncated")
     ctx = private_copy(baseline, tmp_path, monkeypatch)
     config = config_of(ctx, case)
     FeatureStore.open(str(ctx.store)).uncommit(GOOD, "segment")
     result = milmer("preprocess", "--deap", str(ctx.deap), "--store", str(ctx.store),
-                    "--stages", ",".join(config["stages"]), "--workers", "1")
+                    "--stages", ",".join(config["stages"]), "--workers", "1",
+                    env=prefect_api[1])  # the session's Prefect API, not a temporary one
     assert result.returncode == 1, result.stdout + result.stderr
     failed = [l for l in result.stderr.splitlines() if l.startswith("failed ")]
     assert failed[0].startswith("failed s01 ingest: ") and len(failed) == 3, failed

@@ -265,9 +265,9 @@ def test_a_forked_child_waits_for_its_parents_lock_instead_of_inheriting_it(tmp_
 class Watched:
     """A subprocess whose stderr is read line by line as it comes (stdout kept for the end)."""
 
-    def __init__(self, args: list[str], *, log: Path) -> None:
+    def __init__(self, args: list[str], *, log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=dict(env or os.environ), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.lines: list[str] = []
         self.done = False
@@ -323,18 +323,19 @@ def inline_run(deap: Path, store: Path, log: Path) -> Watched:
     return Watched([sys.executable, "-c", INLINE_RUN, str(deap), str(store)], log=log)
 
 
-def cli_run(deap: Path, store: Path, log: Path) -> Watched:
+def cli_run(deap: Path, store: Path, log: Path, env: dict[str, str] | None = None) -> Watched:
     return Watched([str(BIN / "milmer"), "preprocess", "--deap", str(deap), "--store", str(store),
-                    "--stages", ",".join(EEG_STAGES), "--json"], log=log)
+                    "--stages", ",".join(EEG_STAGES), "--json"], log=log, env=env)
 
 
-def test_two_preprocess_runs_at_once_compute_each_subject_stage_once(small_deap: Path, tmp_path: Path) -> None:
+def test_two_preprocess_runs_at_once_compute_each_subject_stage_once(
+        small_deap: Path, tmp_path: Path, prefect_api: tuple[str, dict[str, str]]) -> None:
     store = tmp_path / "store.zarr"
     waiting = "waiting for subjects/s01/ingest (exclusive), held by another run (pid "
     runs: list[Watched] = []
     try:
         with subject_stage_lock(str(store), 1, "ingest"):  # a third writer, holding s01's ingest
-            runs = [cli_run(small_deap, store, tmp_path / "cli.log"),
+            runs = [cli_run(small_deap, store, tmp_path / "cli.log", prefect_api[1]),
                     inline_run(small_deap, store, tmp_path / "inline.log")]
             for run in runs:
                 assert run.wait_for_line(waiting), "".join(run.lines)[-3000:]

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from flows.summary import RunSummary
 from pipeline.synth import SynthParams, write_synthetic_deap
 from store_schema.engine.store import FeatureStore
 from store_schema.engine.verify import verify_store
-from tests.servers import BIN, dask_cluster_processes, prefect_server
+from tests.servers import BIN, dask_cluster_processes
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +58,7 @@ def worker_running(logs: list[Path], line: str, *, timeout: float) -> int:
 
 
 def test_a_killed_dask_worker_inside_a_subject_stage_leaves_the_store_as_without_the_kill(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, prefect_api: tuple[str, dict[str, str]]
 ) -> None:
     deap = tmp_path / "DEAP"
     write_synthetic_deap(out=deap, params=DATA)
@@ -65,7 +66,7 @@ def test_a_killed_dask_worker_inside_a_subject_stage_leaves_the_store_as_without
     assert run_chain_inline(PreprocessConfig(deap=deap, store=reference, stages=STAGES)).ok
 
     url = str(tmp_path / "dask.zarr")
-    with prefect_server(tmp_path_factory.mktemp("prefect-kill")) as (_, env):
+    with nullcontext(prefect_api) as (_, env):  # the session's real Prefect API
         with dask_cluster_processes(tmp_path, env, workers=2, nanny=False) as (address, workers):
             with (tmp_path / "cli.log").open("w") as log:
                 run = subprocess.Popen(

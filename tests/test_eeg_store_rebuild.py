@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,11 +41,21 @@ def everything(status: str, subjects=(1, 2)) -> dict[tuple[int, str], str]:
     return {(s, stage): status for s in subjects for stage in EEG_STAGES}
 
 
-@pytest.fixture()
-def built(small_deap: Path, tmp_path: Path) -> tuple[Path, Path]:
-    store = tmp_path / "store.zarr"
-    first = run(small_deap, store)
+@pytest.fixture(scope="module")
+def built_master(small_deap_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every EEG stage of both subjects, built once for the module (tests change copies)."""
+    store = tmp_path_factory.mktemp("built") / "store.zarr"
+    first = run(small_deap_master, store)
     assert statuses(first) == everything("computed")
+    return store
+
+
+@pytest.fixture()
+def built(small_deap: Path, built_master: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the dataset and of the store built from it (copies keep mtimes, so the
+    store's stat fingerprints hold for the copied dataset)."""
+    store = tmp_path / "store.zarr"
+    shutil.copytree(built_master, store)
     return small_deap, store
 
 
@@ -188,15 +199,16 @@ def test_hub_weights_missing_from_the_cache_are_refused_before_any_work(
     assert not (tmp_path / "s.zarr").exists()
 
 
-def milmer(*args: str) -> subprocess.CompletedProcess[str]:
+def milmer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("milmer")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_cli_builds_reports_and_verifies_the_store(small_deap: Path, tmp_path: Path) -> None:
+def test_cli_builds_reports_and_verifies_the_store(small_deap: Path, tmp_path: Path,
+                                                   prefect_api: tuple[str, dict[str, str]]) -> None:
     store = tmp_path / "cli.zarr"
     first = milmer("preprocess", "--deap", str(small_deap), "--store", str(store),
-                   "--stages", "ingest,eeg,segment", "--json")
+                   "--stages", "ingest,eeg,segment", "--json", env=prefect_api[1])
     assert first.returncode == 0, first.stderr
     assert {o["status"] for o in json.loads(first.stdout)["outcomes"]} == {"computed"}
     second = milmer("preprocess", "--deap", str(small_deap), "--store", str(store),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from pipeline.readers import deap_format as fmt
 from store_schema.engine.store import FeatureStore
 from store_schema.engine.verify import verify_store
 from tests.conftest import NARROW_HEADS
-from tests.servers import BIN, background, dask_cluster, prefect_server, wait_until
+from tests.servers import BIN, background, dask_cluster, wait_until
 
 EEG_STAGES = ("ingest", "eeg", "segment")
 CPU_STAGES = [*EEG_STAGES, "faces"]
@@ -84,22 +86,38 @@ def test_a_corrupt_subject_fails_the_run_and_the_others_complete(small_deap: Pat
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as (url, env):
-        yield url, env
+def server(prefect_api: tuple[str, dict[str, str]]) -> tuple[str, dict[str, str]]:
+    return prefect_api  # the session's real Prefect API (tests/conftest.py)
+
+
+@pytest.fixture(scope="module")
+def dask_workers(server, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
+    """One Dask scheduler and two workers for the module's Dask tests, worker 1 with a GPU
+    resource (tasks that ask for none run on either); yields (address, folder of worker-i.log)."""
+    folder = tmp_path_factory.mktemp("dask")
+    with dask_cluster(folder, server[1], workers=2, resources={1: "GPU=1"}) as address:
+        yield address, folder
+
+
+def worker_output_from_now(folder: Path) -> Callable[[int], str]:
+    """What worker ``i`` logs from this call on (the workers are shared by the module's tests)."""
+    sizes = [(folder / f"worker-{i}.log").stat().st_size for i in range(2)]
+    return lambda i: (folder / f"worker-{i}.log").read_bytes()[sizes[i]:].decode(errors="replace")
 
 
 def test_flow_on_a_real_dask_cluster_gives_the_same_store(
-    small_deap_master: Path, local_store: str, server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_deap_master: Path, local_store: str, server, dask_workers, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, env = server
     monkeypatch.setenv("PREFECT_API_URL", url)  # workers and this process share one real API
-    with dask_cluster(tmp_path, env, workers=2) as address:
-        summary = run_flow(PreprocessConfig(deap=small_deap_master, store=str(tmp_path / "dask.zarr"),
-                                            stages=CPU_STAGES,
-                                            dask_address=address))
+    address, folder = dask_workers
+    output = worker_output_from_now(folder)
+    summary = run_flow(PreprocessConfig(deap=small_deap_master, store=str(tmp_path / "dask.zarr"),
+                                        stages=CPU_STAGES,
+                                        dask_address=address))
     assert statuses(summary) == {"computed"}, summary.markdown()
-    workers_used = {line for log in tmp_path.glob("worker-*.log") for line in log.read_text().splitlines()
+    workers_used = {line for i in range(2) for line in output(i).splitlines()
                     if "s01-" in line or "s02-" in line}
     assert workers_used, "the tasks should have run on the Dask workers"
     assert_same_store(local_store, str(tmp_path / "dask.zarr"))
@@ -114,6 +132,10 @@ def test_served_deployment_runs_from_the_prefect_cli(
     with background([str(BIN / "milmer"), "serve", "--deap", str(small_deap_master), "--store", str(store),
                      "--stages", ",".join(CPU_STAGES),
                      "--runner", "threads"], env=env, log=tmp_path / "serve.log") as serving:
+        # Polled over HTTP first: each `prefect deployment ls` is a process start (~1.5 s of CPU).
+        wait_until(lambda: urllib.request.urlopen(
+            f"{url}/deployments/name/preprocess-deap/default", timeout=10).status == 200,
+            timeout=90, what="served deployment", proc=serving)
         def deployment_listed() -> bool:
             out = subprocess.run([str(BIN / "prefect"), "deployment", "ls"], env=env,
                                  capture_output=True, text=True, timeout=60).stdout
@@ -194,7 +216,8 @@ def test_tokens_stage_records_random_weights_and_recomputes_only_on_new_weights(
 
 
 def test_on_dask_the_tokens_stage_runs_only_on_the_worker_with_the_gpu_resource(
-    small_deap_master: Path, local_store: str, server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_deap_master: Path, local_store: str, server, dask_workers, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import shutil
 
@@ -202,15 +225,15 @@ def test_on_dask_the_tokens_stage_runs_only_on_the_worker_with_the_gpu_resource(
     monkeypatch.setenv("PREFECT_API_URL", url)
     store = tmp_path / "gpu.zarr"
     shutil.copytree(local_store, store)  # CPU stages committed: only tokens run
-    with dask_cluster(tmp_path, env, workers=2, resources={1: "GPU=1"}) as address:
-        summary = run_flow(PreprocessConfig(
-            deap=small_deap_master, store=str(store), subjects=[1, 2], weights="random",
-            stages=[*CPU_STAGES, "tokens"], dask_address=address, dask_gpu_resource="GPU"))
+    address, folder = dask_workers  # worker 1 has GPU=1
+    output = worker_output_from_now(folder)
+    summary = run_flow(PreprocessConfig(
+        deap=small_deap_master, store=str(store), subjects=[1, 2], weights="random",
+        stages=[*CPU_STAGES, "tokens"], dask_address=address, dask_gpu_resource="GPU"))
     assert summary.ok, summary.markdown()
     assert {(o.subject, o.stage.value) for o in summary.outcomes if o.status == "computed"} == {
         (1, "tokens"), (2, "tokens")}
-    gpu_log = (tmp_path / "worker-1.log").read_text()
-    cpu_log = (tmp_path / "worker-0.log").read_text()
+    gpu_log, cpu_log = output(1), output(0)
     assert "s01-tokens" in gpu_log and "s02-tokens" in gpu_log
     assert "tokens" not in cpu_log
 

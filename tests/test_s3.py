@@ -56,7 +56,8 @@ def statuses(summary: RunSummary) -> dict[tuple[int, str], str]:
 
 
 def test_the_whole_chain_on_s3_survives_a_refused_chunk_write_and_a_rerun_skips_everything(
-    s3: S3Endpoint, small_deap_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: S3Endpoint, small_deap_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    prefect_api: tuple[str, dict[str, str]],
 ) -> None:
     url = f"s3://{BUCKET}/chain.zarr"
     settings = tmp_path / "s3.json"
@@ -66,7 +67,7 @@ def test_the_whole_chain_on_s3_survives_a_refused_chunk_write_and_a_rerun_skips_
             "--json"]
     # the second chunk of s01's band-passed EEG: the stage has written part of its arrays
     s3.refuse(r"/chain\.zarr/subjects/s01/eeg/[^/]+/c/1/", times=1)
-    first = milmer(*args, env=s3.env())
+    first = milmer(*args, env={**prefect_api[1], **s3.env()})  # the session's Prefect API
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert len(s3.refused) == 1 and "/subjects/s01/eeg/" in s3.refused[0]
     assert "s01 eeg: transient failure, retried" in first.stderr  # failed once, retried by Prefect
