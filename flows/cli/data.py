@@ -35,10 +35,17 @@ def synth(
         bool, typer.Option("--with-bdf", help="Also write data_original/sNN.bdf (raw 512 Hz BDF).")
     ] = False,
     difficulty: Annotated[
-        Optional[str],
-        typer.Option(help="Generator v2 at easy, paper or hard (see the README's probe ceilings); "
-                     "unset: generator v1."),
-    ] = None,
+        str,
+        typer.Option(help="Generator v2 at easy (default: large, reliable cues for a first run), "
+                     "paper or hard (see the README's probe ceilings); v1: the legacy generator "
+                     "(whole-frame colour shortcut, no CAR), with a warning."),
+    ] = "easy",
+    eeg_family: Annotated[
+        str,
+        typer.Option(help="EEG family: rhythms (default; what the presets were tuned on) or "
+                     "contact (held out: per-trial, per-channel contact gains, other effects and "
+                     "background; docs/synthetic.md)."),
+    ] = "rhythms",
     data_format: Annotated[
         str, typer.Option("--format", help="dat (data_preprocessed_python/sNN.dat) or mat "
                           "(data_preprocessed_matlab/sNN.mat).")
@@ -53,6 +60,7 @@ def synth(
         params = SynthParams(
             subjects=subjects, trials=trials, seconds=seconds, seed=seed, fps=fps,
             video_start=video_start, videos=videos, bdf=with_bdf, difficulty=difficulty,
+            eeg_family=eeg_family,
             format=data_format, missing_videos=parse_missing_videos(missing_videos) if missing_videos else (),
         )
     except (ValidationError, ValueError) as err:
@@ -64,7 +72,8 @@ def synth(
         f"wrote {len(report.files)} files, {report.total_bytes / 2**20:,.1f} MiB, to {out} "
         f"in {time.perf_counter() - started:.1f} s "
         f"({subjects} subjects x {trials} trials x {seconds} s, seed {seed}, "
-        f"{'generator v1' if difficulty is None else f'generator v2, {difficulty}'})"
+        f"{'generator v1 (legacy)' if difficulty == 'v1' else f'generator v2, {difficulty}'}"
+        f"{'' if eeg_family == 'rhythms' else f', EEG family {eeg_family}'})"
     )
 
 
