@@ -297,7 +297,7 @@ def forty() -> synth.SubjectSignals:
 
 def test_observed_eeg_is_clean_plus_documented_eog_leak(forty):
     observed = forty.clean_eeg + forty.eog_mixing @ forty.eog
-    np.testing.assert_array_equal(forty.recording[:, :32], observed)
+    np.testing.assert_allclose(forty.recording[:, :32], observed, rtol=0, atol=1e-9)
     rows = np.flatnonzero(np.any(forty.eog_mixing != 0, axis=1))
     leaking = sorted(df.EEG_CHANNELS[i] for i in rows)
     assert leaking == ["AF3", "AF4", "Fp1", "Fp2"]

@@ -4,6 +4,7 @@ v1 only when named, with a warning; the held-out ``contact`` EEG family."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -76,7 +77,9 @@ def test_manifest_names_the_generator_version_of_the_difficulty(tmp_path: Path) 
         fields = {"subjects": 1, "trials": 1, "seconds": 3, "videos": False}
         params = (legacy_v1(**fields) if difficulty == "v1" else synth.SynthParams(**fields)
                   if difficulty is None else synth.SynthParams(**fields, difficulty=difficulty))
-        synth.write_synthetic_deap(out=out, params=params)
+        with (pytest.warns(synth.LegacyGeneratorWarning) if difficulty == "v1"
+              else contextlib.nullcontext()):
+            synth.write_synthetic_deap(out=out, params=params)
         manifest = json.loads((out / synth.MANIFEST_NAME).read_text())
         assert manifest["generator_version"] == version
         assert manifest["params"]["difficulty"] == (difficulty or "easy")
