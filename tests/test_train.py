@@ -602,17 +602,6 @@ def test_band_maps_tokens_hold_one_band_of_every_channel() -> None:
     assert model.pos_eeg.shape[1] == len(LOG_POWER_BANDS) and model(eeg).shape == (3, 4)
 
 
-def test_band_maps_ignore_a_gain_per_window_and_channel_and_log_power_does_not() -> None:
-    torch.manual_seed(0)
-    eeg = torch.randn(3, 32, 384)
-    gains = torch.exp(0.5 * torch.randn(3, 32, 1))  # contact: one gain per (trial, channel)
-    for name, blind in (("band_maps", True), ("log_power", False)):
-        model = build_model(ModelConfig(kind="eeg", eeg_tokenizer=name, **NARROW_HEADS), num_classes=2)
-        model.eeg_tokenizer.fit_statistics(torch.randn(20, 32, 384))
-        same = torch.allclose(model.eeg_tokenizer(eeg * gains), model.eeg_tokenizer(eeg), atol=1e-4)
-        assert same is blind, name
-
-
 @pytest.mark.parametrize("stream", [False, True])
 def test_face_normalisation_uses_the_fitted_rows_only(store_url: str, stream: bool) -> None:
     data = StoreData.open(store_url)

@@ -56,9 +56,8 @@ class ModelConfig(BaseModel):
     eeg_tokenizer: EegTokenizerKind = Field("raw", description=(
         "raw: the paper's LayerNorm(384) -> Linear -> ReLU on samples; log_power: log power in "
         "2 Hz bins 1-45 Hz; de: differential entropy (log band power) in δ θ α β γ (both one "
-        "token per channel); band_maps: the log_power features relative to each channel's mean "
-        "over bands (a per-trial channel gain cancels) as one token per 2 Hz band, its 32 "
-        "channels' powers (asymmetries between channels are linear in one token); spectral "
+        "token per channel); band_maps: the log_power features as one token per 2 Hz band, its "
+        "32 channels' powers (asymmetries between channels are linear in one token); spectral "
         "ones are Hann-windowed, standardised with training-fold statistics, then Linear"))
     face_norm: FaceNorm = Field("none", description=(
         "none: the cached tokens as Swin gave them (the paper, which fine-tunes Swin); "

@@ -12,13 +12,7 @@
   standardisation it equals log band power in those 5 bands (Duan et al. 2013); then Linear(5 -> d).
 * ``band_maps``: the ``log_power`` features turned around: one token per 2 Hz band (22 tokens),
   holding the standardised log powers of the 32 channels in that band (its scalp map), then a
-  Linear(32 -> d) of the band's own (:class:`TokenwiseLinear`). Its log powers are *relative*:
-  each (window, channel) minus its mean over the 22 bands, before the standardisation. A gain
-  on one electrode in one trial (contact, impedance: label-independent) adds the same constant
-  to every band of that channel, so it cancels exactly; without this every band token carries
-  the trial's pattern of channel gains, which identifies the trial: on the held-out ``contact``
-  family (docs/synthetic.md) ``band_maps`` with absolute log power reached train accuracy 1.00
-  by epoch 4 and validation 0.45 (issue 31). What is lost is each channel's broadband level. A spatial pattern within a band,
+  Linear(32 -> d) of the band's own (:class:`TokenwiseLinear`). A spatial pattern within a band,
   such as frontal alpha asymmetry (left minus right), is linear in one token; with one token per
   channel it needs attention to subtract one channel's token from another's. The weights are
   not shared between bands: with one Linear for all bands, alpha and beta power on the same
@@ -144,10 +138,9 @@ class SpectralTokenizer(EegTokenizer):
 
     def __init__(self, *, bands: tuple[tuple[float, float], ...], eeg_samples: int = 384,
                  eeg_channels: int = 32, sfreq: float = 128.0, d_model: int = 768,
-                 per_band: bool = False, relative: bool = False) -> None:
+                 per_band: bool = False) -> None:
         super().__init__()
         self.per_band = per_band
-        self.relative = relative
         self.n_tokens = len(bands) if per_band else eeg_channels
         self.register_buffer("window", torch.hann_window(eeg_samples, periodic=False))
         self.register_buffer("bands", band_matrix(bands, samples=eeg_samples, sfreq=sfreq))
@@ -157,10 +150,7 @@ class SpectralTokenizer(EegTokenizer):
                      else nn.Linear(len(bands), d_model))
 
     def features(self, eeg: Tensor) -> Tensor:
-        """(B, C, n_bands) log band power; ``relative``: minus each channel's mean over bands
-        (a per-window, per-channel gain cancels)."""
-        power = log_band_power(eeg, self.window, self.bands)
-        return power - power.mean(dim=-1, keepdim=True) if self.relative else power
+        return log_band_power(eeg, self.window, self.bands)
 
     @torch.no_grad()
     def fit_statistics(self, eeg: Tensor, *, chunk: int = 512) -> None:
@@ -207,8 +197,6 @@ def differential_entropy(*, eeg_samples: int, eeg_channels: int, sfreq: float,
 
 @register_tokenizer("band_maps")
 def band_maps(*, eeg_samples: int, eeg_channels: int, sfreq: float, d_model: int) -> EegTokenizer:
-    """The ``log_power`` features, relative to each channel's mean over bands, one token per 2 Hz
-    band holding its 32 channels' powers."""
+    """The ``log_power`` features, one token per 2 Hz band holding its 32 channels' powers."""
     return SpectralTokenizer(bands=LOG_POWER_BANDS, eeg_samples=eeg_samples,
-                             eeg_channels=eeg_channels, sfreq=sfreq, d_model=d_model, per_band=True,
-                             relative=True)
+                             eeg_channels=eeg_channels, sfreq=sfreq, d_model=d_model, per_band=True)
