@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -54,19 +55,29 @@ def synth(
     """Write a synthetic dataset in DEAP's exact layout and file formats, with planted signals."""
     from pydantic import ValidationError
 
-    from pipeline.synth import SynthParams, parse_missing_videos, write_synthetic_deap
+    from pipeline.synth import (
+        LegacyGeneratorWarning,
+        SynthParams,
+        parse_missing_videos,
+        write_synthetic_deap,
+    )
 
     try:
-        params = SynthParams(
-            subjects=subjects, trials=trials, seconds=seconds, seed=seed, fps=fps,
-            video_start=video_start, videos=videos, bdf=with_bdf, difficulty=difficulty,
-            eeg_family=eeg_family,
-            format=data_format, missing_videos=parse_missing_videos(missing_videos) if missing_videos else (),
-        )
+        with warnings.catch_warnings(record=True) as legacy:
+            warnings.simplefilter("always", LegacyGeneratorWarning)
+            params = SynthParams(
+                subjects=subjects, trials=trials, seconds=seconds, seed=seed, fps=fps,
+                video_start=video_start, videos=videos, bdf=with_bdf, difficulty=difficulty,
+                eeg_family=eeg_family, format=data_format,
+                missing_videos=parse_missing_videos(missing_videos) if missing_videos else (),
+            )
     except (ValidationError, ValueError) as err:
         raise fail(one_line(err)) from None
+    for warning in legacy:
+        render.err_console.print(f"warning: {warning.message}")
     started = time.perf_counter()
-    with render.console.status("writing synthetic DEAP...") as status:
+    with render.console.status("writing synthetic DEAP...") as status, warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegacyGeneratorWarning)  # said above, once
         report = write_synthetic_deap(out=out, params=params, progress=lambda line: status.update(line))
     render.console.print(
         f"wrote {len(report.files)} files, {report.total_bytes / 2**20:,.1f} MiB, to {out} "
