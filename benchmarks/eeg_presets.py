@@ -19,7 +19,9 @@ gap: memorising training trials shows as train ~1.0 and validation near chance).
     .venv/bin/python benchmarks/eeg_presets.py [--out DIR] [--subjects 3] [--trials 32]
         [--seconds 24] [--labels deap2-arousal] [--folds 4] [--difficulty easy] [--json PATH]
 
-Figures of a run are in docs/results.md (section 2026-12-06); ~15 min on the 2-core machine.
+Figures of a run are in docs/results.md (section 2026-12-06, fold 0 only). Cost: ~20-27 CPU
+seconds per preset and fold (measured, one torch thread) plus ~40 CPU s per store: about 10
+CPU minutes for the default 2 families x 3 presets x 4 folds.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def main() -> None:
     from train.probe import band_power_probe
     from train.trainer import run_training
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(1)  # as measured
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for family in args.families.split(","):
