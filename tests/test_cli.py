@@ -221,6 +221,18 @@ def test_python_m_flows_is_the_cli_and_serving_does_not_import_it() -> None:
     assert probe.stdout.strip() == "False", probe.stderr
 
 
+def test_synth_defaults_to_v2_easy_and_warns_once_for_the_legacy_v1(tmp_path: Path) -> None:
+    args = ["--subjects", "1", "--trials", "1", "--seconds", "3", "--no-videos"]
+    default = runner.invoke(app, ["synth", str(tmp_path / "a"), *args])
+    assert default.exit_code == 0 and "generator v2, easy" in default.output, default.output
+    legacy = runner.invoke(app, ["synth", str(tmp_path / "b"), *args, "--difficulty", "v1"])
+    assert legacy.exit_code == 0 and "generator v1 (legacy)" in legacy.output, legacy.output
+    assert legacy.output.count("colour shortcut") == 1
+    bad = runner.invoke(app, ["synth", str(tmp_path / "c"), *args, "--difficulty", "v1",
+                              "--eeg-family", "contact"])
+    assert bad.exit_code != 0 and "needs generator v2" in bad.output
+
+
 def test_synth_writes_generator_v2_as_matlab_files_when_asked(tmp_path: Path) -> None:
     out = tmp_path / "deap"
     result = runner.invoke(app, ["synth", str(out), "--subjects", "1", "--trials", "2", "--seconds", "3",

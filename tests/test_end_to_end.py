@@ -10,6 +10,7 @@ tokenizer (LayerNorm + Linear on raw samples) it needs thousands of windows befo
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.config import PreprocessConfig
 from flows.preprocess import run_chain_inline
-from pipeline.synth import SynthParams, write_synthetic_deap
+from pipeline.synth import LegacyGeneratorWarning, SynthParams, write_synthetic_deap
 from store_schema.errors import StoreError
 from store_schema.contract.staleness import stale_reason
 from store_schema.engine.store import FeatureStore
@@ -27,9 +28,14 @@ from train.config import ModelConfig, TrainConfig
 from train.trainer import run_training
 from tests.conftest import NARROW_HEADS
 
-DATA = SynthParams(subjects=2, trials=8, seconds=12, seed=0, fps=5.0)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", LegacyGeneratorWarning)
+    DATA = SynthParams(subjects=2, trials=8, seconds=12, seed=0, fps=5.0, difficulty="v1")
 """64 windows of 3 s: 640 face frames through Swin-tiny (about 40 s on two CPU cores in bf16);
-5 fps, the least that gives each window its 10 frames, halves the video to write and decode."""
+5 fps, the least that gives each window its 10 frames, halves the video to write and decode.
+The legacy generator v1, named: this test's face cue is v1's tint of the face. On the default v2
+``easy`` (an expression in bursts) the same heads reached face 0.516 and fusion 0.484 (chance
+0.5): random-weight tokens need ``face_norm: whiten`` and a measured recipe (issue 31, left)."""
 NARROW = NARROW_HEADS
 """Narrow face heads (lr 1e-3): 15 s instead of 57 s for the same accuracy (0.84) on this store.
 Fusion keeps the paper's width: narrow fusion heads learn to ignore the raw EEG tokens too slowly
@@ -39,7 +45,9 @@ Fusion keeps the paper's width: narrow fusion heads learn to ignore the raw EEG 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     root = tmp_path_factory.mktemp("end-to-end")
-    write_synthetic_deap(out=root / "DEAP", params=DATA)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegacyGeneratorWarning)
+        write_synthetic_deap(out=root / "DEAP", params=DATA)
     url = str(root / "store.zarr")
     summary = run_chain_inline(PreprocessConfig(deap=root / "DEAP", store=url, weights="random"))
     assert {o.status for o in summary.outcomes} == {"computed"}, summary.outcomes

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.signal import butter, sosfiltfilt
 
 from flows.config import PreprocessConfig
 from flows.preprocess import RunSummary, run_chain_inline
@@ -60,20 +59,11 @@ def statuses(summary: RunSummary) -> dict[tuple[int, str], str]:
     return {(o.subject, o.stage.value): o.status for o in summary.outcomes}
 
 
-def bandpass(x: np.ndarray) -> np.ndarray:
-    sos = butter(4, [4.0, 45.0], btype="band", fs=fmt.SFREQ, output="sos")
-    return sosfiltfilt(sos, np.asarray(x, dtype=np.float64), axis=-1)
-
-
 def channel_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-channel correlation of (n, channels, samples) arrays over all trials and samples."""
     a2 = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
     b2 = np.moveaxis(b, 1, 0).reshape(b.shape[1], -1)
     return np.array([np.corrcoef(x, y)[0, 1] for x, y in zip(a2, b2, strict=True)])
-
-
-def car(x: np.ndarray) -> np.ndarray:
-    return x - x.mean(axis=1, keepdims=True)
 
 
 def test_synth_with_bdf_writes_48_channel_512_hz_recordings(deap_master: Path) -> None:
@@ -115,36 +105,19 @@ def test_original_ingest_matches_preprocessed_in_shape_order_and_signal(deap: Pa
             np.testing.assert_array_equal(a.read(subject, "segment", name), b.read(subject, "segment", name))
         assert a.read(subject, "segment", "eeg").shape == b.read(subject, "segment", "eeg").shape
         assert b.record(subject, "ingest").extra["source"] == "original"
-        # The synthetic .dat is not average-referenced (DEAP's real one is): compare with its CAR.
-        ingest_r = channel_correlations(bandpass(b.read(subject, "ingest", "eeg")),
-                                        bandpass(car(a.read(subject, "ingest", "eeg"))))
-        assert ingest_r.min() >= 0.95, ingest_r
+        # Generator v2 (the default): the .dat is common-average referenced, as DEAP's is, and
+        # the BDF holds the same recording before that reference, so both sources agree as they
+        # are (measured: ingest r 0.99995). Generator v1's .dat had no reference (r 0.53).
+        ingest_r = channel_correlations(a.read(subject, "ingest", "eeg"),
+                                        b.read(subject, "ingest", "eeg"))
+        assert ingest_r.min() >= 0.99, ingest_r
         eog_r = channel_correlations(b.read(subject, "ingest", "eog"), a.read(subject, "ingest", "eog"))
         assert eog_r.min() >= 0.99, eog_r
-        # After the eeg stage the two differ also by their ICA fits (the rank-31 average-referenced
-        # raw data and the rank-32 synthetic .dat give different decompositions and exclusions):
-        # on average they still agree.
-        segment_r = channel_correlations(b.read(subject, "segment", "eeg"),
-                                         car(a.read(subject, "segment", "eeg")))
+        # After the eeg stage the two may still differ by their ICA fits (float rounding of
+        # two sources): on average they agree.
+        segment_r = channel_correlations(a.read(subject, "segment", "eeg"),
+                                         b.read(subject, "segment", "eeg"))
         assert segment_r.mean() >= 0.95 and segment_r.min() >= 0.8, segment_r
-
-
-def test_v2_preprocessed_and_original_give_the_same_segments_without_re_referencing(
-    tmp_path: Path,
-) -> None:
-    # Generator v2's .dat is common-average referenced, as DEAP's is, and its BDF holds the same
-    # recording before that reference: both sources agree as they are (measured: ingest r 0.99995).
-    deap = tmp_path / "DEAP"
-    write_synthetic_deap(out=deap, params=PARAMS.model_copy(update={"subjects": 1,
-                                                                    "difficulty": "paper"}))
-    pre, orig = tmp_path / "pre.zarr", tmp_path / "orig.zarr"
-    assert set(statuses(run(deap, pre, "preprocessed")).values()) == {"computed"}
-    assert set(statuses(run(deap, orig, "original")).values()) == {"computed"}
-    a, b = FeatureStore.open(str(pre), mode="r"), FeatureStore.open(str(orig), mode="r")
-    ingest_r = channel_correlations(a.read(1, "ingest", "eeg"), b.read(1, "ingest", "eeg"))
-    assert ingest_r.min() >= 0.99, ingest_r
-    segment_r = channel_correlations(a.read(1, "segment", "eeg"), b.read(1, "segment", "eeg"))
-    assert segment_r.mean() >= 0.95, segment_r
 
 
 def test_switching_source_recomputes_the_eeg_chain_then_skips(deap: Path, tmp_path: Path) -> None:

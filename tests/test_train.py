@@ -197,6 +197,21 @@ def test_paper_table_rows_have_presets() -> None:
     assert scores is None and torch.equal(tokens, frames.reshape(2, 490, 768))  # every frame, as is
 
 
+def test_spectral_presets_carry_their_training_fields_and_write_them_whole(tmp_path: Path) -> None:
+    from train.ablations import write_presets
+
+    config = resolve_config("eeg-band-maps", store="x")
+    assert (config.lr, config.epochs, config.model.kind) == (1e-3, 20, "eeg")
+    assert config.model.eeg_tokenizer == "band_maps" and config.model.d_model == 128
+    assert resolve_config("eeg-band-maps", epochs=5).epochs == 5  # flags win
+    assert resolve_config("mil-all").lr == 1e-4  # presets without training fields keep the paper's
+    written = {p.stem: json.loads(p.read_text()) for p in write_presets(tmp_path)}
+    assert written["eeg-de"] == {"lr": 1e-3, "epochs": 20,
+                                 "model": {"kind": "eeg", "eeg_tokenizer": "de", "d_model": 128,
+                                           "fusion_heads": 4, "balance_heads": 4, "fusion_ff": 256}}
+    assert resolve_config(tmp_path / "eeg-de.json") == resolve_config("eeg-de")
+
+
 def test_cca_loss_is_minus_the_total_canonical_correlation() -> None:
     from train.models.deepcca import cca_loss
 

@@ -1,8 +1,11 @@
 """Named model presets for the paper's ablations that apply to frozen, cached Swin tokens.
 
-Each preset changes only :class:`train.config.ModelConfig` fields; everything else stays the
-paper's default. ``milmer train --config NAME`` runs one (a JSON file works too); ``python -m
-train.ablations DIR`` writes them all as JSON files to edit.
+Each preset sets :class:`train.config.ModelConfig` fields and, where the paper's optimisation
+is not a working recipe for it, training fields too (the spectral ``tokenizer`` presets: narrow
+heads, lr 1e-3, 20 epochs; measured in benchmarks/eeg_presets.py); everything else stays the
+paper's default. ``milmer train --config NAME`` runs one (a JSON file works too; flags override
+it); ``python -m train.ablations DIR`` writes them all, training fields included, as JSON files
+to edit. In a study (:mod:`train.study`) the study's own training fields win over a preset's.
 
 Groups (the ablation studies of the Milmer paper, Tables 4-6, as far as they concern the heads;
 the rows that fine-tune or swap the Swin backbone need new token sets, not a preset):
@@ -39,10 +42,27 @@ class Ablation(BaseModel):
     group: str
     description: str
     model: dict[str, Any]
+    train: dict[str, Any] = {}
+    """TrainConfig fields other than ``model`` (lr, epochs...) the preset needs to work."""
+
+    def fields(self) -> dict[str, Any]:
+        """The preset as a TrainConfig fragment: its training fields and ``model``."""
+        return {**self.train, "model": dict(self.model)}
 
 
-def _a(name: str, group: str, description: str, **model: Any) -> Ablation:
-    return Ablation(name=name, group=group, description=description, model=model)
+def _a(name: str, group: str, description: str, train: dict[str, Any] | None = None,
+       **model: Any) -> Ablation:
+    return Ablation(name=name, group=group, description=description, model=model,
+                    train=train or {})
+
+
+SPECTRAL_HEADS: dict[str, Any] = {"d_model": 128, "fusion_heads": 4, "balance_heads": 4,
+                                  "fusion_ff": 256}
+"""Model fields of the spectral presets: the demo's narrow EEG path (a 22- or 5-feature token
+needs no 768-wide transformer; with it and lr 1e-4, 10 epochs of ``log_power`` reached 0.556
+against the probe's 0.744, issue 31)."""
+SPECTRAL_TRAIN: dict[str, Any] = {"lr": 1e-3, "epochs": 20}
+"""Training fields of the spectral presets (benchmarks/eeg_presets.py, docs/results.md)."""
 
 
 _PRESETS = (
@@ -76,8 +96,11 @@ _PRESETS = (
     _a("deepcca", "fusion", "Deep CCA (Andrew et al. 2013): EEG and face encoders trained with the "
        "CCA objective, a linear classifier on their projections", kind="deepcca"),
     # EEG tokenizers (issue: heads that learn EEG)
-    *(_a(f"eeg-{t.replace('_', '-')}", "tokenizer", f"EEG-only with the {t} tokenizer", kind="eeg",
-         eeg_tokenizer=t) for t in ("raw", "log_power", "de", "band_maps")),
+    _a("eeg-raw", "tokenizer", "EEG-only with the paper's raw tokenizer", kind="eeg",
+       eeg_tokenizer="raw"),
+    *(_a(f"eeg-{t.replace('_', '-')}", "tokenizer", f"EEG-only with the {t} tokenizer: narrow "
+         "heads, lr 1e-3, 20 epochs", train=SPECTRAL_TRAIN, kind="eeg", eeg_tokenizer=t,
+         **SPECTRAL_HEADS) for t in ("log_power", "de", "band_maps")),
 )
 
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in _PRESETS}
@@ -89,7 +112,7 @@ def write_presets(folder: Path) -> list[Path]:
     paths = []
     for preset in ABLATIONS.values():
         path = folder / f"{preset.name}.json"
-        path.write_text(json.dumps({"model": preset.model}, indent=2) + "\n")
+        path.write_text(json.dumps(preset.fields(), indent=2) + "\n")
         paths.append(path)
     return paths
 

@@ -283,7 +283,7 @@ def load_config_source(source: str | Path | None) -> dict[str, Any]:
     from train.ablations import ABLATIONS
 
     if str(source) in ABLATIONS:
-        return {"model": ABLATIONS[str(source)].model}
+        return ABLATIONS[str(source)].fields()
     raise TrainError(f"--config {source}: no such file, nor a preset name; presets: "
                      f"{', '.join(ABLATIONS)}")
 

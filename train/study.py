@@ -175,7 +175,9 @@ def run_study(name: str, out: Path | str, *, fields: dict[str, Any], stores: lis
     for k, store in enumerate(stores, start=1):
         for row in STUDIES[name]:
             preset = ABLATIONS[row.preset]
-            data = deep_update(dict(fields), {"model": preset.model, "store": store})
+            # the study's training fields (epochs, lr of its --config) win over the preset's
+            data = deep_update(deep_update(preset.train, dict(fields)),
+                               {"model": preset.model, "store": store})
             try:
                 config = TrainConfig.model_validate(data)
             except ValueError as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,10 +36,17 @@ def synth(
         bool, typer.Option("--with-bdf", help="Also write data_original/sNN.bdf (raw 512 Hz BDF).")
     ] = False,
     difficulty: Annotated[
-        Optional[str],
-        typer.Option(help="Generator v2 at easy, paper or hard (see the README's probe ceilings); "
-                     "unset: generator v1."),
-    ] = None,
+        str,
+        typer.Option(help="Generator v2 at easy (default: large, reliable cues for a first run), "
+                     "paper or hard (see the README's probe ceilings); v1: the legacy generator "
+                     "(whole-frame colour shortcut, no CAR), with a warning."),
+    ] = "easy",
+    eeg_family: Annotated[
+        str,
+        typer.Option(help="EEG family: rhythms (default; what the presets were tuned on) or "
+                     "contact (held out: per-trial, per-channel contact gains, other effects and "
+                     "background; docs/synthetic.md)."),
+    ] = "rhythms",
     data_format: Annotated[
         str, typer.Option("--format", help="dat (data_preprocessed_python/sNN.dat) or mat "
                           "(data_preprocessed_matlab/sNN.mat).")
@@ -47,24 +55,36 @@ def synth(
     """Write a synthetic dataset in DEAP's exact layout and file formats, with planted signals."""
     from pydantic import ValidationError
 
-    from pipeline.synth import SynthParams, parse_missing_videos, write_synthetic_deap
+    from pipeline.synth import (
+        LegacyGeneratorWarning,
+        SynthParams,
+        parse_missing_videos,
+        write_synthetic_deap,
+    )
 
     try:
-        params = SynthParams(
-            subjects=subjects, trials=trials, seconds=seconds, seed=seed, fps=fps,
-            video_start=video_start, videos=videos, bdf=with_bdf, difficulty=difficulty,
-            format=data_format, missing_videos=parse_missing_videos(missing_videos) if missing_videos else (),
-        )
+        with warnings.catch_warnings(record=True) as legacy:
+            warnings.simplefilter("always", LegacyGeneratorWarning)
+            params = SynthParams(
+                subjects=subjects, trials=trials, seconds=seconds, seed=seed, fps=fps,
+                video_start=video_start, videos=videos, bdf=with_bdf, difficulty=difficulty,
+                eeg_family=eeg_family, format=data_format,
+                missing_videos=parse_missing_videos(missing_videos) if missing_videos else (),
+            )
     except (ValidationError, ValueError) as err:
         raise fail(one_line(err)) from None
+    for warning in legacy:
+        render.err_console.print(f"warning: {warning.message}")
     started = time.perf_counter()
-    with render.console.status("writing synthetic DEAP...") as status:
+    with render.console.status("writing synthetic DEAP...") as status, warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegacyGeneratorWarning)  # said above, once
         report = write_synthetic_deap(out=out, params=params, progress=lambda line: status.update(line))
     render.console.print(
         f"wrote {len(report.files)} files, {report.total_bytes / 2**20:,.1f} MiB, to {out} "
         f"in {time.perf_counter() - started:.1f} s "
         f"({subjects} subjects x {trials} trials x {seconds} s, seed {seed}, "
-        f"{'generator v1' if difficulty is None else f'generator v2, {difficulty}'})"
+        f"{'generator v1 (legacy)' if difficulty == 'v1' else f'generator v2, {difficulty}'}"
+        f"{'' if eeg_family == 'rhythms' else f', EEG family {eeg_family}'})"
     )
 
 

@@ -47,8 +47,11 @@ from pipeline.synth.face_video import (
 )
 from pipeline.synth.params import (
     DEFAULT_CODEC,
+    DEFAULT_DIFFICULTY,
     FAMILIARITY_BLANK_PARTICIPANTS,
+    GENERATOR_V2_VERSION,
     GENERATOR_VERSION,
+    LegacyGeneratorWarning,
     MANIFEST_NAME,
     MAX_SUBJECTS,
     MAX_TRIALS,
@@ -57,6 +60,7 @@ from pipeline.synth.params import (
     SynthReport,
     parse_missing_videos,
 )
+from pipeline.synth.shapes import RAMP_SECONDS
 from pipeline.synth.signals import (
     ALPHA_AROUSAL_SLOPE,
     ASYMMETRY_VALENCE_SLOPE,
@@ -64,7 +68,6 @@ from pipeline.synth.signals import (
     EOG_LEAK,
     EOG_MIXING,
     LEFT_FRONTAL,
-    RAMP_SECONDS,
     RIGHT_FRONTAL,
     SubjectSignals,
     rhythm_gains,
@@ -87,7 +90,8 @@ from pipeline.synth.writers import (
 
 __all__ = [
     "ALPHA_AROUSAL_SLOPE", "ASYMMETRY_VALENCE_SLOPE", "BASE_FACE_HEIGHT", "BDF_PHYSICAL_RANGE_UV",
-    "BDF_REST_SECONDS", "BETA_AROUSAL_SLOPE", "CONTRAST_AROUSAL_SLOPE", "DEFAULT_CODEC", "EOG_LEAK",
+    "BDF_REST_SECONDS", "BETA_AROUSAL_SLOPE", "CONTRAST_AROUSAL_SLOPE", "DEFAULT_CODEC", "DEFAULT_DIFFICULTY",
+    "EOG_LEAK", "GENERATOR_V2_VERSION", "LegacyGeneratorWarning",
     "EOG_MIXING", "FAMILIARITY_BLANK_PARTICIPANTS", "FRAME_H", "FRAME_W", "GENERATOR_VERSION",
     "LEFT_FRONTAL", "MANIFEST_NAME", "MAX_SUBJECTS", "MAX_TRIALS", "OCCLUDER_BGR", "OCCLUDER_GROW",
     "OCCLUSION_SECONDS", "PHOTO_CROP", "PHOTO_FACE_BOX", "RAMP_SECONDS", "RIGHT_FRONTAL",

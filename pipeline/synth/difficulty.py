@@ -1,8 +1,10 @@
 """Synthetic DEAP v2: how hard the planted cues are to find (``SynthParams.difficulty``).
 
-``difficulty=None`` keeps generator v1 (the default for now): effects identical across subjects,
-every source at unit power in every trial, a whole-frame colour cue, a ``.dat`` that is not
-common-average referenced. Any level selects v2:
+Every level selects v2; ``easy`` is the default (``params.DEFAULT_DIFFICULTY``: the largest, most
+reliable cues, for a first run). ``difficulty="v1"`` keeps the legacy generator v1, with a
+``LegacyGeneratorWarning``: effects identical across subjects, every source at unit power in every
+trial, a whole-frame colour cue (a colour probe that never looks at a face reached 0.88-0.98),
+a ``.dat`` that is not common-average referenced (per-channel r 0.53 with its own BDF). v2:
 
 EEG
     - Trial-level nuisance power, label-independent: every source group (background, posterior

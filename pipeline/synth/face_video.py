@@ -64,7 +64,7 @@ from pipeline.synth.params import (
     stream_rng,
     subject_design,
 )
-from pipeline.synth.signals import sinusoid, unit_std
+from pipeline.synth.shapes import sinusoid, unit_std
 
 FRAME_W, FRAME_H = 720, 576
 PHOTO_FACE_BOX = (176, 68, 96, 104)

@@ -17,6 +17,7 @@ Ratings and schedule (per subject)
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,8 +29,21 @@ from pipeline.readers import deap_format as df
 from pipeline.synth.difficulty import LEVELS, Difficulty, Level
 
 GENERATOR_VERSION = "1"
+"""``generator_version`` of the legacy level ``difficulty="v1"``."""
 GENERATOR_V2_VERSION = "2"
-"""``generator_version`` in the manifest of a folder written with a ``difficulty``."""
+"""``generator_version`` of every other level (the default ``easy`` included)."""
+DEFAULT_DIFFICULTY: Difficulty = "easy"
+"""What a first run gets: generator v2 with its largest, most reliable cues, so heads visibly
+learn in minutes (``paper`` is harder, with subjects whose effects reverse)."""
+LEGACY_V1 = "v1"
+EegFamily = Literal["rhythms", "contact"]
+"""``rhythms``: the EEG every default was tuned on; ``contact``: the held-out family
+(:mod:`pipeline.synth.family`)."""
+
+
+class LegacyGeneratorWarning(UserWarning):
+    """Generator v1 was asked for: its videos carry a whole-frame colour shortcut and its .dat is
+    not common-average referenced (it disagrees with its own BDF)."""
 SYNTHETIC_NOTE = (
     "This folder holds SYNTHETIC data in DEAP's file formats, written by pipeline.synth; it holds "
     "no recording of any person (the face is the public-domain photograph "
@@ -97,9 +111,14 @@ class SynthParams(BaseModel):
     videos: bool = True
     codec: Literal["MJPG", "mp4v"] = DEFAULT_CODEC
     bdf: bool = Field(False, description="also write data_original/sNN.bdf (512 Hz raw recordings)")
-    difficulty: Difficulty | None = Field(
-        None, description="None: generator v1 (whole-frame colour cue, one effect size for all, "
-        "no CAR); easy|paper|hard: generator v2 (see pipeline.synth.difficulty)")
+    difficulty: Difficulty | Literal["v1"] = Field(
+        DEFAULT_DIFFICULTY, description="easy (default), paper or hard: generator v2 (see "
+        "pipeline.synth.difficulty); v1: the legacy generator, which warns (whole-frame colour "
+        "shortcut, one effect size for all, a .dat without CAR that disagrees with its BDF)")
+    eeg_family: EegFamily = Field(
+        "rhythms", description="rhythms: the EEG the defaults were tuned on; contact: a held-out "
+        "family (per-trial, per-channel contact gains, other effects, another background; "
+        "generator v2 only; see pipeline.synth.family)")
     format: Literal["dat", "mat"] = Field(
         "dat", description="preprocessed arrays as data_preprocessed_python/sNN.dat (Python 2 "
         "pickle) or as data_preprocessed_matlab/sNN.mat (MATLAB v5), DEAP's two formats")
@@ -113,6 +132,17 @@ class SynthParams(BaseModel):
     @classmethod
     def _normalise(cls, value: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
         return tuple(sorted(set(value)))
+
+    @model_validator(mode="after")
+    def _legacy_level(self) -> SynthParams:
+        if self.difficulty == LEGACY_V1:
+            if self.eeg_family != "rhythms":
+                raise ValueError(f"eeg_family={self.eeg_family!r} needs generator v2 "
+                                 "(difficulty easy, paper or hard), not the legacy v1")
+            warnings.warn("synthetic DEAP generator v1 (legacy): its videos carry a whole-frame "
+                          "colour shortcut and its .dat is not common-average referenced; use "
+                          "difficulty easy, paper or hard", LegacyGeneratorWarning, stacklevel=2)
+        return self
 
     @model_validator(mode="after")
     def _missing_videos_exist(self) -> SynthParams:
@@ -133,12 +163,12 @@ class SynthParams(BaseModel):
 
     @property
     def level(self) -> Level | None:
-        """The v2 knobs, or ``None`` for generator v1."""
-        return None if self.difficulty is None else LEVELS[self.difficulty]
+        """The v2 knobs, or ``None`` for the legacy generator v1."""
+        return None if self.difficulty == LEGACY_V1 else LEVELS[self.difficulty]
 
     @property
     def generator_version(self) -> str:
-        return GENERATOR_VERSION if self.difficulty is None else GENERATOR_V2_VERSION
+        return GENERATOR_VERSION if self.difficulty == LEGACY_V1 else GENERATOR_V2_VERSION
 
     @property
     def n_samples(self) -> int:
@@ -170,6 +200,7 @@ class SynthReport(BaseModel):
 _STREAM_DESIGN, STREAM_LAYOUT, STREAM_EEG, STREAM_EOG, STREAM_PERIPHERAL = range(5)
 STREAM_SCENE, STREAM_FACE, STREAM_BDF = 5, 6, 7
 STREAM_EFFECTS, STREAM_NUISANCE, STREAM_EXPRESSION, STREAM_LOOK = 8, 9, 10, 11  # v2 only
+STREAM_CONTACT = 12  # eeg_family="contact" only
 
 
 def stream_rng(seed: int, subject: int, stream: int, *more: int) -> np.random.Generator:

@@ -10,7 +10,7 @@ Clean EEG, rows 0..31 (µV), a linear mixture of independent non-Gaussian source
     ``exp(sigma * g)`` (``g``: unit-variance noise low-passed with a 0.25 Hz Gaussian), then scaled
     to unit std over the whole trial: bursty, excess kurtosis ~2-5 (sigma 0.4) or ~3-8 (sigma
     0.5). The spatial patterns, drawn once per subject, are smooth blobs over approximate 2-D
-    electrode positions (``_CHANNEL_XY``).
+    electrode positions (``CHANNEL_XY``).
 
     - Background: 20 pink (amplitude ~ f^-0.5) sources band-limited to 4-45 Hz, sigma 0.4,
       patterns +-blob (width 0.35-0.7), scaled to 18 µV rms over channels.
@@ -31,7 +31,10 @@ Clean EEG, rows 0..31 (µV), a linear mixture of independent non-Gaussian source
       the right one x ``1 + 0.125 * (V - 5)`` (on top of the arousal gain): for high valence, left
       frontal alpha power is lower than right; reversed for low valence.
 
-    Measured with Welch band power of samples 384: over 40 trials (worst of 10 seeds for 12 s
+    The ``contact`` family (``params.eeg_family``) replaces this EEG: :mod:`pipeline.synth.family`.
+
+    Measured on generator v1 (one effect size for all, no trial nuisance; v2 lowers these: see
+    tests/test_synth.py) with Welch band power of samples 384: over 40 trials (worst of 10 seeds for 12 s
     trials; 3 seeds for 60 s): Spearman(mean beta power, arousal) >= 0.79 (12 s) / 0.97 (60 s);
     Spearman(mean alpha power, arousal) <= -0.78 / -0.96; Spearman(log right/left frontal alpha,
     valence) >= 0.78 / 0.96, its sign right on >= 85 % of the trials with ``|V - 5| >= 2`` (12 s)
@@ -71,6 +74,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.readers import deap_format as df
+from pipeline.synth.family import (
+    contact_clean_eeg,
+    contact_gains,
+    contact_layout,
+    contact_rating_gains,
+)
+from pipeline.synth.shapes import (
+    blob,
+    bursty,
+    highpass,
+    lowpass,
+    ramp,
+    shaped_noise,
+    sinusoid,
+    unit_std,
+)
 from pipeline.synth.params import (
     MAX_SUBJECTS,
     STREAM_EEG,
@@ -98,20 +117,6 @@ RIGHT_FRONTAL = ("F4", "AF4", "F8", "FC6")
 ALPHA_AROUSAL_SLOPE = -0.075
 BETA_AROUSAL_SLOPE = 0.1
 ASYMMETRY_VALENCE_SLOPE = 0.125
-RAMP_SECONDS = 0.25
-
-# Approximate 2-D scalp positions (x: left -1 .. right 1, y: back -1 .. front 1); only the
-# smoothness of the spatial patterns depends on them.
-_CHANNEL_XY: dict[str, tuple[float, float]] = {
-    "Fp1": (-0.31, 0.95), "Fp2": (0.31, 0.95), "AF3": (-0.33, 0.74), "AF4": (0.33, 0.74),
-    "F7": (-0.81, 0.59), "F3": (-0.41, 0.54), "Fz": (0.0, 0.5), "F4": (0.41, 0.54),
-    "F8": (0.81, 0.59), "FC5": (-0.68, 0.28), "FC1": (-0.24, 0.25), "FC2": (0.24, 0.25),
-    "FC6": (0.68, 0.28), "T7": (-1.0, 0.0), "C3": (-0.5, 0.0), "Cz": (0.0, 0.0),
-    "C4": (0.5, 0.0), "T8": (1.0, 0.0), "CP5": (-0.68, -0.28), "CP1": (-0.24, -0.25),
-    "CP2": (0.24, -0.25), "CP6": (0.68, -0.28), "P7": (-0.81, -0.59), "P3": (-0.41, -0.54),
-    "Pz": (0.0, -0.5), "P4": (0.41, -0.54), "P8": (0.81, -0.59), "PO3": (-0.33, -0.74),
-    "PO4": (0.33, -0.74), "O1": (-0.31, -0.95), "Oz": (0.0, -1.0), "O2": (0.31, -0.95),
-}  # fmt: skip
 
 
 def _eog_mixing() -> np.ndarray:
@@ -124,60 +129,6 @@ def _eog_mixing() -> np.ndarray:
 
 EOG_MIXING = _eog_mixing()
 """(32, 2) EOG -> EEG leak, columns (hEOG, vEOG), rows in ``deap_format.EEG_CHANNELS`` order."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Signal building blocks
-
-
-def _highpass(f: np.ndarray, corner: float, order: int) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return 1.0 / np.sqrt(1.0 + (corner / f) ** (2 * order))
-
-
-def _lowpass(f: np.ndarray, corner: float, order: int) -> np.ndarray:
-    return 1.0 / np.sqrt(1.0 + (f / corner) ** (2 * order))
-
-
-def _shaped_noise(rng: np.random.Generator, amplitude: np.ndarray, k: int, n: int) -> np.ndarray:
-    """(k, n) Gaussian noise with amplitude spectrum ``amplitude`` (rfft bins, (k or 1, n//2+1))."""
-    spectrum = np.fft.rfft(rng.standard_normal((k, n)), axis=-1) * amplitude
-    return np.fft.irfft(spectrum, n=n, axis=-1)
-
-
-def unit_std(x: np.ndarray) -> np.ndarray:
-    """``x`` centred and scaled to unit standard deviation along the last axis."""
-    x = x - x.mean(axis=-1, keepdims=True)
-    return x / x.std(axis=-1, keepdims=True)
-
-
-def _bursty(
-    rng: np.random.Generator, amplitude: np.ndarray, k: int, n: int, sigma: float, sfreq: float
-) -> np.ndarray:
-    """Band-limited noise times a log-normal slow envelope: independent, super-Gaussian sources."""
-    f = np.fft.rfftfreq(n, 1 / sfreq)
-    carrier = _shaped_noise(rng, amplitude, k, n)
-    slow = unit_std(_shaped_noise(rng, np.exp(-(f**2) / (2 * 0.25**2)), k, n))
-    return unit_std(carrier * np.exp(sigma * slow))
-
-
-def sinusoid(
-    rng: np.random.Generator, tau: np.ndarray, period_range: tuple[float, float]
-) -> np.ndarray:
-    """Unit sinusoid over ``tau`` with period drawn from ``period_range`` and a random phase."""
-    period = rng.uniform(*period_range)
-    return np.sin(2 * np.pi * tau / period + rng.uniform(0, 2 * np.pi))
-
-
-def _blob(centre: tuple[float, float], width: float) -> np.ndarray:
-    xy = np.array([_CHANNEL_XY[c] for c in df.EEG_CHANNELS])
-    return np.exp(-np.sum((xy - centre) ** 2, axis=1) / (2 * width**2))
-
-
-def _ramp(n: int, sfreq: float) -> np.ndarray:
-    """0 during the baseline, rising linearly to 1 over RAMP_SECONDS after it."""
-    tau = np.arange(n) / sfreq
-    return np.clip((tau - df.BASELINE_SECONDS) / RAMP_SECONDS, 0.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,13 +166,13 @@ def _layout(subject: int, params: SynthParams) -> _Layout:
     widths = rng.uniform(0.35, 0.7, _N_BACKGROUND)
     signs = rng.choice([-1.0, 1.0], _N_BACKGROUND)
     background = np.column_stack(
-        [s * _blob(tuple(c), w) for c, w, s in zip(centres, widths, signs, strict=True)]
+        [s * blob(tuple(c), w) for c, w, s in zip(centres, widths, signs, strict=True)]
     )
     background *= _BACKGROUND_RMS_UV / np.sqrt(np.mean(np.sum(background**2, axis=1)))
 
     def posterior(x: float) -> np.ndarray:
-        blob = _blob((x, -0.85), 0.45)
-        return _POSTERIOR_ALPHA_UV * (_POSTERIOR_FLOOR + (1 - _POSTERIOR_FLOOR) * blob)
+        spot = blob((x, -0.85), 0.45)
+        return _POSTERIOR_ALPHA_UV * (_POSTERIOR_FLOOR + (1 - _POSTERIOR_FLOOR) * spot)
 
     def only(names: tuple[str, ...]) -> np.ndarray:
         return _FRONTAL_ALPHA_UV * np.isin(df.EEG_CHANNELS, names).astype(float)
@@ -230,7 +181,7 @@ def _layout(subject: int, params: SynthParams) -> _Layout:
         [posterior(-0.3), posterior(0.3), only(LEFT_FRONTAL), only(RIGHT_FRONTAL)]
     )
     beta_centres = rng.uniform(-0.8, 0.8, (_N_BETA, 2))
-    beta_blobs = np.column_stack([0.5 + 0.5 * _blob(tuple(c), 0.6) for c in beta_centres])
+    beta_blobs = np.column_stack([0.5 + 0.5 * blob(tuple(c), 0.6) for c in beta_centres])
     beta = _BETA_UV * beta_blobs
     return _Layout(
         background=background,
@@ -312,21 +263,21 @@ def _clean_eeg(
     sfreq = float(df.SFREQ)
     f = np.fft.rfftfreq(n, 1 / sfreq)
     with np.errstate(divide="ignore"):
-        pink = np.where(f > 0, 1 / np.sqrt(f), 0.0) * _highpass(f, 4.0, 4) * _lowpass(f, 45.0, 8)
+        pink = np.where(f > 0, 1 / np.sqrt(f), 0.0) * highpass(f, 4.0, 4) * lowpass(f, 45.0, 8)
     alpha_spectra = np.exp(-((f - layout.alpha_hz[:, None]) ** 2) / (2 * 0.8**2))
-    beta_spectrum = _highpass(f, 13.0, 6) * _lowpass(f, 30.0, 6)
+    beta_spectrum = highpass(f, 13.0, 6) * lowpass(f, 30.0, 6)
 
-    background = _bursty(rng, pink, _N_BACKGROUND, n, 0.4, sfreq)
-    alpha = _bursty(rng, alpha_spectra, 4, n, 0.5, sfreq)
-    beta = _bursty(rng, beta_spectrum, _N_BETA, n, 0.5, sfreq)
+    background = bursty(rng, pink, _N_BACKGROUND, n, 0.4, sfreq)
+    alpha = bursty(rng, alpha_spectra, 4, n, 0.5, sfreq)
+    beta = bursty(rng, beta_spectrum, _N_BETA, n, 0.5, sfreq)
 
     gains = rhythm_gains(valence=valence, arousal=arousal, effects=effects)
-    ramp = _ramp(n, sfreq)
+    rise = ramp(n, sfreq)
     target_alpha = np.array(
         [gains["alpha"], gains["alpha"], gains["frontal_left"], gains["frontal_right"]]
     )
-    alpha *= 1.0 + (target_alpha[:, None] - 1.0) * ramp
-    beta *= 1.0 + (gains["beta"] - 1.0) * ramp
+    alpha *= 1.0 + (target_alpha[:, None] - 1.0) * rise
+    beta *= 1.0 + (gains["beta"] - 1.0) * rise
     if nuisance is not None:
         background *= nuisance[0]
         alpha *= nuisance[1:5, None]
@@ -375,8 +326,8 @@ def _peripheral(rng: np.random.Generator, layout: _Layout, n: int) -> np.ndarray
     f = np.fft.rfftfreq(n, 1 / sfreq)
 
     def emg() -> np.ndarray:
-        band = _highpass(f, 20.0, 4) * _lowpass(f, 60.0, 4)
-        carrier = unit_std(_shaped_noise(rng, band, 1, n))[0]
+        band = highpass(f, 20.0, 4) * lowpass(f, 60.0, 4)
+        carrier = unit_std(shaped_noise(rng, band, 1, n))[0]
         envelope = np.full(n, 2.0)
         for onset in _event_times(rng, 0.15, 1.0, n / sfreq):
             length = int(rng.uniform(0.5, 2.0) * sfreq)
@@ -431,6 +382,10 @@ class SubjectSignals:
     car_removed: np.ndarray | None = None
     """(T, 1, n) the common average taken out of the EEG rows of ``data`` (v2); ``None`` in v1,
     whose ``.dat`` is not re-referenced."""
+    contact_gains: np.ndarray | None = None
+    """(T, 32) the per-trial, per-channel gains of the ``contact`` family (already in
+    ``clean_eeg`` and ``data``; there the EEG rows are ``gains * (clean + mixing @ eog)`` before
+    the reference); ``None`` for ``rhythms``."""
 
     @property
     def recording(self) -> np.ndarray:
@@ -458,19 +413,34 @@ def subject_signals(*, subject: int, params: SynthParams) -> SubjectSignals:
     eog = np.empty((t, 2, n))
     eog_rows = np.empty((t, 2, n))
     peripheral = np.empty((t, 6, n))
+    contact = params.eeg_family == "contact"
+    family_layout = contact_layout(subject, params) if contact else None
+    channel_gains = np.ones((t, len(df.EEG_CHANNELS)))
     for e in range(t):
         experiment = e + 1
         valence, arousal = design.ratings[e, :2]
         eeg_rng = stream_rng(params.seed, subject, STREAM_EEG, experiment)
-        clean[e] = _clean_eeg(eeg_rng, layout, valence, arousal, n, effects,
-                              nuisance_gains(subject, experiment, params))
+        nuisance = nuisance_gains(subject, experiment, params)
+        if family_layout is not None:
+            gains = contact_rating_gains(valence=valence, arousal=arousal,
+                                         alpha_arousal=effects.alpha_arousal,
+                                         beta_arousal=effects.beta_arousal,
+                                         asymmetry_valence=effects.asymmetry_valence)
+            clean[e] = contact_clean_eeg(eeg_rng, family_layout, gains, n, nuisance)
+            channel_gains[e] = contact_gains(subject, experiment, params)
+        else:
+            clean[e] = _clean_eeg(eeg_rng, layout, valence, arousal, n, effects, nuisance)
         eog_rng = stream_rng(params.seed, subject, STREAM_EOG, experiment)
         eog[e] = _eog(eog_rng, layout, n)
         eog_rows[e] = eog[e] + EOG_NOISE_UV * eog_rng.standard_normal((2, n))
         peripheral_rng = stream_rng(params.seed, subject, STREAM_PERIPHERAL, experiment)
         peripheral[e] = _peripheral(peripheral_rng, layout, n)
     mixing = EOG_MIXING.copy()
-    data = np.concatenate([clean + mixing @ eog, eog_rows, peripheral], axis=1)
+    eeg_rows = clean + mixing @ eog
+    if contact:  # the electrode's contact scales all it records, the EOG leak included
+        clean *= channel_gains[:, :, None]
+        eeg_rows *= channel_gains[:, :, None]
+    data = np.concatenate([eeg_rows, eog_rows, peripheral], axis=1)
     car_removed = None
     if params.level is not None:  # DEAP's .dat is common-average referenced
         eeg = data[:, : len(df.EEG_CHANNELS)]
@@ -487,4 +457,5 @@ def subject_signals(*, subject: int, params: SynthParams) -> SubjectSignals:
         eog_mixing=mixing,
         data=data,
         car_removed=car_removed,
+        contact_gains=channel_gains if contact else None,
     )
