@@ -107,11 +107,16 @@ class Planted:
 def planted(subject: int) -> Planted:
     signals = subject_signals(subject=subject, params=SYNTH)
     leak = np.einsum("ck,tkn->tcn", signals.eog_mixing, signals.eog)
+
+    def referenced(x: np.ndarray) -> np.ndarray:
+        # generator v2's .dat is common-average referenced, as DEAP's: so is the truth it holds
+        return x if signals.car_removed is None else x - x.mean(axis=1, keepdims=True)
+
     return Planted(
         observed=signals.data[:, :N_EEG],
         eog_rows=signals.data[:, EOG_ROWS],
-        clean=bandpassed(signals.clean_eeg),
-        leak=bandpassed(leak),
+        clean=bandpassed(referenced(signals.clean_eeg)),
+        leak=bandpassed(referenced(leak)),
     )
 
 
