@@ -16,7 +16,7 @@ from pipeline.stages.faces.params import FacesParams
 from pipeline.stages.ingest.recording import check_deap_folder
 from store_schema.errors import StoreError
 from store_schema.contract.layout import CROP_SIZE, FRAMES_PER_SEGMENT, Stage
-from store_schema.engine.credentials import credential_problem, redacted, url_problem
+from store_schema.engine.credentials import redacted, refuse_credentials, refuse_url_password
 from store_schema.engine.store import FeatureStore
 
 IMPLEMENTED_STAGES: tuple[Stage, ...] = tuple(STAGE_TABLE)
@@ -105,18 +105,12 @@ class PreprocessConfig(StageSettings):  # type: ignore[misc, valid-type]
     def _no_credentials(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         """Secrets never become parameters: the one check of the CLI's flags, a --config file
         and the deployment's parameters (see :mod:`store_schema.engine.credentials`)."""
-        problem = credential_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+        return refuse_credentials(value)
 
     @field_validator("store")
     @classmethod
     def _store_url_without_password(cls, value: str) -> str:
-        problem = url_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+        return refuse_url_password(value)
 
     @field_validator("dask_address")
     @classmethod

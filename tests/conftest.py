@@ -94,3 +94,15 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     with prefect_server(tmp_path_factory.mktemp("prefect-api")) as (url, env):
         yield url, env
 
+
+
+@pytest.fixture
+def one_torch_thread():  # noqa: ANN201
+    """torch on one thread for the test (small models train faster without the threads' overhead;
+    modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tests.conftest import NARROW_HEADS
 from train import study as study_module
@@ -18,12 +17,7 @@ from train.study import STUDIES, face_tuned, paired_differences, run_study, toke
 from train.synthetic import write_planted_store
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():  # noqa: ANN202
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_paper_table4_study_runs_resumes_and_writes_its_table(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

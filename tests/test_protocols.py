@@ -33,12 +33,7 @@ FIELDS = {"epochs": 12, "folds": 3, "run_folds": [0], "lr": 1e-3, "batch_size": 
                     "cls_dropout": 0.0}}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():  # noqa: ANN202
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

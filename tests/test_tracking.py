@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -18,12 +17,7 @@ from train.synthetic import write_planted_store
 from train.tracking import RUN_RECORD, flat_params, store_lineage, tracking_for, train_tracked
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():  # noqa: ANN202
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

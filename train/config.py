@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from store_schema.engine.credentials import url_problem
+from store_schema.engine.credentials import refuse_url_password
 from store_schema.errors import MilmerError
 from store_schema.contract.labels import Deap3Boundaries, LabelScheme
 from store_schema.contract.layout import FRAMES_PER_SEGMENT, N_EEG_CHANNELS, N_TOKENS, TOKEN_DIM
@@ -138,10 +138,7 @@ class TrainConfig(BaseModel):
     @classmethod
     def _store_url_without_password(cls, value: str) -> str:
         """The resolved config is written to config.json and logged by trackers: no secret in it."""
-        problem = url_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+        return refuse_url_password(value)
     subjects: list[int] | None = Field(None, description="subjects to use (default: all usable)")
     labels: LabelScheme = LabelScheme.deap4
     deap3: Deap3Boundaries = Deap3Boundaries()

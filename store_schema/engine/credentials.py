@@ -98,6 +98,24 @@ def url_problem(url: str, *, where: str = "store") -> str | None:
             + WHERE_CREDENTIALS_GO)
 
 
+def refuse_credentials(options: Any) -> Any:
+    """``options`` unchanged, or :class:`ValueError` with :func:`credential_problem`'s line (a
+    pydantic validator's body)."""
+    problem = credential_problem(options)
+    if problem is not None:
+        raise ValueError(problem)
+    return options
+
+
+def refuse_url_password(url: str) -> str:
+    """``url`` unchanged, or :class:`ValueError` with :func:`url_problem`'s line (a pydantic
+    validator's body)."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    return url
+
+
 REDACTED = "<redacted>"
 
 
