@@ -121,7 +121,12 @@ def test_a_run_without_a_terminal_prints_one_line_per_subject_stage(
     run = subprocess.run([*args, "--stages", "segment,faces", "--force", "--store", str(store),
                           "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
-    lines = run.stderr.splitlines()
+    # MediaPipe's native glog lines are filtered at detector set-up, first inference and close;
+    # LiteRT's "Input tensor memory is not aligned" can also come from a later inference (it
+    # depends on where the frame's buffer lands): not ours to print, not counted here.
+    from pipeline.stages.faces.detect import NATIVE_NOISE
+
+    lines = [line for line in run.stderr.splitlines() if not NATIVE_NOISE.match(line)]
     pattern = re.compile(r"\d\d:\d\d:\d\d (s0[12]) (\w+): computed in \d+\.\d s")
     said = [pattern.fullmatch(line) for line in lines]
     assert all(said), run.stderr  # nothing else: no Prefect engine lines, no frame counts
