@@ -49,10 +49,7 @@ from store_schema.contract.layout import (CROP_SIZE, FRAMES_PER_SEGMENT, N_EEG_C
                                           TOKEN_DIM, Stage)
 from store_schema.contract.staleness import stale_reason
 from store_schema.engine.store import FeatureStore
-from train.readers import FaceBatches, reader_context, shut_down
-
-ROW_ARRAYS: dict[str, tuple[Stage, str]] = {  # what StoreData.read_rows reads: stage, array
-    "eeg": (Stage.segment, "eeg"), "tokens": (Stage.tokens, "tokens"), "crops": (Stage.faces, "crops")}
+from train.readers import ROW_ARRAYS, FaceBatches, reader_context, shut_down
 
 TOKEN_BYTES = FRAMES_PER_SEGMENT * N_TOKENS * TOKEN_DIM * 2
 """float16 tokens of one segment (735 KiB)."""

@@ -12,8 +12,10 @@ import torch
 from store_schema.contract.layout import Stage
 from store_schema.engine.store import FeatureStore
 
-FACE_ARRAYS = {"tokens": (Stage.tokens, "tokens"), "crops": (Stage.faces, "crops")}
-"""Where :attr:`train.data.StoreData.face_from` reads the face input: (stage, array)."""
+ROW_ARRAYS: dict[str, tuple[Stage, str]] = {
+    "eeg": (Stage.segment, "eeg"), "tokens": (Stage.tokens, "tokens"), "crops": (Stage.faces, "crops")}
+"""Where a segment's rows live in the store, (stage, array): what
+:meth:`train.data.StoreData.read_rows` reads, and the face input (``face_from``: tokens or crops)."""
 
 
 def reader_context() -> multiprocessing.context.BaseContext:
@@ -50,5 +52,5 @@ class FaceBatches(torch.utils.data.Dataset):
         if self._store is None:
             self._store = FeatureStore.open(self.url, mode="r")
         rows = self.chunks[i]
-        return torch.from_numpy(self._store.read_rows(*FACE_ARRAYS[self.face_from],
+        return torch.from_numpy(self._store.read_rows(*ROW_ARRAYS[self.face_from],
                                                       self.subject[rows], self.local[rows]))
