@@ -13,9 +13,20 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="milmer-prefect-home-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
 os.environ.pop("PREFECT_API_URL", None)
+# Threads that wait for work sleep instead of spinning (torch's OpenMP), and numpy/scipy's
+# OpenBLAS runs on the calling thread: the tests' matrices are small (32 channels x seconds), and
+# on a busy 2-core machine spinning or contended BLAS threads cost 2-3x the CPU and wall time
+# (measured: FastICA of a small subject 4.9 -> 1.8 CPU s, 40 Swin-tiny frames 9 -> 3.3 CPU s;
+# same bytes out). Set before torch loads; subprocesses (CLI runs, servers, Dask workers) inherit
+# it. numpy is loaded already (zarr's pytest plugin imports it): its OpenBLAS is limited here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
+
+threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
 
 from pipeline.synth import SynthParams, write_synthetic_deap
 

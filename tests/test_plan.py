@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,20 @@ def reasons(deap: Path, store: Path, **overrides) -> dict[str, tuple[str, str]]:
     return {e.stage.value: (e.action, e.reason) for e in plan.entries}
 
 
+@pytest.fixture(scope="module")
+def built_master(small_deap_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Subject 1's EEG stages, built once for the module (tests plan against copies)."""
+    store = tmp_path_factory.mktemp("plan-built") / "store.zarr"
+    assert run_chain_inline(config(small_deap_master, store)).ok
+    return store
+
+
 @pytest.fixture()
-def built(small_deap: Path, tmp_path: Path) -> tuple[Path, Path]:
+def built(small_deap: Path, built_master: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the dataset and of the store built from it (copies keep mtimes, so the
+    store's stat fingerprints hold for the copied dataset)."""
     store = tmp_path / "store.zarr"
-    assert run_chain_inline(config(small_deap, store)).ok
+    shutil.copytree(built_master, store)
     return small_deap, store
 
 
