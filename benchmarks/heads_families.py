@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from eeg_presets import gap_at_selected_epoch  # benchmarks/ is this script's folder on sys.path
 
 FAMILIES = ("rhythms", "contact")
 RECIPES = {"demo": "scripts/demo_heads.json", "bench": "scripts/bench_heads.json"}
@@ -63,15 +64,9 @@ def train_row(store: str, run: Path, model: str, recipe: str, args: argparse.Nam
                         "--epochs", str(args.epochs), "--seed", str(args.seed), "--device", "cpu",
                         "--no-progress"], check=True, stdout=subprocess.DEVNULL)
     metrics = json.loads((run / "metrics.json").read_text())
-    train, val, accuracy = [], [], []
-    for fold in metrics["folds"]:
-        history = json.loads((run / "folds" / f"fold{fold['fold']}.json").read_text())["history"]
-        chosen = next(r for r in history if r["epoch"] == fold["selected_epoch"])
-        train.append(chosen["train_accuracy"])
-        val.append(chosen["val_accuracy"])
-        accuracy.append(fold["accuracy"])
-    return {"accuracy": metrics["accuracy"], "folds": accuracy, "train": float(np.mean(train)),
-            "val": float(np.mean(val)), "chance": metrics["chance"]}
+    train, val = gap_at_selected_epoch(run, metrics)
+    return {"accuracy": metrics["accuracy"], "folds": [f["accuracy"] for f in metrics["folds"]],
+            "train": train, "val": val, "chance": metrics["chance"]}
 
 
 def probes(store: str, args: argparse.Namespace) -> dict:
