@@ -8,8 +8,16 @@ import tempfile
 from pathlib import Path
 
 # Prefect keeps state in PREFECT_HOME: tests never touch the user's ~/.prefect. Set before any
-# test module imports prefect.
-os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="milmer-prefect-home-")
+# test module imports prefect. One folder per test process: this file runs twice in a process
+# (pytest loads it as `conftest`, test modules import `tests.conftest`), and a second folder set
+# after Prefect has read the first would hide the temporary API's database from the tests that
+# read it (tests/test_secrets.py failed after tests/test_preprocess_flow.py). The pid keeps
+# pytest-xdist workers, which inherit the controller's environment, apart.
+_home_of = os.environ.get("MILMER_TESTS_PREFECT_HOME", "").partition(":")
+if _home_of[0] != str(os.getpid()):
+    _home_of = (str(os.getpid()), ":", tempfile.mkdtemp(prefix="milmer-prefect-home-"))
+    os.environ["MILMER_TESTS_PREFECT_HOME"] = "".join(_home_of)
+os.environ["PREFECT_HOME"] = _home_of[2]
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
 os.environ.pop("PREFECT_API_URL", None)
