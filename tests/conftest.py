@@ -36,6 +36,26 @@ from threadpoolctl import threadpool_limits
 
 threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
 
+
+def _drop_prefect_exit_hooks() -> None:
+    """In a forked child: forget the thread-exit hooks of Prefect's background services.
+
+    Prefect 3.8.8 registers one per service (log and event workers) when a flow runs in this
+    process, and after a fork resets the services but keeps the hooks, which then fail an
+    assertion when the child exits: every later forked child (DataLoader workers, a
+    multiprocessing.Process) exits with code 1. In one pytest process that made
+    tests/test_dataset.py and test_concurrency.py's fork test fail whenever a test that runs a
+    flow in-process (tests/test_secrets.py, test_preprocess_flow.py) ran before them."""
+    import threading
+
+    hooks = getattr(threading, "_threading_atexits", None)
+    if hooks:
+        hooks[:] = [hook for hook in hooks if not type(getattr(getattr(hook, "func", hook), "__self__", None))
+                    .__module__.startswith("prefect.")]
+
+
+os.register_at_fork(after_in_child=_drop_prefect_exit_hooks)
+
 from pipeline.synth import SynthParams, write_synthetic_deap
 
 SMALL = SynthParams(subjects=2, trials=4, seconds=4, seed=0, fps=10.0)
