@@ -48,10 +48,13 @@ def _drop_prefect_exit_hooks() -> None:
     flow in-process (tests/test_secrets.py, test_preprocess_flow.py) ran before them."""
     import threading
 
+    def prefects(hook: object) -> bool:  # a functools.partial of a bound method
+        owner = getattr(getattr(hook, "func", hook), "__self__", None)
+        return type(owner).__module__.startswith("prefect.")
+
     hooks = getattr(threading, "_threading_atexits", None)
     if hooks:
-        hooks[:] = [hook for hook in hooks if not type(getattr(getattr(hook, "func", hook), "__self__", None))
-                    .__module__.startswith("prefect.")]
+        hooks[:] = [hook for hook in hooks if not prefects(hook)]
 
 
 os.register_at_fork(after_in_child=_drop_prefect_exit_hooks)
