@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path end to end, in <= 5 minutes on one CUDA machine with the project installed (.venv,
+# The GPU path end to end, in <= 7 minutes on one CUDA machine with the project installed (.venv,
 # or `make setup` first where a package registry is reachable). Prints:
 #   - the tokens stage on CUDA (bf16 autocast, pinned host memory, the prefetching reader) in
 #     frames/s beside a bare forward of the same backbone (benchmarks/tokens.py --device cuda);
@@ -10,6 +10,8 @@
 #     the paper's heads, the trainer's own code) at batch 14 x 10 frames in one pass: frames/s and
 #     the peak GPU memory torch allocated, then the same with gradient checkpointing; and a
 #     1-epoch `milmer train --finetune-backbone` on the pipeline's store (crops streamed);
+#   - `milmer finetune` (issue 29): one epoch of a 2,000-image synthetic expression folder on CUDA,
+#     training images/s and the peak memory torch allocated;
 #   - the peak GPU memory seen during all of it (nvidia-smi, sampled every 200 ms).
 # Without a CUDA device it refuses (exit 3) before doing anything: none of these figures means
 # anything on a CPU (the CPU figure is `benchmarks/train_step.py --end-to-end --device cpu`).
@@ -57,6 +59,16 @@ timeout 150 "$MILMER" train --store "$WORK/store.zarr" --out "$WORK/run-loop" --
     --folds 2 --finetune-backbone --no-progress
 ls "$WORK/run-loop/backbone"
 echo "training with Swin in the loop, 1 epoch, 2 folds: $(( $(date +%s) - started )) s"
+
+echo; echo "== 5. milmer finetune: one epoch of a 2,000-image face-expression folder on CUDA"
+"$PY" scripts/expression_folder.py "$WORK/expressions" --train-per-class 500 --val-per-class 25 \
+    --test-per-class 25
+started=$(date +%s)
+timeout 240 "$MILMER" finetune --data "$WORK/expressions" --out "$WORK/finetuned" --weights random:0 \
+    --epochs 1 --device cuda --no-progress
+"$PY" -c 'import json, sys; row = json.load(open(sys.argv[1]))["history"][0]; print("finetune, 1 epoch of 2,000 images: %s training images/s, peak GPU memory torch allocated %s MiB, epoch with validation %s s" % (row["train_images_per_second"], row["peak_gpu_memory_mib"], row["seconds"]))' \
+    "$WORK/finetuned/model_card.json"
+echo "finetune, folder read + 1 epoch + test: $(( $(date +%s) - started )) s"
 
 kill $SAMPLER 2>/dev/null || true
 echo; echo "== peak GPU memory used (nvidia-smi, all processes): $(sort -n "$WORK/gpu_memory.csv" | tail -n 1) MiB"

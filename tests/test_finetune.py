@@ -113,6 +113,9 @@ def test_an_image_folder_gives_a_weights_folder_whose_card_matches_a_reevaluatio
     assert card["images_skipped"] == 1 and card["data"]["skipped"][0]["reason"] == "unreadable image"
     assert sum("broken.png: unreadable image" in line for line in logged) == 1
     assert [h["epoch"] for h in card["history"]] == [1, 2] and card["selected_epoch"] in (1, 2)
+    # throughput for gpu_check.sh; torch's peak memory only where there is a GPU to measure
+    assert all(h["train_images_per_second"] > 0 and h["peak_gpu_memory_mib"] is None for h in card["history"])
+    assert sum("training images/s" in line for line in logged) == 2
     again = evaluate_saved(out, data, log=lambda _: None)
     assert again["accuracy"] == card["test"]["accuracy"] and again["confusion"] == card["test"]["confusion"]
     from safetensors.torch import load_file

@@ -47,6 +47,13 @@ def resolve_device(device: str) -> torch.device:
     return chosen
 
 
+def peak_gpu_memory_mib(device: torch.device) -> float | None:
+    """What torch allocated at most on ``device`` so far (None off CUDA)."""
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+
+
 def finetune(
     data: Path | str,
     out: Path | str,
@@ -155,17 +162,21 @@ def finetune(
                     scheduler.step()
                     losses.append(float(loss.detach()))
                     task.advance(1, note=f"loss {losses[-1]:.3f}")
+            train_seconds = time.perf_counter() - started
             predictions = recipe.predict(model, val.refs, image_at, norm, torch_device, precision, batch_size)
             val_metrics = recipe.metrics(val.labels, predictions, dataset.classes)
             row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_metrics["accuracy"],
                    "val_macro_f1": val_metrics["macro_f1"], "lr_end": scheduler.get_last_lr()[-1],
-                   "seconds": round(time.perf_counter() - started, 2)}
+                   "seconds": round(time.perf_counter() - started, 2),
+                   "train_images_per_second": round(len(order) / train_seconds, 2),
+                   "peak_gpu_memory_mib": peak_gpu_memory_mib(torch_device)}
             history.append(row)
             if val_metrics["accuracy"] > best["accuracy"]:
                 best = {"epoch": epoch, "accuracy": val_metrics["accuracy"], "validation": val_metrics,
                         "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
             log(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f}, "
-                f"val accuracy {row['val_accuracy']:.4f}, macro F1 {row['val_macro_f1']:.4f}")
+                f"val accuracy {row['val_accuracy']:.4f}, macro F1 {row['val_macro_f1']:.4f}, "
+                f"{row['train_images_per_second']:.1f} training images/s")
             # the best state is the model's own when this epoch is the best: stored once
             kept = {**best, "state": None} if best["epoch"] == epoch else best
             _save_checkpoint(out, {"settings": settings, "arguments": args, "model": model.state_dict(),
