@@ -24,8 +24,11 @@ $(STAMP): pyproject.toml
 demo: setup
 	bash scripts/demo.sh $(DEMO_DIR)
 
+# Two test processes (pytest-xdist, at most one per CPU): while one waits on a server, a subprocess
+# or a poll, the other computes. --dist loadfile keeps each test file on one process, so module
+# fixtures are built once. `pytest tests/test_x.py` alone stays one process.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 2 --dist loadfile
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

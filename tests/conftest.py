@@ -8,8 +8,16 @@ import tempfile
 from pathlib import Path
 
 # Prefect keeps state in PREFECT_HOME: tests never touch the user's ~/.prefect. Set before any
-# test module imports prefect.
-os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="milmer-prefect-home-")
+# test module imports prefect. One folder per test process: this file runs twice in a process
+# (pytest loads it as `conftest`, test modules import `tests.conftest`), and a second folder set
+# after Prefect has read the first would hide the temporary API's database from the tests that
+# read it (tests/test_secrets.py failed after tests/test_preprocess_flow.py). The pid keeps
+# pytest-xdist workers, which inherit the controller's environment, apart.
+_home_of = os.environ.get("MILMER_TESTS_PREFECT_HOME", "").partition(":")
+if _home_of[0] != str(os.getpid()):
+    _home_of = (str(os.getpid()), ":", tempfile.mkdtemp(prefix="milmer-prefect-home-"))
+    os.environ["MILMER_TESTS_PREFECT_HOME"] = "".join(_home_of)
+os.environ["PREFECT_HOME"] = _home_of[2]
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
 os.environ.pop("PREFECT_API_URL", None)
@@ -27,6 +35,29 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
+
+
+def _drop_prefect_exit_hooks() -> None:
+    """In a forked child: forget the thread-exit hooks of Prefect's background services.
+
+    Prefect 3.8.8 registers one per service (log and event workers) when a flow runs in this
+    process, and after a fork resets the services but keeps the hooks, which then fail an
+    assertion when the child exits: every later forked child (DataLoader workers, a
+    multiprocessing.Process) exits with code 1. In one pytest process that made
+    tests/test_dataset.py and test_concurrency.py's fork test fail whenever a test that runs a
+    flow in-process (tests/test_secrets.py, test_preprocess_flow.py) ran before them."""
+    import threading
+
+    def prefects(hook: object) -> bool:  # a functools.partial of a bound method
+        owner = getattr(getattr(hook, "func", hook), "__self__", None)
+        return type(owner).__module__.startswith("prefect.")
+
+    hooks = getattr(threading, "_threading_atexits", None)
+    if hooks:
+        hooks[:] = [hook for hook in hooks if not prefects(hook)]
+
+
+os.register_at_fork(after_in_child=_drop_prefect_exit_hooks)
 
 from pipeline.synth import SynthParams, write_synthetic_deap
 
