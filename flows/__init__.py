@@ -1,1 +1,5 @@
 """flows."""
+
+from flows import fork_safety
+
+fork_safety.register()

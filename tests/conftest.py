@@ -37,27 +37,9 @@ from threadpoolctl import threadpool_limits
 threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
 
 
-def _drop_prefect_exit_hooks() -> None:
-    """In a forked child: forget the thread-exit hooks of Prefect's background services.
-
-    Prefect 3.8.8 registers one per service (log and event workers) when a flow runs in this
-    process, and after a fork resets the services but keeps the hooks, which then fail an
-    assertion when the child exits: every later forked child (DataLoader workers, a
-    multiprocessing.Process) exits with code 1. In one pytest process that made
-    tests/test_dataset.py and test_concurrency.py's fork test fail whenever a test that runs a
-    flow in-process (tests/test_secrets.py, test_preprocess_flow.py) ran before them."""
-    import threading
-
-    def prefects(hook: object) -> bool:  # a functools.partial of a bound method
-        owner = getattr(getattr(hook, "func", hook), "__self__", None)
-        return type(owner).__module__.startswith("prefect.")
-
-    hooks = getattr(threading, "_threading_atexits", None)
-    if hooks:
-        hooks[:] = [hook for hook in hooks if not prefects(hook)]
-
-
-os.register_at_fork(after_in_child=_drop_prefect_exit_hooks)
+# Forked children (DataLoader workers, test_concurrency's fork test) exit cleanly even after a
+# test ran a flow in this process: importing flows registers flows.fork_safety.
+import flows  # noqa: E402,F401
 
 from pipeline.synth import SynthParams, write_synthetic_deap
 

@@ -6,6 +6,7 @@ Every server and worker is started on 127.0.0.1 by the test and stopped by it.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import urllib.request
 from collections.abc import Callable
@@ -70,6 +71,15 @@ def test_flow_in_process_builds_the_store_and_a_rerun_skips_everything(
                                       stages=CPU_STAGES))
     assert statuses(again) == {"skipped"}
     assert "| s01 | skipped" in again.markdown()
+
+
+def test_a_child_forked_after_a_flow_ran_in_this_process_exits_cleanly(local_store: str) -> None:
+    """Prefect leaves thread-exit hooks that made every later forked child exit with code 1 (a
+    DataLoader worker after an in-process run); flows.fork_safety drops them in the child."""
+    child = multiprocessing.get_context("fork").Process(target=print, args=("child of", local_store))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
 
 
 def test_a_corrupt_subject_fails_the_run_and_the_others_complete(small_deap: Path, tmp_path: Path) -> None:
