@@ -1,15 +1,16 @@
 """How much of a face-expression folder's classes do Swin weights keep? Pixels beside each weight set.
 
 For an image folder that ``milmer finetune`` reads (``scripts/expression_folder.py`` writes one
-from the synthetic face), this fits a logistic regression on the train split and scores the test
-split, for:
+from the synthetic face), this fits the probes' classifier (:func:`train.probe.fit_probe`) on the
+train split and scores the test split, for:
 
 * the images' grey pixels, downscaled to 48 x 56 (no network: how separable the classes are);
-* the pooled 768 features of Swin-tiny under each ``--weights`` spec (``random:0``, a
-  ``milmer finetune`` output folder, ``imagenet`` where it is cached), bf16 where the CPU has it.
+* the mean token of each ``--weights`` spec (``random:0``, a ``milmer finetune`` output folder,
+  ``imagenet`` where it is cached): the tokens stage's own extractor
+  (:class:`pipeline.stages.tokens.extract.TokenExtractor`) over the face stage's 224 padding, so the
+  feature is the one the mean-token probe reads from a store.
 
-Every image goes through the face stage's 224 padding first, as fine-tuning and the tokens stage
-see it. A tune whose features score no better than ``random:0`` here cannot raise the mean-token
+A tune whose mean token scores no better than ``random:0`` here cannot raise the mean-token
 probe of a store (issue 29; figures in docs/results.md, "A third try").
 
     .venv/bin/python benchmarks/expression_probe.py FOLDER --weights random:0 --weights TUNED_DIR
@@ -24,18 +25,10 @@ import time
 
 import cv2
 import numpy as np
-import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from pipeline.stages.tokens.params import cpu_has_native_bf16
+from pipeline.stages.tokens.extract import TokenExtractor
 from pipeline.weights.finetune.data import Split, image_at, read_dataset
-from pipeline.weights.finetune.model import to_tensor
-from pipeline.weights.swin import check_weights, load_backbone
-from pipeline.weights.swin_source import MODEL_NAME
-
-C_GRID = (0.01, 0.1, 1.0)
+from train.probe import PROBE_C, fit_probe
 
 
 def pixel_features(split: Split) -> np.ndarray:
@@ -44,23 +37,18 @@ def pixel_features(split: Split) -> np.ndarray:
                     ).astype(np.float32)
 
 
-def swin_features(split: Split, weights: str, batch: int = 32) -> np.ndarray:
-    backbone, norm = load_backbone(check_weights(weights, model_name=MODEL_NAME), model_name=MODEL_NAME)
-    backbone.reset_classifier(0)
-    backbone.eval()
-    dtype = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-    out = []
-    for start in range(0, len(split), batch):
-        images = [image_at(ref) for ref in split.refs[start:start + batch]]
-        with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-            out.append(backbone(to_tensor(images, norm, torch.device("cpu"))).float().numpy())
-    return np.concatenate(out)
+def mean_token_features(split: Split, extractor: TokenExtractor) -> np.ndarray:
+    size = extractor.batch_size
+    batches = (np.stack([image_at(ref) for ref in split.refs[i:i + size]])
+               for i in range(0, len(split), size))
+    return np.concatenate([tokens.astype(np.float32).mean(axis=1)
+                           for tokens in extractor.extract_batches(batches)])
 
 
 def probe(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> list[str]:
     scores = []
-    for c in C_GRID:
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000)).fit(*train)
+    for c in PROBE_C:
+        model = fit_probe(*train, c)
         scores.append(f"C={c}: train {model.score(*train):.3f} test {model.score(*test):.3f}")
     return scores
 
@@ -76,9 +64,10 @@ def main() -> None:
     labels = np.asarray(train.labels), np.asarray(test.labels)
     print(f"{args.folder}: {len(train)} train / {len(test)} test images, {len(data.classes)} classes "
           f"(chance {np.bincount(labels[1]).max() / len(test):.3f})")
-    rows = {"pixels (48x56 grey)": lambda split: pixel_features(split)}
+    rows = {"pixels (48x56 grey)": pixel_features}
     for spec in args.weights or ["random:0"]:
-        rows[f"Swin-tiny {spec}"] = lambda split, spec=spec: swin_features(split, spec)
+        extractor = TokenExtractor(weights=spec)
+        rows[f"mean token, {spec}"] = lambda split, e=extractor: mean_token_features(split, e)
     for name, features in rows.items():
         started = time.perf_counter()
         scores = probe((features(train), labels[0]), (features(test), labels[1]))

@@ -27,12 +27,7 @@ def forget_prefect_exit_hooks() -> None:
         hooks[:] = [hook for hook in hooks if not _is_prefects(hook)]
 
 
-_registered = False
-
-
 def register() -> None:
-    """Run :func:`forget_prefect_exit_hooks` in every child this process forks (once per process)."""
-    global _registered
-    if not _registered:
-        os.register_at_fork(after_in_child=forget_prefect_exit_hooks)
-        _registered = True
+    """Run :func:`forget_prefect_exit_hooks` in every child this process forks (``flows`` calls it
+    once, on import)."""
+    os.register_at_fork(after_in_child=forget_prefect_exit_hooks)

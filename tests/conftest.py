@@ -13,11 +13,9 @@ from pathlib import Path
 # after Prefect has read the first would hide the temporary API's database from the tests that
 # read it (tests/test_secrets.py failed after tests/test_preprocess_flow.py). The pid keeps
 # pytest-xdist workers, which inherit the controller's environment, apart.
-_home_of = os.environ.get("MILMER_TESTS_PREFECT_HOME", "").partition(":")
-if _home_of[0] != str(os.getpid()):
-    _home_of = (str(os.getpid()), ":", tempfile.mkdtemp(prefix="milmer-prefect-home-"))
-    os.environ["MILMER_TESTS_PREFECT_HOME"] = "".join(_home_of)
-os.environ["PREFECT_HOME"] = _home_of[2]
+if os.environ.get("MILMER_TESTS_PREFECT_HOME_PID") != str(os.getpid()):
+    os.environ["MILMER_TESTS_PREFECT_HOME_PID"] = str(os.getpid())
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="milmer-prefect-home-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
 os.environ.pop("PREFECT_API_URL", None)

@@ -39,7 +39,8 @@ def log_band_power_features(data: StoreData, *, bands: Sequence[tuple[float, flo
     return log_band_power(eeg, window, matrix).flatten(1).numpy()
 
 
-def _fit(features: np.ndarray, labels: np.ndarray, c: float, seed: int):  # noqa: ANN202
+def fit_probe(features: np.ndarray, labels: np.ndarray, c: float, seed: int = 0):  # noqa: ANN201
+    """The probes' classifier: logistic regression (inverse strength ``c``) on standardised features."""
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed))
     return model.fit(features, labels)
 
@@ -52,7 +53,7 @@ def band_power_probe(data: StoreData, splits: Sequence[Split], *,
     features = log_band_power_features(data, bands=bands)
     correct, total, per_fold = 0, 0, []
     for split in splits:
-        probe = _fit(features[split.train], data.labels[split.train], c, seed)
+        probe = fit_probe(features[split.train], data.labels[split.train], c, seed)
         hits = probe.predict(features[split.test]) == data.labels[split.test]
         correct += int(hits.sum())
         total += len(hits)
@@ -116,7 +117,7 @@ def modality_probes(data: StoreData, splits: Sequence[Split], *, validation_frac
         for name, x in features.items():
             scored = []
             for c in PROBE_C:
-                logp = _log_proba(_fit(x[fit], labels[fit], c, seed), x[val], n_classes)
+                logp = _log_proba(fit_probe(x[fit], labels[fit], c, seed), x[val], n_classes)
                 scored.append((_log_likelihood(logp, labels[val]), -c, c, logp))
             best = max(scored, key=lambda t: t[:2])  # ties: the stronger regularisation
             chosen_c[name], val_logp[name] = best[2], best[3]
@@ -124,8 +125,9 @@ def modality_probes(data: StoreData, splits: Sequence[Split], *, validation_frac
         likelihood = [_log_likelihood(w * val_logp["eeg"] + f * val_logp["face"], labels[val])
                       for w, f in candidates]
         w_eeg, w_face = candidates[int(np.argmax(likelihood))]
-        test_logp = {name: _log_proba(_fit(x[split.train], labels[split.train], chosen_c[name], seed),
-                                      x[split.test], n_classes) for name, x in features.items()}
+        test_logp = {name: _log_proba(fit_probe(x[split.train], labels[split.train], chosen_c[name],
+                                                seed), x[split.test], n_classes)
+                     for name, x in features.items()}
         fused = w_eeg * test_logp["eeg"] + w_face * test_logp["face"]
         for name, logp in (*test_logp.items(), ("fusion", fused)):
             hits = logp.argmax(1) == labels[split.test]
